@@ -1,0 +1,17 @@
+"""litesr: efficient transformer single-image super-resolution, faithful to the official code."""
+
+__version__ = "0.1.0"
+
+from .checkpoint import create_model, load_model, read_state_dict, save_model  # noqa: E402
+from .models import ARCHITECTURES, VARIANTS, CheckpointError  # noqa: E402
+
+__all__ = [
+    "__version__",
+    "create_model",
+    "load_model",
+    "read_state_dict",
+    "save_model",
+    "ARCHITECTURES",
+    "VARIANTS",
+    "CheckpointError",
+]

@@ -1,0 +1,190 @@
+"""Reading, detecting, strictly loading and saving model weights.
+
+Safe by construction: ``.safetensors`` holds tensors only, and legacy ``.pth``/``.pt`` files are read with
+``torch.load(weights_only=True)`` so no pickled code runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from .models.registry import (
+    ARCHITECTURES,
+    Architecture,
+    CheckpointError,
+    StateDict,
+    known_names,
+    resolve_architecture,
+    resolve_variant,
+)
+
+WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model", "net", "network", "generator")
+METADATA_ARCH = "litesr.arch"
+METADATA_CONFIG = "litesr.config"
+
+
+def read_state_dict(source: str | os.PathLike | Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """Return a flat ``{key: tensor}`` from a path or an in-memory (possibly wrapped) state dict."""
+    if isinstance(source, Mapping):
+        raw: Any = source
+    else:
+        path = Path(source)
+        if not path.exists():
+            raise FileNotFoundError(f"weights file not found: {path}")
+        if path.is_dir():
+            raise CheckpointError(f"{path} is a directory; pass the weights file itself (.safetensors, .pth or .pt)")
+        raw = _read_file(path)
+    return _unwrap(raw)
+
+
+def _read_file(path: Path) -> Any:
+    if path.suffix.lower() == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise CheckpointError(f"cannot read {path} as safetensors ({exc}); is the file complete?") from exc
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle errors come in many types; all mean the same thing to a user
+        raise CheckpointError(
+            f"cannot read {path} as a PyTorch checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0]}). "
+            "litesr loads .pth/.pt with weights_only=True (no pickled code); re-save the weights as a plain "
+            "state dict or as .safetensors."
+        ) from exc
+
+
+def _unwrap(raw: Any) -> dict[str, torch.Tensor]:
+    """Strip trainer wrappers (``params_ema``, ``state_dict``, ...) and DataParallel ``module.`` prefixes."""
+    for _ in range(3):
+        if isinstance(raw, Mapping) and not _is_flat_state_dict(raw):
+            inner = next((raw[k] for k in WRAPPER_KEYS if k in raw and isinstance(raw[k], Mapping)), None)
+            if inner is None:
+                break
+            raw = inner
+    if not isinstance(raw, Mapping) or not _is_flat_state_dict(raw):
+        raise CheckpointError(
+            "the checkpoint is not a state dict of tensors"
+            + (f" (top-level keys: {', '.join(map(str, list(raw)[:8]))})" if isinstance(raw, Mapping) else "")
+        )
+    state = {str(k): v for k, v in raw.items()}
+    if state and all(k.startswith("module.") for k in state):
+        state = {k[len("module."):]: v for k, v in state.items()}
+    return state
+
+
+def _is_flat_state_dict(d: Mapping) -> bool:
+    return len(d) > 0 and all(isinstance(v, torch.Tensor) for v in d.values())
+
+
+def detect_architecture(state: StateDict) -> tuple[Architecture, dict]:
+    """Find the one registered architecture whose keys and shapes fit ``state``; return it with its config."""
+    hits = []
+    for arch in ARCHITECTURES.values():
+        config = arch.detect(state)
+        if config is not None:
+            hits.append((arch, config))
+    if not hits:
+        sample = ", ".join(list(state)[:5])
+        raise CheckpointError(
+            f"unrecognised checkpoint (first keys: {sample}). Supported architectures: {', '.join(known_names())}. "
+            "If it is one of these, pass --arch; if it is wrapped, litesr unwraps "
+            f"{'/'.join(WRAPPER_KEYS)} and 'module.' prefixes."
+        )
+    if len(hits) > 1:
+        raise CheckpointError(f"ambiguous checkpoint: fits {', '.join(a.name for a, _ in hits)}; pass --arch")
+    return hits[0]
+
+
+def load_strict(model: nn.Module, state: StateDict, arch: Architecture) -> None:
+    """Load ``state`` into ``model``: every key must exist and match in shape; computed buffers are optional."""
+    expected = model.state_dict()
+    state = {k: v for k, v in state.items() if not (arch.ignores(k) and k not in expected)}
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    problems = []
+    if missing:
+        problems.append(f"missing key(s): {_listing(missing)}")
+    if unexpected:
+        problems.append(f"unexpected key(s): {_listing(unexpected)}")
+    for k in expected:
+        if k in state and tuple(state[k].shape) != tuple(expected[k].shape):
+            problems.append(f"shape mismatch for {k}: checkpoint {tuple(state[k].shape)}, model {tuple(expected[k].shape)}")
+    if problems:
+        raise CheckpointError(f"checkpoint does not fit {arch.name}: " + "; ".join(problems))
+    model.load_state_dict(state, strict=True)
+
+
+def _listing(keys: list[str], limit: int = 6) -> str:
+    shown = ", ".join(keys[:limit])
+    return shown + (f" (+{len(keys) - limit} more)" if len(keys) > limit else "")
+
+
+def load_model(
+    source: str | os.PathLike | Mapping[str, Any],
+    arch: str | None = None,
+    scale: int | None = None,
+    device: str | torch.device = "cpu",
+) -> nn.Module:
+    """Build the model a checkpoint describes and load it strictly, in eval mode.
+
+    ``arch`` names the family (any variant name of it works too); width, depth and scale come from the
+    checkpoint itself. ``scale``, when given, must match the checkpoint's.
+    """
+    state = read_state_dict(source)
+    if arch is None:
+        family, config = detect_architecture(state)
+    else:
+        family = resolve_architecture(arch)
+        config = family.detect(state)
+        if config is None:
+            try:
+                other = detect_architecture(state)[0].name
+                hint = f"; it looks like a {other} checkpoint (omit --arch to auto-detect)"
+            except CheckpointError:
+                hint = ""
+            raise CheckpointError(f"checkpoint is not a {family.name} checkpoint{hint}")
+    if scale is not None and int(scale) != int(config["scale"]):
+        raise CheckpointError(
+            f"scale mismatch: the checkpoint is a x{config['scale']} {family.name} model, but x{scale} was requested"
+        )
+    model = family.build(**config)
+    load_strict(model, state, family)
+    return model.eval().to(device)
+
+
+def create_model(arch: str, scale: int, **overrides: Any) -> nn.Module:
+    """A freshly initialised model of a named variant (e.g. ``create_model('elan-light', 4)``)."""
+    variant = resolve_variant(arch)
+    if int(scale) not in variant.scales:
+        raise ValueError(f"{variant.name} supports scales {variant.scales}, not {scale}")
+    config = {**variant.config, **overrides}
+    return ARCHITECTURES[variant.arch].build(scale=int(scale), **config)
+
+
+def save_model(model: nn.Module, path: str | os.PathLike, metadata: Mapping[str, str] | None = None) -> Path:
+    """Save weights as safetensors (official key names), atomically; records arch/config as metadata."""
+    from safetensors.torch import save_file
+
+    from .io import atomic_path
+
+    path = Path(path)
+    meta = dict(metadata or {})
+    arch_name = getattr(model, "arch_name", None)
+    if arch_name:
+        meta.setdefault(METADATA_ARCH, arch_name)
+    config = getattr(model, "config", None)
+    if config is not None:
+        meta.setdefault(METADATA_CONFIG, json.dumps(config, sort_keys=True))
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata=meta)
+    return path

@@ -1,0 +1,243 @@
+"""ELAN: Efficient Long-Range Attention Network (Zhang et al., ECCV 2022).
+
+Faithful to github.com/xindongzhang/ELAN @97ab3fa (``models/elan_network.py``, ``models/elan_block.py``); see
+``shared/specs/elan_esrt.md`` §1. Reading order: ELAN → ELAB (block) → LFE (shift-convs) → GMSA (attention).
+
+The official network works on 0..255 images; litesr's convention is [0, 1], so ``ours(x) = official(255·x) / 255``.
+State-dict keys are the official ones, fixed constants included (mean-shift convs, one-hot shift kernels).
+"""
+
+from __future__ import annotations
+
+import re
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .base import SRModel
+from .blocks import MeanShift, PixelShuffleUpsampler, pad_to_multiple, scale_from_pixel_shuffle_channels
+from .blocks import window_partition, window_reverse
+from .registry import Architecture, CheckpointError, Variant, register_architecture, register_variant
+
+PAPER = "Zhang et al., Efficient Long-Range Attention Network for Image Super-resolution, ECCV 2022"
+RGB_RANGE = 255.0
+
+
+class ELAN(SRModel):
+    arch_name = "elan"
+
+    def __init__(
+        self,
+        scale: int = 4,
+        c_elan: int = 60,
+        m_elan: int = 24,
+        n_share: int = 1,
+        r_expand: int = 2,
+        window_sizes: tuple[int, ...] | list[int] = (4, 8, 16),
+    ) -> None:
+        window_sizes = [int(w) for w in window_sizes]
+        super().__init__(scale, c_elan=c_elan, m_elan=m_elan, n_share=n_share, r_expand=r_expand,
+                         window_sizes=window_sizes)
+        if m_elan % (1 + n_share):
+            raise ValueError(f"m_elan={m_elan} must be a multiple of n_share+1={1 + n_share}")
+        if c_elan % len(window_sizes):
+            raise ValueError(f"c_elan={c_elan} must split into {len(window_sizes)} window groups")
+        self.window_sizes = window_sizes
+        self.size_multiple = _lcm(window_sizes)
+        self.sub_mean = MeanShift(RGB_RANGE, sign=-1)
+        self.add_mean = MeanShift(RGB_RANGE, sign=1)
+        self.head = nn.Sequential(nn.Conv2d(3, c_elan, 3, 1, 1))
+        self.body = nn.Sequential(*[
+            ELAB(c_elan, r_expand, shifted=i % 2 == 1, window_sizes=window_sizes, n_share=n_share)
+            for i in range(m_elan // (1 + n_share))
+        ])
+        self.tail = PixelShuffleUpsampler(c_elan, scale)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        x = pad_to_multiple(x * RGB_RANGE, self.size_multiple)
+        x = self.head(self.sub_mean(x))
+        x = self.tail(self.body(x) + x)
+        x = self.add_mean(x)
+        return x[..., : h * self.scale, : w * self.scale] / RGB_RANGE
+
+
+class ELAB(nn.Module):
+    """Efficient long-range attention block: (n_share+1) × [LFE, GMSA]; GMSA_0's attention maps are reused by the
+    later GMSAs of the same block (shared attention), never across blocks."""
+
+    def __init__(self, channels: int, r_expand: int, shifted: bool, window_sizes: list[int], n_share: int) -> None:
+        super().__init__()
+        self.modules_lfe = nn.ModuleDict({f"lfe_{j}": LFE(channels, r_expand) for j in range(n_share + 1)})
+        self.modules_gmsa = nn.ModuleDict({
+            f"gmsa_{j}": GMSA(channels, shifted, window_sizes, calc_attn=j == 0) for j in range(n_share + 1)
+        })
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        attn = None
+        for lfe, gmsa in zip(self.modules_lfe.values(), self.modules_gmsa.values()):
+            x = lfe(x) + x
+            y, attn = gmsa(x, attn)
+            x = y + x
+        return x
+
+
+class LFE(nn.Module):
+    """Local feature extraction: shift-conv C→rC, ReLU, shift-conv rC→C."""
+
+    def __init__(self, channels: int, r_expand: int) -> None:
+        super().__init__()
+        self.conv0 = ShiftConv(channels, channels * r_expand)
+        self.conv1 = ShiftConv(channels * r_expand, channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv1(F.relu(self.conv0(x)))
+
+
+class ShiftConv(nn.Module):
+    """Official ``ShiftConv2d`` wrapper: keeps the ``conv0.shift_conv.*`` key nesting of the official code."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.shift_conv = _ShiftThen1x1(in_channels, out_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.shift_conv(x)
+
+
+def one_hot_shift_kernel(channels: int) -> torch.Tensor:
+    """The official fixed depthwise kernel: groups of C//5 channels move left, right, up, down; the rest stay."""
+    g = channels // 5
+    k = torch.zeros(channels, 1, 3, 3)
+    k[0 * g:1 * g, 0, 1, 2] = 1.0
+    k[1 * g:2 * g, 0, 1, 0] = 1.0
+    k[2 * g:3 * g, 0, 2, 1] = 1.0
+    k[3 * g:4 * g, 0, 0, 1] = 1.0
+    k[4 * g:, 0, 1, 1] = 1.0
+    return k
+
+
+def shift_channel_groups(x: torch.Tensor) -> torch.Tensor:
+    """The one-hot depthwise conv computed as slices (bit-identical, no multiplies); zeros enter at the border."""
+    g = x.shape[1] // 5
+    out = torch.zeros_like(x)
+    out[:, 0 * g:1 * g, :, :-1] = x[:, 0 * g:1 * g, :, 1:]   # content moves left
+    out[:, 1 * g:2 * g, :, 1:] = x[:, 1 * g:2 * g, :, :-1]   # right
+    out[:, 2 * g:3 * g, :-1, :] = x[:, 2 * g:3 * g, 1:, :]   # up
+    out[:, 3 * g:4 * g, 1:, :] = x[:, 3 * g:4 * g, :-1, :]   # down
+    out[:, 4 * g:] = x[:, 4 * g:]
+    return out
+
+
+class _ShiftThen1x1(nn.Module):
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.register_buffer("weight", one_hot_shift_kernel(in_channels))
+        self.conv1x1 = nn.Conv2d(in_channels, out_channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv1x1(shift_channel_groups(x))
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        key = prefix + "weight"
+        if key in state_dict and state_dict[key].shape == self.weight.shape:
+            if not torch.equal(state_dict[key].to(self.weight), one_hot_shift_kernel(self.weight.shape[0])):
+                error_msgs.append(f"{key}: not the fixed one-hot shift kernel of the official ShiftConv2d1")
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
+
+
+class GMSA(nn.Module):
+    """Group-wise multi-scale self-attention with the ASA simplifications.
+
+    Channels split into one group per window size. With ``calc_attn`` the projection gives Q|V per group and
+    A = softmax(Q Qᵀ) (K = Q, no scaling, BN instead of LN); otherwise it gives V only and reuses the A passed in.
+    Shifted blocks roll each group by half its window, cyclically and without a mask.
+    """
+
+    def __init__(self, channels: int, shifted: bool, window_sizes: list[int], calc_attn: bool) -> None:
+        super().__init__()
+        self.shifted = shifted
+        self.window_sizes = window_sizes
+        self.calc_attn = calc_attn
+        inner = channels * 2 if calc_attn else channels
+        self.project_inp = nn.Sequential(nn.Conv2d(channels, inner, 1), nn.BatchNorm2d(inner))
+        self.project_out = nn.Conv2d(channels, channels, 1)
+
+    def forward(self, x: torch.Tensor, attns: list[torch.Tensor] | None = None):
+        b, _, h, w = x.shape
+        t = self.project_inp(x).permute(0, 2, 3, 1)  # B, H, W, C' (channels last for window partition)
+        groups = t.chunk(len(self.window_sizes), dim=-1)
+        ys, new_attns = [], []
+        for k, (group, ws) in enumerate(zip(groups, self.window_sizes)):
+            if self.shifted:
+                group = torch.roll(group, shifts=(-(ws // 2), -(ws // 2)), dims=(1, 2))
+            tokens = window_partition(group, ws, ws)
+            if self.calc_attn:
+                q, v = tokens.chunk(2, dim=-1)
+                attn = torch.softmax(q @ q.transpose(-2, -1), dim=-1)
+            else:
+                attn, v = attns[k], tokens
+            y = window_reverse(attn @ v, ws, ws, h, w)
+            if self.shifted:
+                y = torch.roll(y, shifts=(ws // 2, ws // 2), dims=(1, 2))
+            ys.append(y)
+            new_attns.append(attn)
+        y = torch.cat(ys, dim=-1).permute(0, 3, 1, 2)
+        return self.project_out(y), new_attns
+
+
+def _lcm(values: list[int]) -> int:
+    import math
+
+    out = 1
+    for v in values:
+        out = out * v // math.gcd(out, v)
+    return out
+
+
+# --------------------------------------------------------------------------------------------- registry
+
+_BLOCK_LFE = re.compile(r"^body\.(\d+)\.modules_lfe\.lfe_(\d+)\.conv0\.shift_conv\.conv1x1\.weight$")
+
+
+def detect_config(state) -> dict | None:
+    """Read C, depth, sharing, expansion and scale from an (official-key) ELAN state dict."""
+    if "body.0.modules_lfe.lfe_0.conv0.shift_conv.conv1x1.weight" not in state or "tail.0.weight" not in state:
+        return None
+    blocks, lfes = set(), set()
+    for key in state:
+        m = _BLOCK_LFE.match(key)
+        if m:
+            blocks.add(int(m.group(1)))
+            if m.group(1) == "0":
+                lfes.add(int(m.group(2)))
+    c_elan = int(state["head.0.weight"].shape[0]) if "head.0.weight" in state else None
+    if c_elan is None:
+        raise CheckpointError("ELAN checkpoint without head.0.weight")
+    expand = state["body.0.modules_lfe.lfe_0.conv0.shift_conv.conv1x1.weight"].shape[0]
+    scale = scale_from_pixel_shuffle_channels(int(state["tail.0.weight"].shape[0]))
+    if scale is None:
+        raise CheckpointError(f"tail.0.weight has {state['tail.0.weight'].shape[0]} outputs, not 3·s²")
+    n_share = len(lfes) - 1
+    return {
+        "scale": scale,
+        "c_elan": c_elan,
+        "m_elan": len(blocks) * (n_share + 1),
+        "n_share": n_share,
+        "r_expand": int(expand) // c_elan,
+        "window_sizes": [4, 8, 16],
+    }
+
+
+register_architecture(Architecture(name="elan", build=ELAN, detect=detect_config, paper=PAPER))
+register_variant(Variant(
+    name="elan-light", arch="elan", config=dict(c_elan=60, m_elan=24, n_share=1, r_expand=2),
+    description="ELAN-light: C=60, 24 LFE/GMSA pairs in 12 blocks, attention shared by pairs, windows 4/8/16",
+))
+register_variant(Variant(
+    name="elan", arch="elan", config=dict(c_elan=180, m_elan=36, n_share=0, r_expand=2),
+    description="ELAN: C=180, 36 blocks, no sharing, windows 4/8/16",
+))

@@ -1,0 +1,99 @@
+"""Registry of architectures (families) and their named variants.
+
+An *architecture* is one network class: it knows how to build itself from a config and how to read that config
+back out of a state dict (so checkpoints of non-standard widths/depths load, as in spandrel).
+A *variant* is a named configuration of an architecture published in a paper (``elan-light``, ``elan``).
+
+Model modules register themselves on import (see ``litesr/models/__init__.py``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import torch
+from torch import nn
+
+StateDict = Mapping[str, torch.Tensor]
+
+
+class CheckpointError(ValueError):
+    """A checkpoint does not fit the requested or detected architecture (message says which key and why)."""
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """One network family.
+
+    build:        ``build(scale=s, **config) -> nn.Module``; config holds everything but the scale.
+    detect:       ``detect(state_dict) -> config | None``; ``None`` when the keys are not this family's.
+                  The returned config includes ``scale``. Raise :class:`CheckpointError` when the keys are this
+                  family's but inconsistent (e.g. an impossible shape).
+    ignored_keys: regex of official keys that hold *computed* buffers (relative position index, attention masks):
+                  accepted in a checkpoint and discarded, never required.
+    """
+
+    name: str
+    build: Callable[..., nn.Module]
+    detect: Callable[[StateDict], dict | None]
+    paper: str
+    ignored_keys: str | None = None
+
+    def ignores(self, key: str) -> bool:
+        return self.ignored_keys is not None and re.search(self.ignored_keys, key) is not None
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A published configuration of an architecture, usable by name in ``create_model`` and on the CLI."""
+
+    name: str
+    arch: str
+    config: dict[str, Any]
+    scales: tuple[int, ...] = (2, 3, 4)
+    description: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+ARCHITECTURES: dict[str, Architecture] = {}
+VARIANTS: dict[str, Variant] = {}
+
+
+def register_architecture(arch: Architecture) -> Architecture:
+    if arch.name in ARCHITECTURES:
+        raise ValueError(f"architecture {arch.name!r} registered twice")
+    ARCHITECTURES[arch.name] = arch
+    return arch
+
+
+def register_variant(variant: Variant) -> Variant:
+    if variant.name in VARIANTS:
+        raise ValueError(f"variant {variant.name!r} registered twice")
+    if variant.arch not in ARCHITECTURES:
+        raise ValueError(f"variant {variant.name!r} names unknown architecture {variant.arch!r}")
+    VARIANTS[variant.name] = variant
+    return variant
+
+
+def known_names() -> list[str]:
+    return sorted(set(VARIANTS) | set(ARCHITECTURES))
+
+
+def resolve_architecture(name: str) -> Architecture:
+    """Map a variant or architecture name (case-insensitive, '_' or '-') to its architecture."""
+    key = name.strip().lower().replace("_", "-")
+    if key in VARIANTS:
+        return ARCHITECTURES[VARIANTS[key].arch]
+    if key in ARCHITECTURES:
+        return ARCHITECTURES[key]
+    raise KeyError(f"unknown architecture {name!r}; supported: {', '.join(known_names())}")
+
+
+def resolve_variant(name: str) -> Variant:
+    """Map a variant name, or an architecture name that has a variant of the same name, to the variant."""
+    key = name.strip().lower().replace("_", "-")
+    if key in VARIANTS:
+        return VARIANTS[key]
+    raise KeyError(f"unknown model {name!r}; choose one of: {', '.join(sorted(VARIANTS))} (see `litesr models`)")

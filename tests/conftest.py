@@ -1,0 +1,39 @@
+"""Shared test fixtures: the conformance vectors and data in ../shared (beside the clone, as in CI)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+CONFORMANCE = SHARED / "conformance"
+DATA = SHARED / "data"
+BENCHMARKS = DATA / "benchmarks"
+WEIGHTS = DATA / "weights"
+
+torch.set_num_threads(2)
+
+
+def load_vector(name: str) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], dict]:
+    """(official state dict, all tensors, json description) of one conformance vector."""
+    from safetensors.torch import load_file
+
+    path = CONFORMANCE / f"{name}.safetensors"
+    if not path.exists():
+        pytest.skip(f"conformance vector {path} not available")
+    tensors = load_file(str(path))
+    state = {k[len("state."):]: v for k, v in tensors.items() if k.startswith("state.")}
+    meta = json.loads((CONFORMANCE / f"{name}.json").read_text())
+    return state, tensors, meta
+
+
+def relative_error(out: torch.Tensor, ref: torch.Tensor) -> float:
+    """max|out − ref| / max|ref| — the project's pass rule is ≤ 2e-5."""
+    assert out.shape == ref.shape, f"shape {tuple(out.shape)} != reference {tuple(ref.shape)}"
+    return ((out.double() - ref.double()).abs().max() / ref.double().abs().max()).item()
+
+
+TOLERANCE = 2e-5
