@@ -31,7 +31,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
             img.load()  # forces a full decode so truncated files fail here, not later
             if img.mode not in ("RGB", "L"):
                 img = img.convert("RGBA").convert("RGB") if "A" in img.mode else img.convert("RGB")
-            arr = np.asarray(img)
+            arr = np.array(img)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise ImageReadError(f"cannot read image {path}: {exc} (is it a complete PNG/JPEG/WebP file?)") from exc
     if arr.ndim == 2:
@@ -61,6 +61,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
         os.replace(tmp_path, path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)

@@ -1,0 +1,96 @@
+"""Tiled upscaling and the `litesr upscale` command."""
+
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import litesr
+from litesr.cli import main
+from litesr.inference import plan_tiles, upscale_tensor
+from litesr.io import image_to_tensor, read_image
+from conftest import BENCHMARKS, load_vector
+
+LR_IMAGE = BENCHMARKS / "Set14" / "LR_bicubic" / "X4" / "baboonx4.png"
+
+
+@pytest.fixture(scope="module")
+def elan_weights(tmp_path_factory):
+    state, _, _ = load_vector("elan_light_x4")
+    path = tmp_path_factory.mktemp("w") / "elan_light_x4.safetensors"
+    litesr.save_model(litesr.load_model(state), path)
+    return path
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    mse = ((a.clamp(0, 1) - b.clamp(0, 1)) ** 2).mean().item()
+    return math.inf if mse == 0 else 10 * math.log10(1 / mse)
+
+
+def test_tiles_cover_image_exactly_once():
+    for h, w, tile, overlap, align in [(120, 125, 64, 32, 16), (7, 300, 50, 10, 1), (33, 33, 16, 0, 8)]:
+        cover = np.zeros((h, w), int)
+        for t in plan_tiles(h, w, tile, overlap, align):
+            cover[t.cy0:t.cy1, t.cx0:t.cx1] += 1
+            assert t.y0 <= t.cy0 < t.cy1 <= t.y1 and t.x0 <= t.cx0 < t.cx1 <= t.x1
+        assert (cover == 1).all()
+
+
+def test_tiled_matches_untiled_above_45db(elan_weights):
+    model = litesr.load_model(elan_weights)
+    x = image_to_tensor(read_image(LR_IMAGE))
+    full = upscale_tensor(model, x, tile=None)
+    tiled = upscale_tensor(model, x, tile=64)  # default overlap; 4 tiles on a 120×125 image
+    assert tiled.shape == full.shape == (1, 3, 480, 500)
+    assert psnr(tiled, full) > 45.0
+
+
+def test_cli_upscale_writes_output(elan_weights, tmp_path):
+    out = tmp_path / "baboon_x4.png"
+    assert main(["upscale", str(LR_IMAGE), "-o", str(out), "--weights", str(elan_weights), "--tile", "64",
+                 "--quiet"]) == 0
+    with Image.open(out) as img:
+        assert img.size == (500, 480) and img.mode == "RGB"
+    assert [p.name for p in tmp_path.iterdir()] == ["baboon_x4.png"]  # no temporary left behind
+
+
+def _fails_cleanly(args, capsys, tmp_path, pattern):
+    rc = main(args)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc != 0
+    assert len(err) == 1 and pattern in err[0], err
+    assert not any(p.suffix == ".png" or p.name.endswith(".tmp") for p in tmp_path.rglob("*") if p.is_file()
+                   and p.parent.name == "out")
+
+
+def test_cli_missing_input(elan_weights, tmp_path, capsys):
+    _fails_cleanly(["upscale", str(tmp_path / "absent.png"), "-o", str(tmp_path / "out" / "x.png"), "--weights",
+                    str(elan_weights)], capsys, tmp_path, "input not found")
+
+
+def test_cli_unreadable_and_truncated_images(elan_weights, tmp_path, capsys):
+    garbage = tmp_path / "garbage.png"
+    garbage.write_bytes(b"\x89PNG not really")
+    _fails_cleanly(["upscale", str(garbage), "-o", str(tmp_path / "out" / "x.png"), "--weights", str(elan_weights)],
+                   capsys, tmp_path, "cannot read image")
+    truncated = tmp_path / "truncated.png"
+    truncated.write_bytes(LR_IMAGE.read_bytes()[:5000])
+    _fails_cleanly(["upscale", str(truncated), "-o", str(tmp_path / "out" / "x.png"), "--weights", str(elan_weights)],
+                   capsys, tmp_path, "cannot read image")
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_cli_checkpoint_errors(elan_weights, tmp_path, capsys):
+    _fails_cleanly(["upscale", str(LR_IMAGE), "-o", str(tmp_path / "out" / "x.png"), "--weights",
+                    str(tmp_path / "absent.safetensors")], capsys, tmp_path, "weights file not found")
+    _fails_cleanly(["upscale", str(LR_IMAGE), "-o", str(tmp_path / "out" / "x.png"), "--weights", str(elan_weights),
+                    "--scale", "2"], capsys, tmp_path, "scale mismatch")
+
+
+def test_python_m_litesr_version():
+    out = subprocess.run([sys.executable, "-m", "litesr", "--version"], capture_output=True, text=True, check=True)
+    assert out.stdout.startswith("litesr ")
