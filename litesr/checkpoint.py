@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -85,6 +86,23 @@ def _is_flat_state_dict(d: Mapping) -> bool:
     return len(d) > 0 and all(isinstance(v, torch.Tensor) for v in d.values())
 
 
+def scale_hint(source: str | os.PathLike | Mapping[str, Any]) -> int | None:
+    """The scale a file states outside its weights: litesr's safetensors metadata, else an ``x2``/``x3``/``x4``
+    token in the file name (``PANx3_DF2K.pth``, ``IMDN_x4.pth``). Used only when the weights cannot tell."""
+    if isinstance(source, Mapping):
+        return None
+    path = Path(source)
+    if path.suffix.lower() == ".safetensors":
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            config = json.loads((f.metadata() or {}).get(METADATA_CONFIG, "{}"))
+        if config.get("scale") in (2, 3, 4):
+            return int(config["scale"])
+    found = re.findall(r"x([234])(?![0-9])", path.stem.lower())
+    return int(found[-1]) if len(set(found)) == 1 else None
+
+
 def detect_architecture(state: StateDict) -> tuple[Architecture, dict]:
     """Find the one registered architecture whose keys and shapes fit ``state``; return it with its config."""
     hits = []
@@ -152,7 +170,15 @@ def load_model(
             except CheckpointError:
                 hint = ""
             raise CheckpointError(f"checkpoint is not a {family.name} checkpoint{hint}")
-    if scale is not None and int(scale) != int(config["scale"]):
+    if config["scale"] is None:  # the weights do not determine it (PAN x2 and x3 share every shape)
+        scale = scale if scale is not None else scale_hint(source)
+        if scale is None:
+            raise CheckpointError(
+                f"the scale of this {family.name} checkpoint cannot be read from its weights (several scales share "
+                "its keys and shapes); pass it: load_model(..., scale=S) in Python, --scale S on the command line"
+            )
+        config = {**config, "scale": int(scale)}
+    elif scale is not None and int(scale) != int(config["scale"]):
         raise CheckpointError(
             f"scale mismatch: the checkpoint is a x{config['scale']} {family.name} model, but x{scale} was requested"
         )

@@ -39,6 +39,19 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     return np.ascontiguousarray(arr[:, :, :3])
 
 
+def is_grayscale_file(path: str | os.PathLike) -> bool:
+    """True when the file stores one intensity channel (``read_image`` replicates it to RGB).
+
+    Scoring needs to know: the MATLAB-era tables score a grayscale image on its raw intensities, not on the Y of
+    the replicated RGB (see ``litesr.metrics``). Reads the header only.
+    """
+    try:
+        with Image.open(path) as img:
+            return img.getbands() in (("L",), ("L", "A"), ("1",), ("I",), ("F",))
+    except (UnidentifiedImageError, OSError) as exc:
+        raise ImageReadError(f"cannot read image {path}: {exc} (is it a complete PNG/JPEG/WebP file?)") from exc
+
+
 def image_to_tensor(img: np.ndarray) -> torch.Tensor:
     """uint8 ``H×W×3`` → float ``1×3×H×W`` in [0, 1]."""
     return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)

@@ -29,8 +29,9 @@ class Architecture:
 
     build:        ``build(scale=s, **config) -> nn.Module``; config holds everything but the scale.
     detect:       ``detect(state_dict) -> config | None``; ``None`` when the keys are not this family's.
-                  The returned config includes ``scale``. Raise :class:`CheckpointError` when the keys are this
-                  family's but inconsistent (e.g. an impossible shape).
+                  The returned config includes ``scale``; ``None`` when the weights do not determine it (PAN x2
+                  and x3 share every shape), and the caller must then name it. Raise :class:`CheckpointError`
+                  when the keys are this family's but inconsistent (e.g. an impossible shape).
     ignored_keys: regex of official keys that hold *computed* buffers (relative position index, attention masks):
                   accepted in a checkpoint and discarded, never required.
     """

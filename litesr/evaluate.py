@@ -1,0 +1,144 @@
+"""The standard SR evaluation protocol: the one behind the published IMDN, PAN, SwinIR and ELAN tables.
+
+For every image of a benchmark set (``litesr.data.benchmark``): the uint8 LR image → float /255 → the model on
+the whole image (float32, inference mode) → clamp to [0, 1] → ×255, rounded → uint8, scored against the
+modcropped HR image on the Y channel with ``crop_border = scale`` (``litesr.metrics``). A set's score is the
+mean of its per-image scores. ``shared/data/reference_scores.json`` states the same protocol; this module
+reproduces its numbers to 0.01 dB (``tests/test_reference_models.py``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from .data.benchmark import BenchmarkSet
+from .data.imresize import imresize
+from .io import image_to_tensor, tensor_to_image, write_image
+from .metrics import GRAY_CONVENTIONS, psnr_y, ssim_y
+
+__all__ = ["evaluate", "evaluate_bicubic", "self_ensemble_forward"]
+
+Upscaler = Callable[[np.ndarray], np.ndarray]  # uint8 RGB LR → uint8 RGB SR
+
+
+def evaluate(
+    model: nn.Module,
+    data_dir: str | os.PathLike,
+    sets: str | Iterable[str],
+    scale: int,
+    *,
+    gray: str = "rgb",
+    self_ensemble: bool = False,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+    save_images: str | os.PathLike | None = None,
+) -> dict:
+    """Score ``model`` on benchmark ``sets`` (names, or one comma-separated string) of ``data_dir``.
+
+    Returns ``{set: {"psnr_y", "ssim_y", "images", "lr_generated", "per_image": {name: {"psnr_y", "ssim_y"}}}}``.
+    ``gray`` picks the grayscale-HR convention (``"rgb"`` model tables, ``"raw"`` MATLAB-era tables; see
+    ``litesr.metrics``). ``self_ensemble`` averages the 8 flips/rotations (before quantisation).
+    ``save_images`` writes each SR image to ``<dir>/<set>/<name>.png``. The model is moved to ``device``.
+    """
+    model_scale = getattr(model, "scale", None)
+    if model_scale is not None and int(model_scale) != int(scale):
+        raise ValueError(f"the model is a x{model_scale} model but x{scale} evaluation was requested")
+    model = model.eval().to(device)
+
+    def upscale(lr: np.ndarray) -> np.ndarray:
+        x = image_to_tensor(lr).to(device)
+        with torch.inference_mode(), _full_float32():
+            y = self_ensemble_forward(model, x) if self_ensemble else model(x)
+        return tensor_to_image(y)
+
+    return _evaluate_sets(upscale, data_dir, sets, scale, gray, progress, save_images)
+
+
+def evaluate_bicubic(
+    data_dir: str | os.PathLike,
+    sets: str | Iterable[str],
+    scale: int,
+    *,
+    gray: str = "rgb",
+    progress: bool = True,
+    save_images: str | os.PathLike | None = None,
+) -> dict:
+    """The "Bicubic" row of the tables: each LR image upscaled ×``scale`` by MATLAB bicubic, scored like a model."""
+    return _evaluate_sets(lambda lr: imresize(lr, scale), data_dir, sets, scale, gray, progress, save_images)
+
+
+def self_ensemble_forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Geometric self-ensemble (EDSR ``forward_x8``): mean of the outputs for the 8 flips/transpositions of ``x``,
+    each mapped back to the original orientation."""
+    outputs = []
+    for transpose in (False, True):
+        for flip_h in (False, True):
+            for flip_v in (False, True):
+                dims = [d for d, on in ((-1, flip_h), (-2, flip_v)) if on]
+                t = x.flip(dims) if dims else x
+                t = t.transpose(-2, -1) if transpose else t
+                y = model(t)
+                y = y.transpose(-2, -1) if transpose else y
+                outputs.append(y.flip(dims) if dims else y)
+    return torch.stack(outputs).mean(dim=0)
+
+
+@contextlib.contextmanager
+def _full_float32() -> Iterator[None]:
+    """The reference numbers are float32; on CUDA, cuDNN would run convolutions in TF32 (10-bit mantissa)."""
+    saved = torch.backends.cudnn.allow_tf32, torch.get_float32_matmul_precision()
+    torch.backends.cudnn.allow_tf32 = False
+    torch.set_float32_matmul_precision("highest")
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32 = saved[0]
+        torch.set_float32_matmul_precision(saved[1])
+
+
+def _evaluate_sets(
+    upscale: Upscaler,
+    data_dir: str | os.PathLike,
+    sets: str | Iterable[str],
+    scale: int,
+    gray: str,
+    progress: bool,
+    save_images: str | os.PathLike | None,
+) -> dict:
+    if gray not in GRAY_CONVENTIONS:
+        raise ValueError(f"gray convention must be one of {', '.join(GRAY_CONVENTIONS)}, not {gray!r}")
+    names = [s.strip() for s in sets.split(",")] if isinstance(sets, str) else list(sets)
+    benchmarks = [BenchmarkSet(data_dir, name, scale) for name in names if name]  # fail fast on a missing set
+    return {b.name: _evaluate_set(upscale, b, gray, progress, save_images) for b in benchmarks}
+
+
+def _evaluate_set(upscale: Upscaler, bench: BenchmarkSet, gray: str, progress: bool, save_images) -> dict:
+    from tqdm import tqdm
+
+    s = bench.scale
+    per_image = {}
+    for img in tqdm(bench, total=len(bench), desc=f"{bench.name} x{s}", unit="img", file=sys.stderr,
+                    disable=not progress, leave=False):
+        sr = upscale(img.lr)
+        if sr.shape != img.hr.shape:
+            raise ValueError(f"{bench.name}/{img.name}: the output is {sr.shape[1]}×{sr.shape[0]}, the modcropped HR "
+                             f"is {img.hr.shape[1]}×{img.hr.shape[0]}: does the model really upscale x{s}?")
+        if save_images is not None:
+            write_image(sr, Path(save_images) / bench.name / f"{img.name}.png")
+        hr = img.hr[..., 0] if img.hr_is_gray else img.hr  # H×W tells the metrics this HR image is grayscale
+        per_image[img.name] = {"psnr_y": psnr_y(sr, hr, s, gray=gray), "ssim_y": ssim_y(sr, hr, s, gray=gray)}
+    return {
+        "psnr_y": float(np.mean([v["psnr_y"] for v in per_image.values()])),
+        "ssim_y": float(np.mean([v["ssim_y"] for v in per_image.values()])),
+        "images": len(per_image),
+        "lr_generated": bench.lr_generated,
+        "per_image": per_image,
+    }

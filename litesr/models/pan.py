@@ -1,0 +1,137 @@
+"""PAN: Pixel Attention Network (Zhao et al., ECCV Workshops 2020).
+
+Faithful to github.com/zhaohengyuan1/PAN @4d045d1 (``codes/models/archs/PAN_arch.py`` class ``PAN`` with
+in_nc=out_nc=3, nf=40, unf=24, nb=16). Reading order: PAN → SCPA (trunk block) → PAConv / PA (pixel attention).
+
+The official network works on [0, 1] RGB (its test pipeline divides uint8 by 255), so no rescaling is needed.
+It is fully convolutional and upsamples by interpolation: any input size >= 1 works. State-dict keys are the
+official ones.
+"""
+
+from __future__ import annotations
+
+import re
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .base import SRModel
+from .registry import Architecture, CheckpointError, Variant, register_architecture, register_variant
+
+PAPER = "Zhao et al., Efficient Image Super-Resolution Using Pixel Attention, ECCV Workshops 2020"
+NEG_SLOPE = 0.2
+
+
+class PAN(SRModel):
+    """conv → nb SCPA blocks → conv (+ skip) → U-PA upsampling (nearest ×s, or ×2 twice for ×4, each followed by
+    conv, PA, conv) → conv, plus the bilinearly upsampled input."""
+
+    arch_name = "pan"
+
+    def __init__(self, scale: int = 4, nf: int = 40, unf: int = 24, nb: int = 16) -> None:
+        super().__init__(scale, nf=nf, unf=unf, nb=nb)
+        if scale not in (2, 3, 4):
+            raise ValueError(f"PAN is defined for scales 2, 3 and 4, not {scale}")
+        self.conv_first = nn.Conv2d(3, nf, 3, 1, 1)
+        self.SCPA_trunk = nn.Sequential(*[SCPA(nf) for _ in range(nb)])
+        self.trunk_conv = nn.Conv2d(nf, nf, 3, 1, 1)
+        self.upconv1 = nn.Conv2d(nf, unf, 3, 1, 1)
+        self.att1 = PA(unf)
+        self.HRconv1 = nn.Conv2d(unf, unf, 3, 1, 1)
+        if scale == 4:
+            self.upconv2 = nn.Conv2d(unf, unf, 3, 1, 1)
+            self.att2 = PA(unf)
+            self.HRconv2 = nn.Conv2d(unf, unf, 3, 1, 1)
+        self.conv_last = nn.Conv2d(unf, 3, 3, 1, 1)
+        self.lrelu = nn.LeakyReLU(NEG_SLOPE)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        fea = self.conv_first(x)
+        fea = fea + self.trunk_conv(self.SCPA_trunk(fea))
+        if self.scale == 4:
+            fea = self._upsample(fea, 2, self.upconv1, self.att1, self.HRconv1)
+            fea = self._upsample(fea, 2, self.upconv2, self.att2, self.HRconv2)
+        else:
+            fea = self._upsample(fea, self.scale, self.upconv1, self.att1, self.HRconv1)
+        out = self.conv_last(fea)
+        return out + F.interpolate(x, scale_factor=self.scale, mode="bilinear", align_corners=False)
+
+    def _upsample(self, fea: torch.Tensor, factor: int, upconv: nn.Conv2d, att: PA, hrconv: nn.Conv2d) -> torch.Tensor:
+        fea = upconv(F.interpolate(fea, scale_factor=factor, mode="nearest"))
+        fea = self.lrelu(att(fea))
+        return self.lrelu(hrconv(fea))
+
+
+class SCPA(nn.Module):
+    """Self-calibrated block with pixel attention: two 1×1 halves, one through a plain 3×3 conv, the other through
+    PAConv, concatenated, fused by a 1×1 conv and added to the input. Convs have no bias except PAConv's 1×1."""
+
+    def __init__(self, nf: int, reduction: int = 2) -> None:
+        super().__init__()
+        width = nf // reduction
+        self.conv1_a = nn.Conv2d(nf, width, 1, bias=False)
+        self.conv1_b = nn.Conv2d(nf, width, 1, bias=False)
+        self.k1 = nn.Sequential(nn.Conv2d(width, width, 3, 1, 1, bias=False))
+        self.PAConv = PAConv(width)
+        self.conv3 = nn.Conv2d(width * reduction, nf, 1, bias=False)
+        self.lrelu = nn.LeakyReLU(NEG_SLOPE)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = self.lrelu(self.k1(self.lrelu(self.conv1_a(x))))
+        b = self.lrelu(self.PAConv(self.lrelu(self.conv1_b(x))))
+        return self.conv3(torch.cat([a, b], dim=1)) + x
+
+
+class PAConv(nn.Module):
+    """3×3 conv gated by a pixel-attention map (sigmoid of a 1×1 conv of the input), then another 3×3 conv."""
+
+    def __init__(self, nf: int) -> None:
+        super().__init__()
+        self.k2 = nn.Conv2d(nf, nf, 1)
+        self.k3 = nn.Conv2d(nf, nf, 3, 1, 1, bias=False)
+        self.k4 = nn.Conv2d(nf, nf, 3, 1, 1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.k4(self.k3(x) * torch.sigmoid(self.k2(x)))
+
+
+class PA(nn.Module):
+    """Pixel attention: x · sigmoid(conv1×1(x)), one weight per pixel and channel."""
+
+    def __init__(self, nf: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(nf, nf, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.sigmoid(self.conv(x))
+
+
+# --------------------------------------------------------------------------------------------- registry
+
+_BLOCK_KEY = re.compile(r"^SCPA_trunk\.(\d+)\.conv1_a\.weight$")
+
+
+def detect_config(state) -> dict | None:
+    """Read width, upsampling width, depth and scale from an (official-key) PAN state dict.
+
+    A second upsampling stage (``upconv2``) means x4. x2 and x3 checkpoints have identical keys and shapes (one
+    nearest ×s step either way), so for them the scale is ``None`` and must be given by the caller.
+    """
+    if not {"conv_first.weight", "SCPA_trunk.0.conv1_a.weight", "upconv1.weight", "conv_last.weight"} <= state.keys():
+        return None
+    nf = int(state["conv_first.weight"].shape[0])
+    unf = int(state["upconv1.weight"].shape[0])
+    nb = 1 + max(int(m.group(1)) for k in state if (m := _BLOCK_KEY.match(k)))
+    if int(state["conv_last.weight"].shape[1]) != unf:
+        raise CheckpointError(
+            f"conv_last.weight takes {state['conv_last.weight'].shape[1]} channels but upconv1 gives {unf}"
+        )
+    return {"scale": 4 if "upconv2.weight" in state else None, "nf": nf, "unf": unf, "nb": nb}
+
+
+register_architecture(Architecture(name="pan", build=PAN, detect=detect_config, paper=PAPER))
+register_variant(Variant(
+    name="pan", arch="pan", config=dict(nf=40, unf=24, nb=16),
+    description="PAN: 40 channels, 16 SCPA blocks, U-PA upsampling with 24 channels",
+))
