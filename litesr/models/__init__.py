@@ -1,6 +1,7 @@
 """Architectures. Importing this package registers every model module with the registry."""
 
 from . import elan  # noqa: F401  (registers on import)
+from . import esrt  # noqa: F401
 from . import imdn, pan  # noqa: F401
 from .registry import ARCHITECTURES, VARIANTS, Architecture, CheckpointError, Variant
 
