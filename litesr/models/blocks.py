@@ -110,3 +110,206 @@ def shifted_window_mask(
     windows = window_partition(labels, wh, ww).squeeze(-1)
     diff = windows[:, None, :] - windows[:, :, None]
     return diff.ne(0).float() * fill
+
+
+# --------------------------------------------------------------------------------------------- mean shift
+# SwinIR and GRFormer keep the mean as a plain attribute (not a weight): x → (x − mean)·img_range on the way in,
+# y → y / img_range + mean on the way out.
+
+
+def _rgb_mean_like(x: torch.Tensor, mean) -> torch.Tensor:
+    return torch.tensor(mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+
+
+def subtract_mean(x: torch.Tensor, img_range: float = 1.0, mean=DIV2K_RGB_MEAN) -> torch.Tensor:
+    """``(x − mean)·img_range`` on an NCHW image, the mean a constant (1, C, 1, 1) tensor."""
+    x = x - _rgb_mean_like(x, mean)
+    return x if img_range == 1.0 else x * img_range
+
+
+def add_mean(x: torch.Tensor, img_range: float = 1.0, mean=DIV2K_RGB_MEAN) -> torch.Tensor:
+    """Inverse of :func:`subtract_mean`: ``x / img_range + mean``."""
+    if img_range != 1.0:
+        x = x / img_range
+    return x + _rgb_mean_like(x, mean)
+
+
+# --------------------------------------------------------------------------------------------- shifted windows
+
+
+def _axis_regions(n: int, window: int, shift: int) -> list[int]:
+    """Official Swin label region (0, 1, 2) of each position along one axis: slices (0:−ws), (−ws:−shift),
+    (−shift:), later ones overwriting earlier ones, empty ones allowed."""
+    regions = [0] * n
+    for r, s in enumerate((slice(0, -window), slice(-window, -shift), slice(-shift, None))):
+        for p in range(n)[s]:
+            regions[p] = r
+    return regions
+
+
+def _group_windows(regions: list[int], window: int) -> dict[tuple[int, ...], list[int]]:
+    """Window indices along one axis grouped by their in-window label pattern (renumbered by first occurrence,
+    so every uniform window has the pattern (0, …, 0))."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i in range(len(regions) // window):
+        seg = regions[i * window:(i + 1) * window]
+        first = {v: j for j, v in enumerate(dict.fromkeys(seg))}
+        groups.setdefault(tuple(first[v] for v in seg), []).append(i)
+    return groups
+
+
+def _as_index(ids: list[int]) -> slice | torch.Tensor:
+    if ids == list(range(ids[0], ids[-1] + 1)):
+        return slice(ids[0], ids[-1] + 1)
+    return torch.tensor(ids)
+
+
+class WindowGeometry:
+    """How one block cuts a padded H×W map into (optionally cyclically shifted) windows, and its masks.
+
+    Built once per (size, window, shift, fill, device) by :func:`window_geometry` and shared by every block with
+    that configuration, so masks are computed once per runtime size, not per block or per forward.
+
+    The attention mask of a shifted map depends only on the label pattern inside a window, and there are at most
+    a few such patterns (interior, last window-row, last window-column, corner). ``groups`` lists them as
+    ``(window rows, window cols, (N, N) additive mask or None)``; :meth:`attend` runs one fused attention call per
+    group with a broadcast (1, nH, N, N) bias+mask, instead of materialising a (B·nW, nH, N, N) logit tensor.
+    ``full_mask`` is the official (nW, N, N) mask, used by the explicit reference path.
+    """
+
+    def __init__(self, h: int, w: int, window: tuple[int, int], shift: tuple[int, int] | None, fill: float,
+                 device: torch.device | None = None) -> None:
+        self.h, self.w = h, w
+        self.wh, self.ww = window
+        if h % self.wh or w % self.ww:
+            raise ValueError(f"a {h}×{w} map does not split into {self.wh}×{self.ww} windows")
+        self.shift = tuple(shift) if shift is not None and any(shift) else None
+        self.fill = fill
+        self.device = device
+        self.n_rows, self.n_cols = h // self.wh, w // self.ww
+        self.num_windows = self.n_rows * self.n_cols
+        self.tokens = self.wh * self.ww
+        self._full_mask: torch.Tensor | None = None
+        self.groups: list[tuple[slice | torch.Tensor, slice | torch.Tensor, torch.Tensor | None]] = []
+        if self.shift is not None:
+            sh, sw = self.shift
+            row_groups = _group_windows(_axis_regions(h, self.wh, sh), self.wh)
+            col_groups = _group_windows(_axis_regions(w, self.ww, sw), self.ww)
+            for rp, rows in row_groups.items():
+                for cp, cols in col_groups.items():
+                    labels = (torch.tensor(rp)[:, None] * 3 + torch.tensor(cp)[None, :]).flatten()
+                    diff = labels[:, None] - labels[None, :]
+                    mask = diff.ne(0).float() * fill if diff.any() else None
+                    if mask is not None and device is not None:
+                        mask = mask.to(device)
+                    self.groups.append((_as_index(rows), _as_index(cols), mask))
+            if all(m is None for _, _, m in self.groups):  # e.g. a shift of whole windows: nothing to mask
+                self.groups = []
+
+    @property
+    def masked(self) -> bool:
+        return bool(self.groups)
+
+    @property
+    def full_mask(self) -> torch.Tensor | None:
+        """The official (nW, N, N) mask (``fill`` between tokens from different regions), or None if unshifted."""
+        if self.shift is None:
+            return None
+        if self._full_mask is None:
+            with torch.inference_mode(False):
+                mask = shifted_window_mask(self.h, self.w, (self.wh, self.ww), self.shift, self.fill)
+                self._full_mask = mask if self.device is None else mask.to(self.device)
+        return self._full_mask
+
+    # -- token layout
+
+    def partition(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, H, W, C) → roll by −shift (if shifted) → (B·nW, N, C)."""
+        if self.shift is not None:
+            x = torch.roll(x, shifts=(-self.shift[0], -self.shift[1]), dims=(1, 2))
+        return window_partition(x, self.wh, self.ww)
+
+    def reverse(self, windows: torch.Tensor) -> torch.Tensor:
+        """(B·nW, N, C) → (B, H, W, C) → roll back by +shift (if shifted). Exact inverse of :meth:`partition`."""
+        x = window_reverse(windows, self.wh, self.ww, self.h, self.w)
+        if self.shift is not None:
+            x = torch.roll(x, shifts=self.shift, dims=(1, 2))
+        return x
+
+    # -- attention
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None,
+               fused: bool = True) -> torch.Tensor:
+        """softmax(q·kᵀ + bias + mask)·v for every window; q is already scaled.
+
+        q, k, v: (B·nW, nH, N, d) in :meth:`partition` order. bias: (nH, N, N), added for every window.
+        ``fused`` uses ``scaled_dot_product_attention`` (grouped by mask pattern); otherwise the explicit
+        matmul/softmax/matmul path of the official code, whose matmuls a FLOP counter sees.
+        """
+        if not fused:
+            attn = q @ k.transpose(-2, -1)
+            if bias is not None:
+                attn = attn + bias.unsqueeze(0)
+            if self.shift is not None:
+                n_heads, n = attn.shape[1], attn.shape[-1]
+                attn = attn.view(-1, self.num_windows, n_heads, n, n) + self.full_mask.to(attn.dtype)[None, :, None]
+                attn = attn.view(-1, n_heads, n, n)
+            return attn.softmax(dim=-1) @ v
+        if bias is not None:
+            bias = bias.to(q.dtype).contiguous()
+        if not self.masked:
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=None if bias is None else bias[None], scale=1.0)
+        b = q.shape[0] // self.num_windows
+        grid = (b, self.n_rows, self.n_cols) + tuple(q.shape[1:])
+        qg, kg, vg = q.reshape(grid), k.reshape(grid), v.reshape(grid)
+        out = torch.empty(grid, dtype=q.dtype, device=q.device)
+        for rows, cols, mask in self.groups:
+            if mask is None:
+                add = bias
+            else:
+                mask = mask.to(q.dtype)
+                add = mask if bias is None else bias + mask
+            take = _take_windows(rows, cols)
+            qs, ks, vs = take(qg), take(kg), take(vg)
+            sub = qs.shape[:3]
+            o = F.scaled_dot_product_attention(
+                qs.flatten(0, 2), ks.flatten(0, 2), vs.flatten(0, 2),
+                attn_mask=None if add is None else add.expand(1, q.shape[1], -1, -1), scale=1.0)
+            _put_windows(out, rows, cols, o.view(sub + o.shape[1:]))
+        return out.view(q.shape)
+
+
+def _take_windows(rows, cols):
+    def take(t: torch.Tensor) -> torch.Tensor:
+        if isinstance(rows, slice) and isinstance(cols, slice):
+            return t[:, rows, cols]
+        r = rows if isinstance(rows, torch.Tensor) else torch.arange(t.shape[1])[rows]
+        c = cols if isinstance(cols, torch.Tensor) else torch.arange(t.shape[2])[cols]
+        return t[:, r.to(t.device)[:, None], c.to(t.device)[None, :]]
+    return take
+
+
+def _put_windows(out: torch.Tensor, rows, cols, value: torch.Tensor) -> None:
+    if isinstance(rows, slice) and isinstance(cols, slice):
+        out[:, rows, cols] = value
+        return
+    r = rows if isinstance(rows, torch.Tensor) else torch.arange(out.shape[1])[rows]
+    c = cols if isinstance(cols, torch.Tensor) else torch.arange(out.shape[2])[cols]
+    out[:, r.to(out.device)[:, None], c.to(out.device)[None, :]] = value
+
+
+@lru_cache(maxsize=64)
+def window_geometry(h: int, w: int, window: tuple[int, int], shift: tuple[int, int] | None, fill: float,
+                    device: torch.device | None = None) -> WindowGeometry:
+    """Cached :class:`WindowGeometry`: one per padded runtime size and block kind, shared by all blocks."""
+    with torch.inference_mode(False):  # cached tensors must stay usable by later autograd (training) calls
+        return WindowGeometry(h, w, tuple(window), None if shift is None else tuple(shift), fill, device)
+
+
+def set_fused_attention(model: nn.Module, enabled: bool) -> nn.Module:
+    """Switch every window-attention module of ``model`` between the fused path (default) and the explicit
+    matmul/softmax path of the official code (for FLOP counting and reference timings)."""
+    for module in model.modules():
+        if hasattr(module, "fused_attention"):
+            module.fused_attention = bool(enabled)
+    return model

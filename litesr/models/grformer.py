@@ -1,0 +1,307 @@
+"""GRFormer: Grouped Residual Self-Attention for Lightweight Single Image Super-Resolution (2024).
+
+Faithful to github.com/sisrformer/GRFormer @9e0c952 (``basicsr/archs/GRFormer_arch.py``, class ``GRFormer``);
+see ``shared/specs/grformer_swinir.md`` §4. Reading order: GRFormer → Group → GRSAB (block, post-norm) → GRSA
+(grouped residual attention with ES-RPB) and the FFN with its depthwise-conv branch.
+
+Quirks kept on purpose (each changes the output measurably):
+- windows alternate 8×32 (blocks 0, 1, 4, 5, …) and 32×8 (blocks 2, 3, …): ``(i // 2) % 2``;
+- odd blocks shift by (4, 16) — half the *configured* window, **not** swapped in the 32×8 blocks;
+- the mask fill is −1e9; the input is reflect-padded to a multiple of 32 (bottom/right);
+- the group residual wraps only the conv: ``y = blocks(x); out = y + conv(y)``;
+- post-norm: ``x + norm1(attn(x))``, ``x + norm2(ffn(x))``.
+
+State-dict keys are the official ones. The ES-RPB coordinate table (``attn.relative_position_bias_table``, a
+constant buffer derived from the window size), ``relative_position_index`` and ``attn_mask`` are computed here
+and accepted (checked, then discarded) when a checkpoint holds them.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .base import SRModel
+from .blocks import PixelShuffleUpsampler, add_mean, pad_to_multiple, relative_position_index
+from .blocks import scale_from_pixel_shuffle_channels, subtract_mean, window_geometry
+from .registry import Architecture, CheckpointError, Variant, register_architecture, register_variant
+
+PAPER = "GRFormer: Grouped Residual Self-Attention for Lightweight Single Image Super-Resolution, 2024"
+MASK_FILL = -1e9
+LOGIT_SCALE_MAX = math.log(1.0 / 0.01)
+ESRPB_HIDDEN = 128
+
+
+class GRFormer(SRModel):
+    arch_name = "grformer"
+
+    def __init__(
+        self,
+        scale: int = 4,
+        embed_dim: int = 60,
+        depths: tuple[int, ...] | list[int] = (6, 6, 6, 6),
+        num_heads: tuple[int, ...] | list[int] = (3, 3, 3, 3),
+        window_size: tuple[int, int] | list[int] = (8, 32),
+        mlp_ratio: float = 2.0,
+        img_range: float = 1.0,
+    ) -> None:
+        depths, num_heads = [int(d) for d in depths], [int(h) for h in num_heads]
+        window_size = [int(w) for w in window_size]
+        super().__init__(scale, embed_dim=embed_dim, depths=depths, num_heads=num_heads, window_size=window_size,
+                         mlp_ratio=mlp_ratio, img_range=img_range)
+        if len(depths) != len(num_heads):
+            raise ValueError(f"depths {depths} and num_heads {num_heads} differ in length")
+        if embed_dim % 2:
+            raise ValueError(f"embed_dim {embed_dim} must be even (grouped residual layers split it in halves)")
+        self.img_range = float(img_range)
+        # official: max(window_size) (= lcm for 8/32); lcm keeps both orientations valid for any window pair
+        self.size_multiple = math.lcm(*window_size)
+        self.conv_first = nn.Conv2d(3, embed_dim, 3, 1, 1)
+        self.layers = nn.ModuleList(
+            Group(embed_dim, d, h, tuple(window_size), mlp_ratio) for d, h in zip(depths, num_heads)
+        )
+        self.norm = nn.LayerNorm(embed_dim)
+        self.conv_after_body = nn.Conv2d(embed_dim, embed_dim, 3, 1, 1)
+        self.upsample = PixelShuffleUpsampler(embed_dim, self.scale)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        x = subtract_mean(pad_to_multiple(x, self.size_multiple), self.img_range)
+        f = self.conv_first(x)
+        t = f.permute(0, 2, 3, 1).contiguous()  # (B, H, W, C): tokens in row-major order, no patch norm
+        for layer in self.layers:
+            t = layer(t)
+        t = self.norm(t)
+        y = self.conv_after_body(t.permute(0, 3, 1, 2)) + f
+        y = add_mean(self.upsample(y), self.img_range)
+        return y[..., : h * self.scale, : w * self.scale]
+
+
+class Group(nn.Module):
+    """Official ``GRSAB_Group``: ``y = blocks(x); y + conv3×3(y)`` — no skip from the group input."""
+
+    def __init__(self, dim: int, depth: int, num_heads: int, window: tuple[int, int], mlp_ratio: float) -> None:
+        super().__init__()
+        wh, ww = window
+        self.blocks = nn.ModuleList(
+            GRSAB(dim, num_heads,
+                  window=(wh, ww) if (i // 2) % 2 == 0 else (ww, wh),
+                  shift=(wh // 2, ww // 2) if i % 2 else None,  # from the configured window, never swapped
+                  mlp_ratio=mlp_ratio)
+            for i in range(depth)
+        )
+        self.conv = nn.Conv2d(dim, dim, 3, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            x = block(x)
+        return x + self.conv(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+
+
+class GRSAB(nn.Module):
+    """Post-norm block: ``x + norm1(GRSA(x))`` over (shifted) windows, then ``x + norm2(FFN(x))``."""
+
+    def __init__(self, dim: int, num_heads: int, window: tuple[int, int], shift: tuple[int, int] | None,
+                 mlp_ratio: float) -> None:
+        super().__init__()
+        self.window, self.shift = window, shift
+        self.attn = GRSA(dim, window, num_heads)
+        self.norm1 = nn.LayerNorm(dim)
+        self.mlp = ConvFFN(dim, int(dim * mlp_ratio))
+        self.norm2 = nn.LayerNorm(dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _, h, w, _ = x.shape
+        geom = window_geometry(h, w, self.window, self.shift, MASK_FILL, x.device)
+        x = x + self.norm1(geom.reverse(self.attn(geom.partition(x), geom)))
+        return x + self.norm2(self.mlp(x))
+
+
+class ConvFFN(nn.Module):
+    """``h = GELU(fc1(x)); h = h + DW(h); fc2(h)`` with DW = dwconv3×3 → GELU → dwconv3×3 on the image."""
+
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.dwconv = _DWConv(hidden)
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.act(self.fc1(x))  # (B, H, W, hidden)
+        h = h + self.dwconv.depthwise_conv(h.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+        return self.fc2(h)
+
+
+class _DWConv(nn.Module):
+    """Official ``dwconv`` wrapper (keys ``mlp.dwconv.depthwise_conv.{0,2}``)."""
+
+    def __init__(self, hidden: int) -> None:
+        super().__init__()
+        self.depthwise_conv = nn.Sequential(
+            nn.Conv2d(hidden, hidden, 3, 1, 1, groups=hidden), nn.GELU(),
+            nn.Conv2d(hidden, hidden, 3, 1, 1, groups=hidden),
+        )
+
+
+def esrpb_coordinates(wh: int, ww: int) -> torch.Tensor:
+    """ES-RPB coordinate table (1, 2wh−1, 2ww−1, 2): relative offsets scaled to ±3.2, then
+    t ↦ sign(t)·(1 − exp(−|t|)). Float32, divide before multiplying (bit-identical to the official buffer)."""
+    dy = torch.arange(-(wh - 1), wh, dtype=torch.float32)
+    dx = torch.arange(-(ww - 1), ww, dtype=torch.float32)
+    table = torch.stack(torch.meshgrid(dy, dx, indexing="ij"), dim=-1).unsqueeze(0)
+    table[..., 0] /= wh - 1
+    table[..., 1] /= ww - 1
+    table *= 3.2
+    return torch.sign(table) * (1 - torch.exp(-table.abs()))
+
+
+class GRSA(nn.Module):
+    """Grouped residual self-attention.
+
+    Q, K, V from grouped residual layers (``Q = [x0 + q1(x0), x1 + q2(x1)]`` over the channel halves), heads as
+    contiguous channel blocks, cosine attention scaled by ``exp(min(logit_scale, ln 100))``, plus the ES-RPB bias
+    ``16·sigmoid(MLP(coords)[index])`` (computed once per call, shared by all windows), mask, softmax, and the
+    grouped output projection ``[proj1(o0), proj2(o1)]``.
+    """
+
+    fused_attention = True
+
+    def __init__(self, dim: int, window: tuple[int, int], num_heads: int) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"width {dim} does not split into {num_heads} heads")
+        self.num_heads = num_heads
+        half = dim // 2
+        self.logit_scale = nn.Parameter(torch.log(10 * torch.ones(num_heads, 1, 1)))
+        self.ESRPB_MLP = nn.Sequential(nn.Linear(2, ESRPB_HIDDEN), nn.ReLU(inplace=True),
+                                       nn.Linear(ESRPB_HIDDEN, num_heads, bias=False))
+        self.register_buffer("relative_position_bias_table", esrpb_coordinates(*window), persistent=False)
+        self.register_buffer("relative_position_index", relative_position_index(*window).clone(), persistent=False)
+        for name in ("q1", "q2", "k1", "k2", "v1", "v2", "proj1", "proj2"):
+            setattr(self, name, nn.Linear(half, half))
+
+    def position_bias(self) -> torch.Tensor:
+        """(nH, N, N) ES-RPB bias, 16·sigmoid(MLP(coords)[index])."""
+        n = self.relative_position_index.shape[0]
+        table = self.ESRPB_MLP(self.relative_position_bias_table).view(-1, self.num_heads)
+        bias = table[self.relative_position_index.view(-1)].view(n, n, self.num_heads).permute(2, 0, 1)
+        return 16 * torch.sigmoid(bias)
+
+    def forward(self, x: torch.Tensor, geom) -> torch.Tensor:
+        """x: (B·nW, N, C) windows of ``geom``."""
+        b_, n, c = x.shape
+        half, heads = c // 2, self.num_heads
+        x0, x1 = x[..., :half], x[..., half:]
+
+        def grl(first: nn.Linear, second: nn.Linear) -> torch.Tensor:  # [x0 + first(x0), x1 + second(x1)]
+            t = torch.cat((x0 + first(x0), x1 + second(x1)), dim=-1)
+            return t.view(b_, n, heads, c // heads).transpose(1, 2)
+
+        # (six small GEMMs measured faster here than two concatenated-weight GEMMs)
+        q, k, v = grl(self.q1, self.q2), grl(self.k1, self.k2), grl(self.v1, self.v2)
+        scale = torch.clamp(self.logit_scale, max=LOGIT_SCALE_MAX).exp()
+        q = F.normalize(q, dim=-1) * scale
+        k = F.normalize(k, dim=-1)
+        o = geom.attend(q, k, v, self.position_bias(), fused=self.fused_attention)
+        o = o.transpose(1, 2).reshape(b_, n, c)
+        return torch.cat((self.proj1(o[..., :half]), self.proj2(o[..., half:])), dim=-1)
+
+
+# --------------------------------------------------------------------------------------------- registry
+
+_BLOCK = re.compile(r"^layers\.(\d+)\.blocks\.(\d+)\.")
+_PREFIX = "layers.0.blocks.0."
+DEFAULT_WINDOW = (8, 32)
+
+
+def detect_config(state) -> dict | None:
+    """Read width, depths, heads, window, MLP ratio and scale from an official-key GRFormer state dict (§4.10)."""
+    if _PREFIX + "attn.q1.weight" not in state or "conv_first.weight" not in state:
+        return None
+    conv_first = state["conv_first.weight"]
+    if conv_first.ndim != 4 or conv_first.shape[1] != 3:
+        raise CheckpointError(f"conv_first.weight has shape {tuple(conv_first.shape)}; litesr needs 3 input channels")
+    dim = int(conv_first.shape[0])
+    blocks: dict[int, set[int]] = {}
+    for key in state:
+        m = _BLOCK.match(key)
+        if m:
+            blocks.setdefault(int(m.group(1)), set()).add(int(m.group(2)))
+    groups = sorted(blocks)
+    if groups != list(range(len(groups))) or any(sorted(b) != list(range(len(b))) for b in blocks.values()):
+        raise CheckpointError(f"GRFormer checkpoint with non-consecutive groups/blocks: {blocks}")
+    depths = [len(blocks[g]) for g in groups]
+    num_heads = []
+    for g in groups:
+        key = f"layers.{g}.blocks.0.attn.logit_scale"
+        scale_param = _require(state, key)
+        if scale_param.ndim != 3 or scale_param.shape[1:] != (1, 1):
+            raise CheckpointError(f"{key} has shape {tuple(scale_param.shape)}, not (heads, 1, 1)")
+        num_heads.append(int(scale_param.shape[0]))
+    window = DEFAULT_WINDOW
+    coords_key = _PREFIX + "attn.relative_position_bias_table"
+    if coords_key in state:
+        shape = tuple(state[coords_key].shape)
+        if len(shape) != 4 or shape[0] != 1 or shape[3] != 2 or shape[1] % 2 == 0 or shape[2] % 2 == 0:
+            raise CheckpointError(f"{coords_key} has shape {shape}, not the ES-RPB table (1, 2Wh−1, 2Ww−1, 2)")
+        window = ((shape[1] + 1) // 2, (shape[2] + 1) // 2)
+    hidden = int(_require(state, _PREFIX + "mlp.fc1.weight").shape[0])
+    mlp_ratio = hidden / dim
+    if int(dim * mlp_ratio) != hidden:
+        raise CheckpointError(f"{_PREFIX}mlp.fc1.weight: hidden width {hidden} is not int({dim}·ratio)")
+    if "upsample.0.weight" not in state:
+        raise CheckpointError("GRFormer checkpoint without upsample.0.weight")
+    up = state["upsample.0.weight"]
+    scale = scale_from_pixel_shuffle_channels(int(up.shape[0]))
+    if scale is None:
+        raise CheckpointError(f"upsample.0.weight has {up.shape[0]} outputs, not 3·s²")
+    _check_constants(state, window)
+    return {"scale": scale, "embed_dim": dim, "depths": depths, "num_heads": num_heads, "window_size": list(window),
+            "mlp_ratio": mlp_ratio}
+
+
+def _require(state, key: str) -> torch.Tensor:
+    if key not in state:
+        raise CheckpointError(f"GRFormer checkpoint without {key}")
+    return state[key]
+
+
+_CONST = re.compile(r"^layers\.\d+\.blocks\.(\d+)\.attn\.(relative_position_bias_table|relative_position_index)$")
+
+
+def _check_constants(state, window: tuple[int, int]) -> None:
+    """Stored ES-RPB coordinates / relative position indices must be the ones computed here (then discarded)."""
+    wh, ww = window
+    for key, value in state.items():
+        m = _CONST.match(key)
+        if not m:
+            continue
+        i = int(m.group(1))
+        block_window = (wh, ww) if (i // 2) % 2 == 0 else (ww, wh)
+        if m.group(2) == "relative_position_bias_table":
+            expected = esrpb_coordinates(*block_window)
+            ok = value.shape == expected.shape and torch.allclose(value.float(), expected, atol=1e-3, rtol=0)
+            what = (f"the ES-RPB coordinate table of {block_window[0]}×{block_window[1]} windows "
+                    f"{tuple(expected.shape)}")
+        else:
+            expected = relative_position_index(*block_window)
+            ok = value.shape == expected.shape and torch.equal(value.long(), expected)
+            what = f"the relative position index of {block_window[0]}×{block_window[1]} windows"
+        if not ok:
+            raise CheckpointError(f"{key} (shape {tuple(value.shape)}) is not {what}")
+
+
+register_architecture(Architecture(
+    name="grformer", build=GRFormer, detect=detect_config, paper=PAPER,
+    ignored_keys=r"\.attn\.relative_position_(index|bias_table)$|\.attn_mask$",
+))
+register_variant(Variant(
+    name="grformer", arch="grformer",
+    config=dict(embed_dim=60, depths=[6, 6, 6, 6], num_heads=[3, 3, 3, 3], window_size=[8, 32], mlp_ratio=2.0),
+    description="GRFormer (the paper's lightweight model): C=60, 4 groups × 6 blocks, 3 heads, windows 8×32/32×8",
+))

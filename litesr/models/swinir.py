@@ -1,0 +1,253 @@
+"""SwinIR-light: Image Restoration Using Swin Transformer (Liang et al., ICCVW 2021), lightweight SR variant.
+
+Faithful to github.com/JingyunLiang/SwinIR @6545850 (``models/network_swinir.py``, upsampler
+``pixelshuffledirect``, ``resi_connection='1conv'``); see ``shared/specs/grformer_swinir.md`` §3.
+Reading order: SwinIR → RSTB (group) → SwinBlock (pre-norm) → WindowAttention.
+
+State-dict keys are the official ones, so public SwinIR-light checkpoints load unchanged. The computed buffers
+of the official code (``relative_position_index``, ``attn_mask``) are not required: the index is a
+non-persistent buffer, the masks are built once per padded runtime size (``blocks.window_geometry``), and both
+are accepted and discarded when a checkpoint contains them.
+
+Differences from the official code that change nothing in the output (beyond fp32 rounding):
+features are kept channels-last (B, H, W, C) instead of tokens (B, H·W, C) (same memory order); attention runs
+through ``scaled_dot_product_attention`` (or the explicit path, see ``blocks.set_fused_attention``); any input
+size ≥ 1×1 works (the official code needs H, W ≥ 5).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+import torch
+from torch import nn
+
+from .base import SRModel
+from .blocks import PixelShuffleUpsampler, add_mean, pad_to_multiple, relative_position_index
+from .blocks import scale_from_pixel_shuffle_channels, subtract_mean, window_geometry
+from .registry import Architecture, CheckpointError, Variant, register_architecture, register_variant
+
+PAPER = "Liang et al., SwinIR: Image Restoration Using Swin Transformer, ICCV Workshops 2021"
+MASK_FILL = -100.0
+
+
+class SwinIR(SRModel):
+    """SwinIR with the one-step pixel-shuffle head (the lightweight-SR configuration of the paper)."""
+
+    arch_name = "swinir"
+
+    def __init__(
+        self,
+        scale: int = 4,
+        embed_dim: int = 60,
+        depths: tuple[int, ...] | list[int] = (6, 6, 6, 6),
+        num_heads: tuple[int, ...] | list[int] = (6, 6, 6, 6),
+        window_size: int = 8,
+        mlp_ratio: float = 2.0,
+        img_range: float = 1.0,
+    ) -> None:
+        depths, num_heads = [int(d) for d in depths], [int(h) for h in num_heads]
+        super().__init__(scale, embed_dim=embed_dim, depths=depths, num_heads=num_heads, window_size=window_size,
+                         mlp_ratio=mlp_ratio, img_range=img_range)
+        if len(depths) != len(num_heads):
+            raise ValueError(f"depths {depths} and num_heads {num_heads} differ in length")
+        self.img_range = float(img_range)
+        self.window_size = int(window_size)
+        self.size_multiple = self.window_size
+        self.conv_first = nn.Conv2d(3, embed_dim, 3, 1, 1)
+        self.patch_embed = _PatchNorm(embed_dim)
+        self.layers = nn.ModuleList(
+            RSTB(embed_dim, d, h, self.window_size, mlp_ratio) for d, h in zip(depths, num_heads)
+        )
+        self.norm = nn.LayerNorm(embed_dim)
+        self.conv_after_body = nn.Conv2d(embed_dim, embed_dim, 3, 1, 1)
+        self.upsample = PixelShuffleUpsampler(embed_dim, self.scale)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        x = subtract_mean(pad_to_multiple(x, self.size_multiple), self.img_range)
+        f = self.conv_first(x)
+        t = self.patch_embed.norm(f.permute(0, 2, 3, 1))  # (B, H, W, C): tokens in row-major order
+        for layer in self.layers:
+            t = layer(t)
+        t = self.norm(t)
+        y = self.conv_after_body(t.permute(0, 3, 1, 2)) + f
+        y = add_mean(self.upsample(y), self.img_range)
+        return y[..., : h * self.scale, : w * self.scale]
+
+
+class _PatchNorm(nn.Module):
+    """The official ``patch_embed`` (patch_norm=True): only its LayerNorm has weights (``patch_embed.norm``)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+
+
+class RSTB(nn.Module):
+    """Residual Swin Transformer block: ``x + conv3×3(blocks(x))`` (skip from the group input)."""
+
+    def __init__(self, dim: int, depth: int, num_heads: int, window_size: int, mlp_ratio: float) -> None:
+        super().__init__()
+        self.residual_group = _BlockList(
+            SwinBlock(dim, num_heads, window_size, shift=window_size // 2 if i % 2 else 0, mlp_ratio=mlp_ratio)
+            for i in range(depth)
+        )
+        self.conv = nn.Conv2d(dim, dim, 3, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = x
+        for block in self.residual_group.blocks:
+            y = block(y)
+        return self.conv(y.permute(0, 3, 1, 2)).permute(0, 2, 3, 1) + x
+
+
+class _BlockList(nn.Module):
+    """The official ``BasicLayer`` (``residual_group``): only its ``blocks`` have weights."""
+
+    def __init__(self, blocks) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(blocks)
+
+
+class SwinBlock(nn.Module):
+    """Pre-norm Swin block: ``x + WA(norm1(x))`` (shifted by window/2 in odd blocks), ``x + MLP(norm2(x))``."""
+
+    def __init__(self, dim: int, num_heads: int, window_size: int, shift: int, mlp_ratio: float) -> None:
+        super().__init__()
+        self.window = (window_size, window_size)
+        self.shift = (shift, shift) if shift else None
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = WindowAttention(dim, window_size, num_heads)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _, h, w, _ = x.shape
+        geom = window_geometry(h, w, self.window, self.shift, MASK_FILL, x.device)
+        x = x + geom.reverse(self.attn(geom.partition(self.norm1(x)), geom))
+        return x + self.mlp(self.norm2(x))
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class WindowAttention(nn.Module):
+    """Multi-head self-attention inside each window with a learned relative position bias table.
+
+    ``qkv`` → q·d^−½ · kᵀ + table[index] (+ mask −100 in shifted blocks) → softmax → ·v → ``proj``.
+    """
+
+    fused_attention = True
+
+    def __init__(self, dim: int, window_size: int | tuple[int, int], num_heads: int) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"width {dim} does not split into {num_heads} heads")
+        wh, ww = (window_size, window_size) if isinstance(window_size, int) else window_size
+        self.num_heads = num_heads
+        self.scale = (dim // num_heads) ** -0.5
+        self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * wh - 1) * (2 * ww - 1), num_heads))
+        nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
+        self.register_buffer("relative_position_index", relative_position_index(wh, ww).clone(), persistent=False)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor, geom) -> torch.Tensor:
+        """x: (B·nW, N, C) windows of ``geom``."""
+        b_, n, c = x.shape
+        q, k, v = self.qkv(x).reshape(b_, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
+        bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]
+        bias = bias.view(n, n, self.num_heads).permute(2, 0, 1)
+        out = geom.attend(q * self.scale, k, v, bias, fused=self.fused_attention)
+        return self.proj(out.transpose(1, 2).reshape(b_, n, c))
+
+
+# --------------------------------------------------------------------------------------------- registry
+
+_BLOCK = re.compile(r"^layers\.(\d+)\.residual_group\.blocks\.(\d+)\.")
+_PREFIX = "layers.0.residual_group.blocks.0."
+
+
+def detect_config(state) -> dict | None:
+    """Read width, depths, heads, window, MLP ratio and scale from an official-key SwinIR state dict."""
+    if _PREFIX + "attn.qkv.weight" not in state or "conv_first.weight" not in state:
+        return None
+    unsupported = [k for k in ("conv_before_upsample.0.weight", "conv_last.weight", "absolute_pos_embed",
+                               "layers.0.conv.0.weight") if k in state]
+    if unsupported or "upsample.0.weight" not in state:
+        raise CheckpointError(
+            "SwinIR checkpoint with an unsupported configuration (litesr implements SwinIR-light: upsampler "
+            "'pixelshuffledirect', resi_connection '1conv', no ape)"
+            + (f"; found {', '.join(unsupported)}" if unsupported else "; no upsample.0.weight"))
+    conv_first = state["conv_first.weight"]
+    if conv_first.ndim != 4 or conv_first.shape[1] != 3:
+        raise CheckpointError(f"conv_first.weight has shape {tuple(conv_first.shape)}; litesr needs 3 input channels")
+    dim = int(conv_first.shape[0])
+    blocks: dict[int, set[int]] = {}
+    for key in state:
+        m = _BLOCK.match(key)
+        if m:
+            blocks.setdefault(int(m.group(1)), set()).add(int(m.group(2)))
+    groups = sorted(blocks)
+    if groups != list(range(len(groups))) or any(sorted(b) != list(range(len(b))) for b in blocks.values()):
+        raise CheckpointError(f"SwinIR checkpoint with non-consecutive groups/blocks: {blocks}")
+    depths = [len(blocks[g]) for g in groups]
+    num_heads, window = [], None
+    for g in groups:
+        key = f"layers.{g}.residual_group.blocks.0.attn.relative_position_bias_table"
+        table = _require(state, key)
+        side = math.isqrt(int(table.shape[0]))
+        if table.ndim != 2 or side * side != table.shape[0] or side % 2 == 0:
+            raise CheckpointError(f"{key} has shape {tuple(table.shape)}, not ((2·window−1)², heads)")
+        ws = (side + 1) // 2
+        if window is not None and ws != window:
+            raise CheckpointError(f"{key}: window {ws} differs from group 0's window {window}")
+        window = ws
+        num_heads.append(int(table.shape[1]))
+    hidden = int(_require(state, _PREFIX + "mlp.fc1.weight").shape[0])
+    mlp_ratio = hidden / dim
+    if int(dim * mlp_ratio) != hidden:
+        raise CheckpointError(f"{_PREFIX}mlp.fc1.weight: hidden width {hidden} is not int({dim}·ratio)")
+    up = state["upsample.0.weight"]
+    scale = scale_from_pixel_shuffle_channels(int(up.shape[0]))
+    if scale is None:
+        raise CheckpointError(f"upsample.0.weight has {up.shape[0]} outputs, not 3·s²")
+    _check_index(state, window)
+    return {"scale": scale, "embed_dim": dim, "depths": depths, "num_heads": num_heads, "window_size": window,
+            "mlp_ratio": mlp_ratio}
+
+
+def _require(state, key: str) -> torch.Tensor:
+    if key not in state:
+        raise CheckpointError(f"SwinIR checkpoint without {key}")
+    return state[key]
+
+
+def _check_index(state, window: int) -> None:
+    """A stored relative_position_index must be the one this implementation computes (it is then discarded)."""
+    expected = relative_position_index(window, window)
+    for key, value in state.items():
+        if key.endswith(".attn.relative_position_index") and not (
+                value.shape == expected.shape and torch.equal(value.long(), expected)):
+            raise CheckpointError(f"{key}: not the relative position index of {window}×{window} windows")
+
+
+register_architecture(Architecture(
+    name="swinir", build=SwinIR, detect=detect_config, paper=PAPER,
+    ignored_keys=r"\.attn\.relative_position_index$|\.attn_mask$",
+))
+register_variant(Variant(
+    name="swinir-light", arch="swinir",
+    config=dict(embed_dim=60, depths=[6, 6, 6, 6], num_heads=[6, 6, 6, 6], window_size=8, mlp_ratio=2.0),
+    description="SwinIR-light: C=60, 4 RSTBs × 6 blocks, 6 heads, window 8, pixel-shuffle-direct head",
+))

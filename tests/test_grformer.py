@@ -1,0 +1,163 @@
+"""GRFormer reproduces the official code's conformance vectors (light x2/x3/x4 and a C=180 two-group file whose
+width and depth must be read from the checkpoint); computed/constant buffers are optional on load."""
+
+import pytest
+import torch
+
+import litesr
+from conftest import TOLERANCE, load_vector, relative_error
+from litesr.checkpoint import detect_architecture
+from litesr.models.blocks import relative_position_index, set_fused_attention
+from litesr.models.grformer import esrpb_coordinates
+
+NAMES = ["grformer_light_x2", "grformer_light_x3", "grformer_light_x4", "grformer_full_x4_d4"]
+COORDS = ".attn.relative_position_bias_table"
+
+
+def _config_matches(model, meta):
+    args = meta["constructor_args"]
+    assert model.scale == meta["scale"] == args["upscale"]
+    assert model.config["embed_dim"] == args["embed_dim"]
+    assert model.config["depths"] == args["depths"]
+    assert model.config["num_heads"] == args["num_heads"]
+    assert model.config["window_size"] == args["window_size"]
+    assert model.config["mlp_ratio"] == args["mlp_ratio"]
+
+
+def _check_outputs(model, tensors, ios="abd"):
+    with torch.inference_mode():
+        for io in ios:
+            err = relative_error(model(tensors[f"input_{io}"]), tensors[f"output_{io}"])
+            assert err <= TOLERANCE, (io, err)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_conformance_auto_detected(name):
+    state, tensors, meta = load_vector(name)
+    model = litesr.load_model(state)
+    assert model.arch_name == "grformer"
+    _config_matches(model, meta)
+    _check_outputs(model, tensors)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_conformance_named(name):
+    """Named loading builds the same model as auto-detection (outputs checked on the smallest input)."""
+    state, tensors, meta = load_vector(name)
+    model = litesr.load_model(state, arch="grformer", scale=meta["scale"])
+    _config_matches(model, meta)
+    auto = litesr.load_model(state)
+    assert model.config == auto.config
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), auto.state_dict().values()))
+    _check_outputs(model, tensors, "d")
+
+
+def test_explicit_attention_path_matches_too():
+    state, tensors, _ = load_vector("grformer_full_x4_d4")
+    model = set_fused_attention(litesr.load_model(state), False)
+    _check_outputs(model, tensors, "d")
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_parameter_count_and_keys_match_official(scale):
+    state, _, meta = load_vector(f"grformer_light_x{scale}")
+    model = litesr.create_model("grformer", scale)
+    assert sum(p.numel() for p in model.parameters() if p.requires_grad) == meta["param_count_trainable"]
+    # our state dict = the stored keys minus the constant ES-RPB coordinate buffers (computed here)
+    assert set(model.state_dict()) == {k for k in state if not k.endswith(COORDS)}
+
+
+def test_block_layout_follows_official_quirks():
+    model = litesr.create_model("grformer", 4)
+    blocks = model.layers[0].blocks
+    assert [b.window for b in blocks] == [(8, 32), (8, 32), (32, 8), (32, 8), (8, 32), (8, 32)]
+    assert [b.shift for b in blocks] == [None, (4, 16), None, (4, 16), None, (4, 16)]  # never swapped
+    assert model.size_multiple == 32
+
+
+def test_esrpb_coordinates_equal_the_stored_buffer():
+    state, _, _ = load_vector("grformer_full_x4_d4")
+    assert torch.equal(state["layers.0.blocks.0" + COORDS], esrpb_coordinates(8, 32))
+    assert torch.equal(state["layers.1.blocks.3" + COORDS], esrpb_coordinates(32, 8))
+
+
+@pytest.mark.parametrize("size", [(1, 1), (5, 7), (17, 33)])
+def test_any_input_size(size):
+    torch.manual_seed(0)
+    model = litesr.create_model("grformer", 2).eval()
+    x = torch.rand(1, 3, *size)
+    with torch.inference_mode():
+        y = model(x)
+    assert y.shape == (1, 3, size[0] * 2, size[1] * 2)
+    assert torch.isfinite(y).all()
+
+
+def official_computed_buffers(meta):
+    """relative_position_index from the formula (8×32 or 32×8 by block index) and attn_mask zeros of the
+    official shapes: what an official state_dict holds beyond the vector files."""
+    out = {}
+    for key, spec in meta["not_stored_state_keys"].items():
+        if key.endswith("relative_position_index"):
+            i = int(key.split(".")[3])
+            window = (8, 32) if (i // 2) % 2 == 0 else (32, 8)
+            out[key] = relative_position_index(*window).clone()
+            assert list(out[key].shape) == spec["shape"]
+        else:
+            assert key.endswith("attn_mask")
+            out[key] = torch.zeros(spec["shape"])
+    return out
+
+
+@pytest.mark.parametrize("with_coords", [True, False])
+@pytest.mark.parametrize("with_computed", [True, False])
+def test_optional_buffers(with_coords, with_computed):
+    state, tensors, meta = load_vector("grformer_full_x4_d4")
+    state = dict(state) if with_coords else {k: v for k, v in state.items() if not k.endswith(COORDS)}
+    if with_computed:
+        state.update(official_computed_buffers(meta))
+    if with_coords and with_computed:
+        assert len(state) == meta["state_dict_num_keys"]
+    for arch in (None, "grformer"):
+        model = litesr.load_model(state, arch=arch)
+        _config_matches(model, meta)
+    if with_coords == with_computed:  # the forward does not depend on what was loaded; run it twice, not four times
+        _check_outputs(model, tensors, "d")
+
+
+def test_wrong_shape_names_the_key():
+    state, _, _ = load_vector("grformer_light_x2")
+    key = "layers.2.blocks.4.attn.q2.weight"
+    with pytest.raises(litesr.CheckpointError, match=key.replace(".", r"\.")):
+        litesr.load_model({**state, key: torch.zeros(30, 31)})
+    key = "layers.1.blocks.2" + COORDS  # a 32×8 block given an 8×32 table
+    with pytest.raises(litesr.CheckpointError, match=key.replace(".", r"\.")):
+        litesr.load_model({**state, key: esrpb_coordinates(8, 32)})
+    key = "layers.0.blocks.1" + COORDS  # right shape, not the ES-RPB constants (e.g. Swin-V2 log coordinates)
+    with pytest.raises(litesr.CheckpointError, match=key.replace(".", r"\.")):
+        litesr.load_model({**state, key: torch.zeros(1, 15, 63, 2)})
+    key = "layers.0.blocks.2.attn.relative_position_index"
+    with pytest.raises(litesr.CheckpointError, match=key.replace(".", r"\.")):
+        litesr.load_model({**state, key: relative_position_index(8, 32).clone()})
+
+
+def test_missing_key_is_reported():
+    state, _, _ = load_vector("grformer_light_x3")
+    key = "layers.3.blocks.5.mlp.dwconv.depthwise_conv.2.bias"
+    with pytest.raises(litesr.CheckpointError, match=key.replace(".", r"\.")):
+        litesr.load_model({k: v for k, v in state.items() if k != key})
+
+
+def test_scale_mismatch_is_reported():
+    state, _, _ = load_vector("grformer_light_x3")
+    with pytest.raises(litesr.CheckpointError, match="scale mismatch"):
+        litesr.load_model(state, scale=4)
+
+
+def test_detect_is_specific():
+    from litesr.models import ARCHITECTURES
+
+    state, _, _ = load_vector("grformer_full_x4_d4")
+    assert detect_architecture(state)[0].name == "grformer"
+    elan_state, _, _ = load_vector("elan_light_x2")
+    assert ARCHITECTURES["grformer"].detect(elan_state) is None
+    assert ARCHITECTURES["swinir"].detect(state) is None

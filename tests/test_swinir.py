@@ -1,0 +1,158 @@
+"""SwinIR-light reproduces the official code's conformance vectors; checkpoints load with or without the
+official computed buffers; the shared shifted-window machinery matches the official mask."""
+
+import pytest
+import torch
+
+import litesr
+from conftest import TOLERANCE, load_vector, relative_error
+from litesr.checkpoint import detect_architecture
+from litesr.models.blocks import WindowGeometry, relative_position_index, set_fused_attention, shifted_window_mask
+
+NAME = "swinir_light_x4"
+
+
+def _config_matches(model, meta):
+    args = meta["constructor_args"]
+    assert model.scale == meta["scale"]
+    assert model.config["embed_dim"] == args["embed_dim"]
+    assert model.config["depths"] == args["depths"]
+    assert model.config["num_heads"] == args["num_heads"]
+    assert model.config["window_size"] == args["window_size"]
+    assert model.config["mlp_ratio"] == args["mlp_ratio"]
+
+
+def _check_outputs(model, tensors, ios="abd"):
+    with torch.inference_mode():
+        for io in ios:
+            err = relative_error(model(tensors[f"input_{io}"]), tensors[f"output_{io}"])
+            assert err <= TOLERANCE, (io, err)
+
+
+def test_conformance_auto_detected():
+    state, tensors, meta = load_vector(NAME)
+    model = litesr.load_model(state)
+    assert model.arch_name == "swinir"
+    _config_matches(model, meta)
+    _check_outputs(model, tensors)
+
+
+@pytest.mark.parametrize("arch", ["swinir", "swinir-light", "SwinIR_light"])
+def test_conformance_named(arch):
+    state, tensors, meta = load_vector(NAME)
+    model = litesr.load_model(state, arch=arch, scale=4)
+    _config_matches(model, meta)
+    _check_outputs(model, tensors, "d")
+
+
+def test_explicit_attention_path_matches_too():
+    state, tensors, _ = load_vector(NAME)
+    model = set_fused_attention(litesr.load_model(state), False)
+    _check_outputs(model, tensors, "d")
+
+
+def test_parameter_count_and_keys_match_official():
+    state, _, meta = load_vector(NAME)
+    model = litesr.create_model("swinir-light", 4)
+    assert sum(p.numel() for p in model.parameters() if p.requires_grad) == meta["param_count_trainable"]
+    assert set(model.state_dict()) == set(state)  # the computed buffers are not part of our state dict
+
+
+@pytest.mark.parametrize("size", [(1, 1), (5, 7), (17, 33)])
+def test_any_input_size(size):
+    torch.manual_seed(0)
+    model = litesr.create_model("swinir-light", 2).eval()
+    x = torch.rand(1, 3, *size)
+    with torch.inference_mode():
+        y = model(x)
+    assert y.shape == (1, 3, size[0] * 2, size[1] * 2)
+    assert torch.isfinite(y).all()
+
+
+def official_computed_buffers(meta):
+    """The buffers an official state_dict holds beyond the vector files, built as the official code does
+    (index from the formula; masks as zeros of the official shape: their values are never used)."""
+    out = {}
+    for key, spec in meta["not_stored_state_keys"].items():
+        if key.endswith("relative_position_index"):
+            n = spec["shape"][0]
+            ws = int(round(n ** 0.5))
+            out[key] = relative_position_index(ws, ws).clone()
+            assert list(out[key].shape) == spec["shape"]
+        else:
+            assert key.endswith("attn_mask")
+            out[key] = torch.zeros(spec["shape"])
+    return out
+
+
+def test_loads_full_official_state_dict_with_computed_buffers():
+    state, tensors, meta = load_vector(NAME)
+    full = {**state, **official_computed_buffers(meta)}
+    assert len(full) == meta["state_dict_num_keys"]
+    model = litesr.load_model(full)
+    _check_outputs(model, tensors, "d")
+    named = litesr.load_model(full, arch="swinir")
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), named.state_dict().values()))
+
+
+def test_wrong_shape_names_the_key():
+    state, _, _ = load_vector(NAME)
+    key = "layers.1.residual_group.blocks.2.attn.qkv.weight"
+    bad = {**state, key: torch.zeros(180, 59)}
+    with pytest.raises(litesr.CheckpointError, match=key.replace(".", r"\.")):
+        litesr.load_model(bad)
+    key = "layers.0.residual_group.blocks.0.attn.relative_position_bias_table"
+    bad = {**state, key: torch.zeros(224, 6)}
+    with pytest.raises(litesr.CheckpointError, match=key.replace(".", r"\.")):
+        litesr.load_model(bad)
+    key = "layers.0.residual_group.blocks.3.attn.relative_position_index"
+    bad = {**state, key: torch.zeros(64, 64, dtype=torch.long)}
+    with pytest.raises(litesr.CheckpointError, match=key.replace(".", r"\.")):
+        litesr.load_model(bad)
+
+
+def test_missing_key_is_reported():
+    state, _, _ = load_vector(NAME)
+    key = "layers.2.residual_group.blocks.5.mlp.fc2.bias"
+    bad = {k: v for k, v in state.items() if k != key}
+    with pytest.raises(litesr.CheckpointError, match=key.replace(".", r"\.")):
+        litesr.load_model(bad)
+
+
+def test_detect_is_specific():
+    from litesr.models import ARCHITECTURES
+
+    swinir_state, _, _ = load_vector(NAME)
+    grformer_state, _, _ = load_vector("grformer_light_x2")
+    assert ARCHITECTURES["swinir"].detect(grformer_state) is None
+    assert ARCHITECTURES["grformer"].detect(swinir_state) is None
+    assert detect_architecture(swinir_state)[0].name == "swinir"
+    with pytest.raises(litesr.CheckpointError, match="not a swinir"):
+        litesr.load_model(grformer_state, arch="swinir")
+
+
+@pytest.mark.parametrize("h, w, window, shift", [
+    (64, 64, (8, 8), (4, 4)), (8, 8, (8, 8), (4, 4)), (40, 56, (8, 8), (4, 4)),
+    (64, 64, (8, 32), (4, 16)), (64, 64, (32, 8), (4, 16)), (32, 32, (8, 32), (4, 16)), (32, 64, (32, 8), (4, 16)),
+])
+def test_grouped_masks_equal_the_official_mask(h, w, window, shift):
+    geom = WindowGeometry(h, w, window, shift, -100.0)
+    full = shifted_window_mask(h, w, window, shift, -100.0)
+    rebuilt = torch.zeros(geom.n_rows, geom.n_cols, geom.tokens, geom.tokens)
+    for rows, cols, mask in geom.groups:
+        if mask is not None:
+            rebuilt[rows, cols] = mask
+    assert torch.equal(rebuilt.view_as(full), full)
+
+
+def test_fused_attention_equals_explicit_with_index_groups():
+    """The fused path, also with non-contiguous window groups (index tensors), equals the explicit one."""
+    torch.manual_seed(0)
+    geom = WindowGeometry(24, 32, (8, 8), (4, 4), -100.0)
+    # regroup as index tensors to exercise the general gather/scatter path
+    geom.groups = [(torch.tensor(list(range(r.start, r.stop))), torch.tensor(list(range(c.start, c.stop))), m)
+                   for r, c, m in geom.groups]
+    q, k, v = (torch.randn(2 * geom.num_windows, 3, 64, 5) for _ in range(3))
+    bias = torch.randn(3, 64, 64)
+    ref = geom.attend(q, k, v, bias, fused=False)
+    assert torch.allclose(geom.attend(q, k, v, bias, fused=True), ref, atol=1e-5)
