@@ -14,6 +14,7 @@ from ..io import ImageReadError
 from ..models.registry import CheckpointError
 from . import eval as eval_cmd
 from . import models as models_cmd
+from . import train as train_cmd
 from . import upscale as upscale_cmd
 
 
@@ -24,7 +25,7 @@ class UsageError(ValueError):
 #: Errors reported as one clear line (exit 2) instead of a traceback.
 USER_ERRORS = (UsageError, CheckpointError, ImageReadError, FileNotFoundError, KeyError, ValueError)
 
-COMMANDS = [upscale_cmd, eval_cmd, models_cmd]
+COMMANDS = [upscale_cmd, eval_cmd, train_cmd, models_cmd]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,138 @@
+"""Training patches: HR folders with LR made by MATLAB-compatible bicubic, or paired HR/LR folders.
+
+Sampling is a pure function of (seed, global sample number n): sample n belongs to epoch ``n // epoch_length``,
+whose image order is a seeded permutation of the (repeated) image list, and its crop and flips come from a
+generator seeded with (seed, n). So a run resumed at step k draws exactly the batches an uninterrupted run draws,
+whatever the number of workers, and each DDP rank draws its own disjoint share.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from ..io import IMAGE_SUFFIXES, read_image
+
+
+@dataclass
+class ImagePair:
+    name: str
+    hr: np.ndarray  # uint8 H×W×3, H and W multiples of the scale
+    lr: np.ndarray  # uint8 (H/s)×(W/s)×3
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"training data folder not found: {folder}")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in training folder {folder}")
+    return files
+
+
+def load_hr_folders(folders: Sequence[str | Path], scale: int, min_hr_size: int = 0) -> list[ImagePair]:
+    """Read HR images, modcrop them and make their LR with MATLAB bicubic (done once, kept in memory).
+
+    Images smaller than ``min_hr_size`` (the HR patch) cannot give a patch and are left out.
+    """
+    from .imresize import imresize, modcrop
+
+    pairs = []
+    for folder in folders:
+        for path in list_images(folder):
+            hr = modcrop(read_image(path), scale)
+            if min(hr.shape[:2]) < min_hr_size:
+                continue
+            pairs.append(ImagePair(path.name, hr, imresize(hr, 1.0 / scale)))
+    if not pairs:
+        raise ValueError(f"no training image in {', '.join(map(str, folders))} is at least {min_hr_size} px "
+                         "on both sides; lower --patch-size")
+    return pairs
+
+
+def load_paired_folders(hr_folder: str | Path, lr_folder: str | Path, scale: int) -> list[ImagePair]:
+    """HR/LR folders matched by sorted order (names like ``0001.png`` / ``0001x4.png``); sizes must agree."""
+    hr_files, lr_files = list_images(hr_folder), list_images(lr_folder)
+    if len(hr_files) != len(lr_files):
+        raise ValueError(f"{hr_folder} has {len(hr_files)} images but {lr_folder} has {len(lr_files)}")
+    pairs = []
+    for hp, lp in zip(hr_files, lr_files):
+        lr = read_image(lp)
+        hr = read_image(hp)[: lr.shape[0] * scale, : lr.shape[1] * scale]
+        if hr.shape[0] != lr.shape[0] * scale or hr.shape[1] != lr.shape[1] * scale:
+            raise ValueError(f"{hp} ({hr.shape[1]}x{hr.shape[0]}) is smaller than x{scale} of {lp}")
+        pairs.append(ImagePair(hp.name, hr, lr))
+    return pairs
+
+
+class PatchDataset(Dataset):
+    """Map-style dataset indexed by the global sample number n (see module docstring)."""
+
+    def __init__(self, pairs: list[ImagePair], scale: int, patch_size: int, repeat: int = 1, augment: bool = True,
+                 seed: int = 0) -> None:
+        if patch_size % scale:
+            raise ValueError(f"HR patch size {patch_size} must be a multiple of the scale {scale}")
+        self.pairs, self.scale, self.patch_size = pairs, scale, patch_size
+        self.repeat, self.augment, self.seed = max(1, repeat), augment, seed
+        self.epoch_length = len(pairs) * self.repeat
+        self._order_cache: tuple[int, np.ndarray] | None = None
+
+    def __len__(self) -> int:  # one epoch; samplers index beyond it
+        return self.epoch_length
+
+    def _image_of(self, n: int) -> ImagePair:
+        epoch, pos = divmod(n, self.epoch_length)
+        if self._order_cache is None or self._order_cache[0] != epoch:
+            order = np.random.default_rng([self.seed, epoch]).permutation(self.epoch_length)
+            self._order_cache = (epoch, order)
+        return self.pairs[self._order_cache[1][pos] % len(self.pairs)]
+
+    def __getitem__(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        pair = self._image_of(int(n))
+        rng = np.random.default_rng([self.seed, 1, int(n)])
+        lp = self.patch_size // self.scale
+        h, w = pair.lr.shape[:2]
+        top, left = int(rng.integers(0, h - lp + 1)), int(rng.integers(0, w - lp + 1))
+        lr = pair.lr[top:top + lp, left:left + lp]
+        s = self.scale
+        hr = pair.hr[top * s:(top + lp) * s, left * s:(left + lp) * s]
+        if self.augment:
+            hflip, vflip, rot = rng.integers(0, 2, size=3)
+            lr, hr = (_augment(a, hflip, vflip, rot) for a in (lr, hr))
+        return _to_tensor(lr), _to_tensor(hr)
+
+
+def _augment(img: np.ndarray, hflip: int, vflip: int, rot: int) -> np.ndarray:
+    if hflip:
+        img = img[:, ::-1]
+    if vflip:
+        img = img[::-1]
+    if rot:
+        img = img.transpose(1, 0, 2)
+    return img
+
+
+def _to_tensor(img: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))).float().div_(255.0)
+
+
+class StepSampler(Sampler[int]):
+    """Yields the global sample numbers of this rank's share of every batch, from ``start_step`` on, forever."""
+
+    def __init__(self, batch_per_rank: int, rank: int = 0, world_size: int = 1, start_step: int = 0) -> None:
+        self.batch, self.rank, self.world, self.start = batch_per_rank, rank, world_size, start_step
+
+    def __iter__(self) -> Iterator[int]:
+        for step in itertools.count(self.start):
+            base = (step * self.world + self.rank) * self.batch
+            yield from range(base, base + self.batch)
+
+    def __len__(self) -> int:  # pragma: no cover - infinite; DataLoader never asks when we don't
+        raise TypeError("StepSampler is infinite")

@@ -1,0 +1,469 @@
+"""Training: L1 + Adam recipes of the papers, EMA, bf16 autocast, exact resume, torchrun/DDP.
+
+A run lives in one folder:
+  ``state.pt``          full training state (weights, EMA, optimizer, schedule, step), written atomically;
+  ``last.safetensors``  the weights to use now (the EMA when enabled), loadable by ``litesr.load_model``;
+  ``best.safetensors``  the best weights by validation PSNR; ``best.json`` its scores;
+  ``metrics.jsonl``     one JSON line per log/validation event; ``config.yaml`` the resolved config.
+A run killed at any moment (even SIGKILL) resumes with ``--resume`` from its last checkpoint, and a resumed run
+computes exactly what the uninterrupted run would have (data sampling is a function of the step, see
+``litesr.data.training``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from .checkpoint import create_model, read_state_dict, save_model
+from .io import atomic_path
+
+
+class ConfigError(ValueError):
+    """A training config or flag is wrong; the message says which and why."""
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of a run. YAML files set these fields by name; command-line flags override them."""
+
+    arch: str = "elan-light"
+    scale: int = 4
+    model_config: dict[str, Any] = field(default_factory=dict)  # overrides of the variant (e.g. m_elan: 8)
+    train_data: list[str] = field(default_factory=list)  # HR folders (LR made with MATLAB bicubic)
+    train_lr_data: str | None = None  # optional LR folder paired with a single HR folder
+    val_data: str | None = None  # benchmark root in EDSR layout
+    val_sets: list[str] = field(default_factory=lambda: ["Set5"])
+    iters: int = 500_000
+    batch_size: int = 64  # global batch, split over DDP processes
+    patch_size: int = 256  # HR patch side
+    repeat: int = 1  # passes over the image list per epoch
+    lr: float = 2e-4
+    betas: tuple[float, float] = (0.9, 0.99)
+    weight_decay: float = 0.0
+    schedule: str = "multistep"  # multistep | cosine
+    milestones: list[int] = field(default_factory=list)  # multistep: iterations where lr *= gamma
+    gamma: float = 0.5
+    warmup_iters: int = 0
+    min_lr: float = 1e-7  # cosine floor
+    grad_clip: float | None = None  # max global grad norm
+    ema_decay: float | None = 0.999
+    amp: str = "off"  # off | bf16 | auto (bf16 where the device runs it fast)
+    seed: int = 0
+    workers: int = 2
+    log_every: int = 50
+    val_every: int = 5000
+    ckpt_every: int = 1000  # iterations ...
+    ckpt_minutes: float = 5.0  # ... or minutes, whichever comes first
+    init_weights: str | None = None  # start from these weights (keys of matching shape; e.g. x4 body for x2)
+    out: str = "runs/elan-light_x4"
+    device: str = "auto"
+
+    @classmethod
+    def from_sources(cls, yaml_path: str | None = None, **overrides: Any) -> "TrainConfig":
+        values: dict[str, Any] = {}
+        if yaml_path:
+            values.update(_read_yaml(yaml_path))
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ConfigError(f"unknown config key(s): {', '.join(unknown)} (valid: {', '.join(sorted(names))})")
+        if isinstance(values.get("train_data"), str):
+            values["train_data"] = [values["train_data"]]
+        if isinstance(values.get("val_sets"), str):
+            values["val_sets"] = [s for s in values["val_sets"].split(",") if s]
+        if "betas" in values:
+            values["betas"] = tuple(values["betas"])
+        config = cls(**values)
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        import inspect
+
+        from .models.registry import ARCHITECTURES, resolve_variant
+
+        try:
+            variant = resolve_variant(self.arch)
+        except KeyError as exc:
+            raise ConfigError(exc.args[0]) from None
+        accepted = set(inspect.signature(ARCHITECTURES[variant.arch].build).parameters) - {"scale", "self"}
+        wrong = sorted(set(self.model_config) - accepted)
+        if wrong:
+            raise ConfigError(f"model_config key(s) {', '.join(wrong)} do not apply to {variant.arch} "
+                              f"(valid: {', '.join(sorted(accepted))})")
+        checks = [
+            (self.scale in (2, 3, 4), f"scale must be 2, 3 or 4, not {self.scale}"),
+            (bool(self.train_data), "no training data: set train_data in the config or pass --train-data DIR"),
+            (self.iters > 0, f"iters must be positive, not {self.iters}"),
+            (self.batch_size > 0, f"batch_size must be positive, not {self.batch_size}"),
+            (self.patch_size > 0 and self.patch_size % self.scale == 0,
+             f"patch_size (HR) must be a positive multiple of the scale {self.scale}, not {self.patch_size}"),
+            (self.lr > 0, f"lr must be positive, not {self.lr}"),
+            (self.schedule in ("multistep", "cosine"), f"schedule must be multistep or cosine, not {self.schedule!r}"),
+            (self.amp in ("off", "bf16", "auto"), f"amp must be off, bf16 or auto, not {self.amp!r}"),
+            (self.ema_decay is None or 0 < self.ema_decay < 1, f"ema_decay must be in (0, 1), not {self.ema_decay}"),
+            (self.workers >= 0, "workers must be >= 0"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["betas"] = list(self.betas)
+        return d
+
+
+def _read_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        packaged = Path(__file__).resolve().parent / "configs" / f"{path.stem}.yaml"
+        if packaged.is_file() and path.parent == Path("."):
+            path = packaged
+        else:
+            raise FileNotFoundError(f"config file not found: {path} (packaged configs: {', '.join(packaged_configs())})")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping of config keys, not {type(data).__name__}")
+    return data
+
+
+def packaged_configs() -> list[str]:
+    return sorted(p.stem for p in (Path(__file__).resolve().parent / "configs").glob("*.yaml"))
+
+
+# --------------------------------------------------------------------------------------------- helpers
+
+
+@dataclass
+class Distributed:
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @classmethod
+    def from_env(cls) -> "Distributed":
+        return cls(int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0)),
+                   int(os.environ.get("WORLD_SIZE", 1)))
+
+
+def lr_lambda(config: TrainConfig):
+    """Multiplier of the base lr at a step: linear warm-up, then multistep decay or cosine to ``min_lr``."""
+
+    def factor(step: int) -> float:
+        if config.warmup_iters and step < config.warmup_iters:
+            return (step + 1) / config.warmup_iters
+        if config.schedule == "cosine":
+            span = max(1, config.iters - config.warmup_iters)
+            t = min(1.0, (step - config.warmup_iters) / span)
+            floor = config.min_lr / config.lr
+            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t))
+        return config.gamma ** sum(step >= m for m in config.milestones)
+
+    return factor
+
+
+def bf16_is_fast(device: torch.device) -> bool:
+    """bf16 autocast pays off on GPUs with bf16 and on CPUs with AVX-512 BF16 or AMX."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        try:
+            flags = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+        return "avx512_bf16" in flags or "amx_bf16" in flags
+    return False
+
+
+def warmed_up_ema(decay: float):
+    """EMA update for ``AveragedModel`` whose decay ramps as (1+n)/(10+n) up to ``decay``.
+
+    A fixed 0.999 from step 1 keeps ~55 % of the random initial weights after 600 steps; the ramp makes the
+    average follow the recent ~10 % of training early on and settle at ``decay`` later (as timm's ModelEma does).
+    """
+
+    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], num_averaged: torch.Tensor) -> None:
+        n = float(num_averaged)
+        d = min(decay, (1.0 + n) / (10.0 + n))
+        if torch.is_floating_point(averaged[0]):
+            torch._foreach_lerp_(averaged, current, 1.0 - d)
+        else:  # integer buffers (BatchNorm's num_batches_tracked): follow the model
+            for a, c in zip(averaged, current):
+                a.copy_(c)
+
+    return update
+
+
+def init_from(model: nn.Module, path: str) -> list[str]:
+    """Copy every tensor of ``path`` whose key and shape match (a x4 body into a x2 model); return skipped keys."""
+    source = read_state_dict(path)
+    own = model.state_dict()
+    usable = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(usable, strict=False)
+    return sorted(k for k in own if k not in usable)
+
+
+# --------------------------------------------------------------------------------------------- the run
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, resume: bool = False, progress: bool = True) -> None:
+        from .inference import pick_device
+
+        self.config = config
+        self.dist = Distributed.from_env()
+        self.out = Path(config.out)
+        self.progress = progress
+        device = pick_device(config.device)
+        if self.dist.world_size > 1:
+            if device.type == "cuda":
+                device = torch.device("cuda", self.dist.local_rank)
+                torch.cuda.set_device(device)
+            if not dist.is_initialized():
+                dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        self.device = device
+        if config.batch_size % self.dist.world_size:
+            raise ConfigError(f"batch_size {config.batch_size} is not divisible by {self.dist.world_size} processes")
+        self.amp = config.amp == "bf16" or (config.amp == "auto" and bf16_is_fast(device))
+
+        torch.manual_seed(config.seed)
+        self.model = create_model(config.arch, config.scale, **config.model_config).to(device)
+        if config.init_weights:
+            self.skipped_init = init_from(self.model, config.init_weights)
+        self.ema = None
+        if config.ema_decay:
+            from torch.optim.swa_utils import AveragedModel
+
+            self.ema = AveragedModel(self.model, multi_avg_fn=warmed_up_ema(config.ema_decay), use_buffers=True)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, betas=config.betas,
+                                          weight_decay=config.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(config))
+        self.step = 0
+        self.best_psnr = -math.inf
+        self.train_seconds = 0.0  # wall time spent in training steps, over all resumed sessions
+        if resume:
+            self._load_state()
+        elif (self.out / "state.pt").exists():
+            raise ConfigError(f"{self.out} already holds a run; pass --resume to continue it or choose another --out")
+        self.net: nn.Module = self.model
+        if self.dist.world_size > 1:
+            self.net = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    # ------------------------------------------------------------------ data
+
+    def _loader(self):
+        from torch.utils.data import DataLoader
+
+        from .data.training import PatchDataset, StepSampler, load_hr_folders, load_paired_folders
+
+        c = self.config
+        if c.train_lr_data:
+            if len(c.train_data) != 1:
+                raise ConfigError("train_lr_data pairs with exactly one train_data HR folder")
+            pairs = load_paired_folders(c.train_data[0], c.train_lr_data, c.scale)
+        else:
+            pairs = load_hr_folders(c.train_data, c.scale, min_hr_size=c.patch_size)
+        dataset = PatchDataset(pairs, c.scale, c.patch_size, c.repeat, augment=True, seed=c.seed)
+        per_rank = c.batch_size // self.dist.world_size
+        sampler = StepSampler(per_rank, self.dist.rank, self.dist.world_size, start_step=self.step)
+        loader = DataLoader(dataset, batch_size=per_rank, sampler=sampler, num_workers=c.workers,
+                            persistent_workers=c.workers > 0, pin_memory=self.device.type == "cuda",
+                            prefetch_factor=4 if c.workers > 0 else None)
+        return loader, len(pairs)
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def _state(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "model": self.model.state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "best_psnr": self.best_psnr,
+            "train_seconds": self.train_seconds,
+            "torch_rng": torch.get_rng_state(),
+            "config": json.dumps(self.config.to_dict()),
+        }
+
+    def _load_state(self) -> None:
+        path = self.out / "state.pt"
+        if not path.exists():
+            raise ConfigError(f"--resume: no checkpoint at {path}")
+        state = torch.load(path, map_location=self.device, weights_only=True)
+        saved = json.loads(state["config"])
+        for key in ("arch", "scale", "model_config"):
+            theirs = saved.get(key, getattr(TrainConfig(), key))
+            if theirs != getattr(self.config, key):
+                raise ConfigError(f"--resume: {path} is a {key}={theirs} run, not {getattr(self.config, key)}")
+        self.model.load_state_dict(state["model"])
+        if self.ema is not None and state["ema"] is not None:
+            self.ema.load_state_dict(state["ema"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.step = int(state["step"])
+        self.best_psnr = float(state["best_psnr"])
+        self.train_seconds = float(state.get("train_seconds", 0.0))
+        torch.set_rng_state(state["torch_rng"].cpu())
+
+    def eval_model(self) -> nn.Module:
+        return self.ema.module if self.ema is not None else self.model
+
+    def save_checkpoint(self) -> None:
+        if not self.dist.is_main:
+            return
+        self.out.mkdir(parents=True, exist_ok=True)
+        with atomic_path(self.out / "state.pt") as tmp:
+            torch.save(self._state(), tmp)
+        save_model(self.eval_model(), self.out / "last.safetensors", metadata={"litesr.step": str(self.step)})
+
+    def _log(self, record: dict[str, Any]) -> None:
+        if not self.dist.is_main:
+            return
+        self.out.mkdir(parents=True, exist_ok=True)
+        with open(self.out / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self._tb is not None:
+            for k, v in record.items():
+                if isinstance(v, (int, float)) and k != "step":
+                    self._tb.add_scalar(k, v, record["step"])
+
+    # ------------------------------------------------------------------ validation
+
+    def validate(self) -> dict[str, Any] | None:
+        c = self.config
+        if not c.val_data or not self.dist.is_main:
+            return None
+        from .evaluate import evaluate
+
+        model = self.eval_model()
+        was_training = model.training
+        model.eval()
+        try:
+            results = evaluate(model, c.val_data, c.val_sets, c.scale, device=self.device, progress=False)
+        finally:
+            model.train(was_training)
+        scores = {name: {"psnr_y": r["psnr_y"], "ssim_y": r["ssim_y"]} for name, r in results.items()}
+        psnr = scores[c.val_sets[0]]["psnr_y"]
+        record = {"step": self.step, "val": scores, f"val_psnr_{c.val_sets[0]}": psnr}
+        self._log(record)
+        if psnr > self.best_psnr:
+            self.best_psnr = psnr
+            save_model(model, self.out / "best.safetensors", metadata={"litesr.step": str(self.step)})
+            with atomic_path(self.out / "best.json") as tmp:
+                tmp.write_text(json.dumps({"step": self.step, "val": scores}, indent=1))
+        return record
+
+    # ------------------------------------------------------------------ loop
+
+    def run(self, stop_at: int | None = None) -> Path:
+        """Train up to ``config.iters`` (or stop early, checkpointed, after step ``stop_at``)."""
+        import yaml
+        from tqdm import tqdm
+
+        c = self.config
+        self._tb = None
+        if self.dist.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            with atomic_path(self.out / "config.yaml") as tmp:
+                tmp.write_text(yaml.safe_dump(c.to_dict(), sort_keys=False))
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self._tb = SummaryWriter(str(self.out / "tb"))
+            except Exception:  # tensorboard is optional
+                self._tb = None
+        loader, n_images = self._loader()
+        stop = {"now": False}
+
+        def request_stop(signum, frame):  # finish the step, checkpoint, exit
+            stop["now"] = True
+
+        old_handlers = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+        bar = tqdm(total=c.iters, initial=self.step, desc=f"train {c.arch} x{c.scale}", unit="it",
+                   disable=not (self.progress and self.dist.is_main), dynamic_ncols=True)
+        self.model.train()
+        last_ckpt, t_log, step_log = time.monotonic(), time.monotonic(), self.step
+        loss_sum, loss_n = 0.0, 0
+        try:
+            for lr_img, hr_img in loader:
+                if self.step >= c.iters or stop["now"] or (stop_at is not None and self.step >= stop_at):
+                    break
+                loss = self._train_step(lr_img.to(self.device, non_blocking=True),
+                                        hr_img.to(self.device, non_blocking=True))
+                self.step += 1
+                loss_sum, loss_n = loss_sum + loss, loss_n + 1
+                bar.update(1)
+                if self.step % c.log_every == 0 or self.step == c.iters:
+                    now = time.monotonic()
+                    self.train_seconds += now - t_log
+                    record = {"step": self.step, "loss": loss_sum / loss_n, "lr": self.scheduler.get_last_lr()[0],
+                              "it_per_s": (self.step - step_log) / max(now - t_log, 1e-9), "images": n_images,
+                              "train_hours": round(self.train_seconds / 3600, 4)}
+                    self._log(record)
+                    bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}")
+                    t_log, step_log, loss_sum, loss_n = now, self.step, 0.0, 0
+                if c.val_data and (self.step % c.val_every == 0 or self.step == c.iters):
+                    self.validate()
+                due = self.step % c.ckpt_every == 0 or time.monotonic() - last_ckpt > 60 * c.ckpt_minutes
+                if due or self.step == c.iters:
+                    self.save_checkpoint()
+                    last_ckpt = time.monotonic()
+            if stop["now"] or self.step < c.iters:
+                self.save_checkpoint()
+        finally:
+            bar.close()
+            for s, h in old_handlers.items():
+                signal.signal(s, h)
+            if self._tb is not None:
+                self._tb.close()
+        return self.out
+
+    def _train_step(self, lr_img: torch.Tensor, hr_img: torch.Tensor) -> float:
+        c = self.config
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            sr = self.net(lr_img)
+        loss = torch.nn.functional.l1_loss(sr.float(), hr_img)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if c.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
+        return loss.item()
+
+
+def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
+    """Run (or resume) a training run; returns its folder."""
+    trainer = Trainer(config, resume=resume, progress=progress)
+    try:
+        return trainer.run()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()

@@ -1,0 +1,125 @@
+"""Training: a short run, exact stop-and-resume, torchrun/DDP with gloo, and clear config errors."""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+import yaml
+
+import litesr
+from litesr.cli import main
+from litesr.train import ConfigError, TrainConfig, Trainer
+from conftest import DATA
+
+T91 = DATA / "train" / "T91"
+TINY = {"c_elan": 30, "m_elan": 2}  # one ELAB block of C=30: the loop is what is tested, not the model
+
+
+def tiny_yaml(folder) -> str:
+    path = folder / "tiny.yaml"
+    path.write_text(yaml.safe_dump({"model_config": TINY}))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def few_images(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("hr")
+    for name in ["t1.bmp", "t2.bmp", "t3.bmp", "t5.bmp"]:
+        shutil.copy(T91 / name, folder / name)
+    return folder
+
+
+def small_config(images, out, **kw) -> TrainConfig:
+    values = dict(arch="elan-light", scale=2, model_config=TINY, train_data=[str(images)], iters=20, batch_size=2, patch_size=32,
+                  lr=2e-4, workers=0, log_every=5, ema_decay=0.9, out=str(out), device="cpu")
+    values.update(kw)
+    return TrainConfig.from_sources(None, **values)
+
+
+def test_short_run_writes_loadable_checkpoint(few_images, tmp_path):
+    out = tmp_path / "run"
+    assert main(["train", "--config", tiny_yaml(tmp_path), "--arch", "elan-light", "--scale", "2", "--train-data", str(few_images), "--iters", "20",
+                 "--batch-size", "2", "--patch-size", "32", "--workers", "1", "--log-every", "10", "--out", str(out),
+                 "--device", "cpu", "--quiet"]) == 0
+    model = litesr.load_model(out / "last.safetensors")
+    assert model.scale == 2 and model.config["c_elan"] == 30
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 2 and '"step": 20' in lines[-1]
+    assert torch.load(out / "state.pt", weights_only=True)["step"] == 20
+
+
+def test_stop_and_resume_equals_uninterrupted(few_images, tmp_path):
+    straight = Trainer(small_config(few_images, tmp_path / "a"), progress=False)
+    straight.run()
+    first = Trainer(small_config(few_images, tmp_path / "b"), progress=False)
+    first.run(stop_at=9)  # as if killed after step 9's checkpoint
+    assert torch.load(tmp_path / "b" / "state.pt", weights_only=True)["step"] == 9
+    resumed = Trainer(small_config(few_images, tmp_path / "b"), resume=True, progress=False)
+    assert resumed.step == 9
+    resumed.run()
+    for key, value in straight.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[key]), key
+    for key, value in straight.ema.state_dict().items():
+        assert torch.equal(value, resumed.ema.state_dict()[key]), key
+
+
+def test_torchrun_gloo_two_processes(few_images, tmp_path):
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "litesr",
+           "train", "--config", tiny_yaml(tmp_path), "--arch", "elan-light", "--scale", "2", "--train-data", str(few_images), "--iters", "6",
+           "--batch-size", "4", "--patch-size", "32", "--workers", "0", "--log-every", "3", "--out", str(out),
+           "--device", "cpu", "--quiet"]
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert sorted(p.name for p in out.glob("*.safetensors")) == ["last.safetensors"]
+    assert torch.load(out / "state.pt", weights_only=True)["step"] == 6
+    litesr.load_model(out / "last.safetensors")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--arch", "nosuch", "--train-data", "x"], "unknown model 'nosuch'"),
+    (["--arch", "elan-light", "--scale", "3", "--patch-size", "64", "--train-data", "x"], "multiple of the scale 3"),
+    (["--arch", "elan-light"], "no training data"),
+    (["--arch", "elan-light", "--train-data", "/nonexistent/folder"], "training data folder not found"),
+    (["--config", "/nonexistent.yaml"], "config file not found"),
+])
+def test_bad_flags_give_one_clear_line(args, message, tmp_path, capsys):
+    rc = main(["train", *args, "--out", str(tmp_path / "r"), "--device", "cpu", "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and message in err[0], err
+
+
+def test_bad_config_file(tmp_path, capsys):
+    cfg = tmp_path / "model.yaml"
+    cfg.write_text(yaml.safe_dump({"arch": "elan-light", "train_data": ["x"], "model_config": {"depth": 3}}))
+    assert main(["train", "--config", str(cfg)]) == 2
+    assert "model_config key(s) depth do not apply to elan" in capsys.readouterr().err
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(yaml.safe_dump({"arch": "elan-light", "lerning_rate": 1e-3}))
+    assert main(["train", "--config", str(cfg)]) == 2
+    assert "unknown config key(s): lerning_rate" in capsys.readouterr().err
+    cfg.write_text("arch: [unclosed")
+    assert main(["train", "--config", str(cfg)]) == 2
+    assert "not valid YAML" in capsys.readouterr().err
+
+
+def test_resume_rules(few_images, tmp_path):
+    with pytest.raises(ConfigError, match="no checkpoint"):
+        Trainer(small_config(few_images, tmp_path / "none"), resume=True)
+    Trainer(small_config(few_images, tmp_path / "r", iters=2), progress=False).run()
+    with pytest.raises(ConfigError, match="already holds a run; pass --resume"):
+        Trainer(small_config(few_images, tmp_path / "r"))
+
+
+def test_packaged_recipes_parse():
+    from litesr.train import packaged_configs
+
+    names = packaged_configs()
+    assert {"elan-light_x4", "elan_x4", "esrt_x4", "grformer_x4", "swinir-light_x4"} <= set(names)
+    for name in names:
+        config = TrainConfig.from_sources(name)
+        assert config.patch_size % config.scale == 0
