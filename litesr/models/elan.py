@@ -9,16 +9,17 @@ State-dict keys are the official ones, fixed constants included (mean-shift conv
 
 from __future__ import annotations
 
-import re
+import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .base import SRModel
-from .blocks import MeanShift, PixelShuffleUpsampler, pad_to_multiple, scale_from_pixel_shuffle_channels
+from .blocks import MeanShift, PixelShuffleUpsampler, pad_to_multiple
 from .blocks import window_partition, window_reverse
 from .registry import Architecture, CheckpointError, Variant, register_architecture, register_variant
+from .statedict import nested_depths, pixel_shuffle_scale, rgb_input_width
 
 PAPER = "Zhang et al., Efficient Long-Range Attention Network for Image Super-resolution, ECCV 2022"
 RGB_RANGE = 255.0
@@ -44,7 +45,7 @@ class ELAN(SRModel):
         if c_elan % len(window_sizes):
             raise ValueError(f"c_elan={c_elan} must split into {len(window_sizes)} window groups")
         self.window_sizes = window_sizes
-        self.size_multiple = _lcm(window_sizes)
+        self.size_multiple = math.lcm(*window_sizes)
         self.sub_mean = MeanShift(RGB_RANGE, sign=-1)
         self.add_mean = MeanShift(RGB_RANGE, sign=1)
         self.head = nn.Sequential(nn.Conv2d(3, c_elan, 3, 1, 1))
@@ -189,44 +190,26 @@ class GMSA(nn.Module):
         return self.project_out(y), new_attns
 
 
-def _lcm(values: list[int]) -> int:
-    import math
-
-    out = 1
-    for v in values:
-        out = out * v // math.gcd(out, v)
-    return out
-
-
 # --------------------------------------------------------------------------------------------- registry
 
-_BLOCK_LFE = re.compile(r"^body\.(\d+)\.modules_lfe\.lfe_(\d+)\.conv0\.shift_conv\.conv1x1\.weight$")
+_LFE = r"^body\.(\d+)\.modules_lfe\.lfe_(\d+)\.conv0\.shift_conv\.conv1x1\.weight$"
+FAMILY = "ELAN"
 
 
 def detect_config(state) -> dict | None:
     """Read C, depth, sharing, expansion and scale from an (official-key) ELAN state dict."""
     if "body.0.modules_lfe.lfe_0.conv0.shift_conv.conv1x1.weight" not in state or "tail.0.weight" not in state:
         return None
-    blocks, lfes = set(), set()
-    for key in state:
-        m = _BLOCK_LFE.match(key)
-        if m:
-            blocks.add(int(m.group(1)))
-            if m.group(1) == "0":
-                lfes.add(int(m.group(2)))
-    c_elan = int(state["head.0.weight"].shape[0]) if "head.0.weight" in state else None
-    if c_elan is None:
-        raise CheckpointError("ELAN checkpoint without head.0.weight")
+    c_elan = rgb_input_width(state, "head.0.weight", FAMILY)
+    lfes_per_block = nested_depths(state, _LFE, FAMILY)
+    if len(set(lfes_per_block)) != 1:
+        raise CheckpointError(f"ELAN blocks hold different numbers of LFE/GMSA pairs: {lfes_per_block}")
     expand = state["body.0.modules_lfe.lfe_0.conv0.shift_conv.conv1x1.weight"].shape[0]
-    scale = scale_from_pixel_shuffle_channels(int(state["tail.0.weight"].shape[0]))
-    if scale is None:
-        raise CheckpointError(f"tail.0.weight has {state['tail.0.weight'].shape[0]} outputs, not 3·s²")
-    n_share = len(lfes) - 1
     return {
-        "scale": scale,
+        "scale": pixel_shuffle_scale(state, "tail.0.weight", FAMILY),
         "c_elan": c_elan,
-        "m_elan": len(blocks) * (n_share + 1),
-        "n_share": n_share,
+        "m_elan": sum(lfes_per_block),
+        "n_share": lfes_per_block[0] - 1,
         "r_expand": int(expand) // c_elan,
         "window_sizes": [4, 8, 16],
     }

@@ -27,8 +27,9 @@ from torch import nn
 
 from .base import SRModel
 from .blocks import PixelShuffleUpsampler, add_mean, pad_to_multiple, relative_position_index
-from .blocks import scale_from_pixel_shuffle_channels, subtract_mean, window_geometry
+from .blocks import subtract_mean, window_geometry
 from .registry import Architecture, CheckpointError, Variant, register_architecture, register_variant
+from .statedict import mlp_ratio, nested_depths, pixel_shuffle_scale, require, rgb_input_width
 
 PAPER = "GRFormer: Grouped Residual Self-Attention for Lightweight Single Image Super-Resolution, 2024"
 MASK_FILL = -1e9
@@ -214,7 +215,8 @@ class GRSA(nn.Module):
 
 # --------------------------------------------------------------------------------------------- registry
 
-_BLOCK = re.compile(r"^layers\.(\d+)\.blocks\.(\d+)\.")
+_BLOCK = r"^layers\.(\d+)\.blocks\.(\d+)\."
+FAMILY = "GRFormer"
 _PREFIX = "layers.0.blocks.0."
 DEFAULT_WINDOW = (8, 32)
 
@@ -223,23 +225,12 @@ def detect_config(state) -> dict | None:
     """Read width, depths, heads, window, MLP ratio and scale from an official-key GRFormer state dict (§4.10)."""
     if _PREFIX + "attn.q1.weight" not in state or "conv_first.weight" not in state:
         return None
-    conv_first = state["conv_first.weight"]
-    if conv_first.ndim != 4 or conv_first.shape[1] != 3:
-        raise CheckpointError(f"conv_first.weight has shape {tuple(conv_first.shape)}; litesr needs 3 input channels")
-    dim = int(conv_first.shape[0])
-    blocks: dict[int, set[int]] = {}
-    for key in state:
-        m = _BLOCK.match(key)
-        if m:
-            blocks.setdefault(int(m.group(1)), set()).add(int(m.group(2)))
-    groups = sorted(blocks)
-    if groups != list(range(len(groups))) or any(sorted(b) != list(range(len(b))) for b in blocks.values()):
-        raise CheckpointError(f"GRFormer checkpoint with non-consecutive groups/blocks: {blocks}")
-    depths = [len(blocks[g]) for g in groups]
+    dim = rgb_input_width(state, "conv_first.weight", FAMILY)
+    depths = nested_depths(state, _BLOCK, FAMILY)
     num_heads = []
-    for g in groups:
+    for g in range(len(depths)):
         key = f"layers.{g}.blocks.0.attn.logit_scale"
-        scale_param = _require(state, key)
+        scale_param = require(state, key, FAMILY)
         if scale_param.ndim != 3 or scale_param.shape[1:] != (1, 1):
             raise CheckpointError(f"{key} has shape {tuple(scale_param.shape)}, not (heads, 1, 1)")
         num_heads.append(int(scale_param.shape[0]))
@@ -250,25 +241,11 @@ def detect_config(state) -> dict | None:
         if len(shape) != 4 or shape[0] != 1 or shape[3] != 2 or shape[1] % 2 == 0 or shape[2] % 2 == 0:
             raise CheckpointError(f"{coords_key} has shape {shape}, not the ES-RPB table (1, 2Wh−1, 2Ww−1, 2)")
         window = ((shape[1] + 1) // 2, (shape[2] + 1) // 2)
-    hidden = int(_require(state, _PREFIX + "mlp.fc1.weight").shape[0])
-    mlp_ratio = hidden / dim
-    if int(dim * mlp_ratio) != hidden:
-        raise CheckpointError(f"{_PREFIX}mlp.fc1.weight: hidden width {hidden} is not int({dim}·ratio)")
-    if "upsample.0.weight" not in state:
-        raise CheckpointError("GRFormer checkpoint without upsample.0.weight")
-    up = state["upsample.0.weight"]
-    scale = scale_from_pixel_shuffle_channels(int(up.shape[0]))
-    if scale is None:
-        raise CheckpointError(f"upsample.0.weight has {up.shape[0]} outputs, not 3·s²")
+    ratio = mlp_ratio(state, _PREFIX + "mlp.fc1.weight", dim, FAMILY)
+    scale = pixel_shuffle_scale(state, "upsample.0.weight", FAMILY)
     _check_constants(state, window)
     return {"scale": scale, "embed_dim": dim, "depths": depths, "num_heads": num_heads, "window_size": list(window),
-            "mlp_ratio": mlp_ratio}
-
-
-def _require(state, key: str) -> torch.Tensor:
-    if key not in state:
-        raise CheckpointError(f"GRFormer checkpoint without {key}")
-    return state[key]
+            "mlp_ratio": ratio}
 
 
 _CONST = re.compile(r"^layers\.\d+\.blocks\.(\d+)\.attn\.(relative_position_bias_table|relative_position_index)$")

@@ -18,15 +18,15 @@ size ≥ 1×1 works (the official code needs H, W ≥ 5).
 from __future__ import annotations
 
 import math
-import re
 
 import torch
 from torch import nn
 
 from .base import SRModel
 from .blocks import PixelShuffleUpsampler, add_mean, pad_to_multiple, relative_position_index
-from .blocks import scale_from_pixel_shuffle_channels, subtract_mean, window_geometry
+from .blocks import subtract_mean, window_geometry
 from .registry import Architecture, CheckpointError, Variant, register_architecture, register_variant
+from .statedict import mlp_ratio, nested_depths, pixel_shuffle_scale, require, rgb_input_width
 
 PAPER = "Liang et al., SwinIR: Image Restoration Using Swin Transformer, ICCV Workshops 2021"
 MASK_FILL = -100.0
@@ -174,7 +174,8 @@ class WindowAttention(nn.Module):
 
 # --------------------------------------------------------------------------------------------- registry
 
-_BLOCK = re.compile(r"^layers\.(\d+)\.residual_group\.blocks\.(\d+)\.")
+_BLOCK = r"^layers\.(\d+)\.residual_group\.blocks\.(\d+)\."
+FAMILY = "SwinIR"
 _PREFIX = "layers.0.residual_group.blocks.0."
 
 
@@ -189,23 +190,12 @@ def detect_config(state) -> dict | None:
             "SwinIR checkpoint with an unsupported configuration (litesr implements SwinIR-light: upsampler "
             "'pixelshuffledirect', resi_connection '1conv', no ape)"
             + (f"; found {', '.join(unsupported)}" if unsupported else "; no upsample.0.weight"))
-    conv_first = state["conv_first.weight"]
-    if conv_first.ndim != 4 or conv_first.shape[1] != 3:
-        raise CheckpointError(f"conv_first.weight has shape {tuple(conv_first.shape)}; litesr needs 3 input channels")
-    dim = int(conv_first.shape[0])
-    blocks: dict[int, set[int]] = {}
-    for key in state:
-        m = _BLOCK.match(key)
-        if m:
-            blocks.setdefault(int(m.group(1)), set()).add(int(m.group(2)))
-    groups = sorted(blocks)
-    if groups != list(range(len(groups))) or any(sorted(b) != list(range(len(b))) for b in blocks.values()):
-        raise CheckpointError(f"SwinIR checkpoint with non-consecutive groups/blocks: {blocks}")
-    depths = [len(blocks[g]) for g in groups]
+    dim = rgb_input_width(state, "conv_first.weight", FAMILY)
+    depths = nested_depths(state, _BLOCK, FAMILY)
     num_heads, window = [], None
-    for g in groups:
+    for g in range(len(depths)):
         key = f"layers.{g}.residual_group.blocks.0.attn.relative_position_bias_table"
-        table = _require(state, key)
+        table = require(state, key, FAMILY)
         side = math.isqrt(int(table.shape[0]))
         if table.ndim != 2 or side * side != table.shape[0] or side % 2 == 0:
             raise CheckpointError(f"{key} has shape {tuple(table.shape)}, not ((2·window−1)², heads)")
@@ -214,23 +204,11 @@ def detect_config(state) -> dict | None:
             raise CheckpointError(f"{key}: window {ws} differs from group 0's window {window}")
         window = ws
         num_heads.append(int(table.shape[1]))
-    hidden = int(_require(state, _PREFIX + "mlp.fc1.weight").shape[0])
-    mlp_ratio = hidden / dim
-    if int(dim * mlp_ratio) != hidden:
-        raise CheckpointError(f"{_PREFIX}mlp.fc1.weight: hidden width {hidden} is not int({dim}·ratio)")
-    up = state["upsample.0.weight"]
-    scale = scale_from_pixel_shuffle_channels(int(up.shape[0]))
-    if scale is None:
-        raise CheckpointError(f"upsample.0.weight has {up.shape[0]} outputs, not 3·s²")
+    ratio = mlp_ratio(state, _PREFIX + "mlp.fc1.weight", dim, FAMILY)
+    scale = pixel_shuffle_scale(state, "upsample.0.weight", FAMILY)
     _check_index(state, window)
     return {"scale": scale, "embed_dim": dim, "depths": depths, "num_heads": num_heads, "window_size": window,
-            "mlp_ratio": mlp_ratio}
-
-
-def _require(state, key: str) -> torch.Tensor:
-    if key not in state:
-        raise CheckpointError(f"SwinIR checkpoint without {key}")
-    return state[key]
+            "mlp_ratio": ratio}
 
 
 def _check_index(state, window: int) -> None:
