@@ -54,16 +54,19 @@ def main() -> None:
     scores = {k: {"psnr_y": round(v["psnr_y"], 4), "ssim_y": round(v["ssim_y"], 4), "images": v["images"]}
               for k, v in results.items()}
 
-    curve = []
+    curve, seconds, last_step = [], 0.0, 0
     for line in (args.run / "metrics.jsonl").read_text().splitlines():
         rec = json.loads(line)
         if "val" in rec:
             curve.append((rec["step"], round(rec[f"val_psnr_{config['val_sets'][0]}"], 3)))
-    hours = float(state.get("train_seconds", 0.0)) / 3600
+        elif "it_per_s" in rec:  # wall time over every session of the run, from the logged step rates
+            seconds += (rec["step"] - last_step) / rec["it_per_s"]
+            last_step = rec["step"]
+    hours = seconds / 3600
     card = {
         "arch": arch, "scale": scale, "step": best["step"], "iterations_run": int(state["step"]),
         "train_hours": round(hours, 2), "data": args.data_desc,
-        "hardware": f"{cpu_name()}, {torch.get_num_threads()} threads; {args.hardware}".strip("; "),
+        "hardware": f"{cpu_name()}; {args.hardware}".strip("; "),
         "recipe": {k: config[k] for k in ("batch_size", "patch_size", "lr", "schedule", "warmup_iters", "iters",
                                           "ema_decay", "grad_clip", "amp", "seed")},
         "results": scores, "validation_curve": curve, "note": args.note, "litesr": litesr.__version__,

@@ -38,7 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="checkpoint: .safetensors, or .pth/.pt read safely (weights_only); official key names")
     p.add_argument("--arch", metavar="A", help="architecture or variant (e.g. imdn, pan); detected if omitted")
     p.add_argument("--scale", type=int, choices=(2, 3, 4),
-                   help="upscaling factor; read from the checkpoint, but needed for PAN x2/x3 and bicubic-only runs")
+                   help="upscaling factor; read from the checkpoint (PAN x2/x3: from the file name, else needed) and "
+                   "needed for bicubic-only runs")
     p.add_argument("--json", metavar="OUT", help="also write the results to this JSON file")
     p.add_argument("--save-images", metavar="DIR", help="write the SR images to DIR/<set>/<name>.png")
     p.add_argument("--self-ensemble", action="store_true",

@@ -1,0 +1,49 @@
+"""The weights litesr ships: the default model of `upscale` and `eval`, and their model cards."""
+
+import json
+
+import pytest
+from PIL import Image
+
+import litesr
+from litesr.cli import main
+from litesr.pretrained import WEIGHTS_DIR, available_shipped, resolve_model
+from conftest import BENCHMARKS
+
+REPO = WEIGHTS_DIR.parents[1]
+
+
+def test_default_model_is_shipped_elan_light_x4():
+    assert ("elan-light", 4) in available_shipped()
+    model = resolve_model(None, None, None)
+    assert model.arch_name == "elan" and model.scale == 4 and model.config["c_elan"] == 60
+
+
+def test_model_cards_match_their_weights():
+    for arch, scale in available_shipped():
+        card = json.loads((WEIGHTS_DIR / f"{arch}_x{scale}.json").read_text())
+        assert (card["arch"], card["scale"]) == (arch, scale)
+        assert {"Set5", "Set14", "B100"} <= set(card["results"])
+        assert (WEIGHTS_DIR / f"{arch}_x{scale}.md").read_text().count(f"{card['results']['Set5']['psnr_y']:.2f}")
+
+
+def test_upscale_with_no_model_flags(tmp_path):
+    out = tmp_path / "sample_x4.png"
+    assert main(["upscale", str(REPO / "examples" / "sample.png"), "-o", str(out), "--quiet"]) == 0
+    with Image.open(out) as img:
+        assert img.size == (640, 480)
+
+
+def test_unshipped_scale_is_a_clear_error(tmp_path, capsys):
+    missing = [s for s in (2, 3) if ("elan-light", s) not in available_shipped()]
+    if not missing:
+        pytest.skip("every scale is shipped")
+    rc = main(["upscale", str(REPO / "examples" / "sample.png"), "-o", str(tmp_path / "x.png"), "--scale",
+               str(missing[0])])
+    assert rc == 2 and "no shipped weights for elan-light" in capsys.readouterr().err
+
+
+def test_shipped_x4_beats_bicubic_on_set5_by_the_promised_margin():
+    model = litesr.load_model(WEIGHTS_DIR / "elan-light_x4.safetensors")
+    psnr = litesr.evaluate(model, BENCHMARKS, ["Set5"], 4, progress=False)["Set5"]["psnr_y"]
+    assert psnr >= 29.9  # bicubic: 28.42
