@@ -123,3 +123,17 @@ def test_packaged_recipes_parse():
     for name in names:
         config = TrainConfig.from_sources(name)
         assert config.patch_size % config.scale == 0
+
+
+def test_paired_hr_lr_folders(tmp_path):
+    from conftest import BENCHMARKS
+
+    config = small_config(BENCHMARKS / "Set5" / "HR", tmp_path / "paired", iters=3,
+                          train_lr_data=str(BENCHMARKS / "Set5" / "LR_bicubic" / "X2"))
+    trainer = Trainer(config, progress=False)
+    trainer.run()
+    assert torch.load(tmp_path / "paired" / "state.pt", weights_only=True)["step"] == 3
+    with pytest.raises(ValueError, match="has 5 images but"):
+        from litesr.data.training import load_paired_folders
+
+        load_paired_folders(BENCHMARKS / "Set5" / "HR", BENCHMARKS / "Set14" / "HR", 2)
