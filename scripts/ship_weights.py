@@ -20,7 +20,12 @@ import litesr
 from litesr.io import atomic_path
 from litesr.pretrained import WEIGHTS_DIR
 
-PAPER_X4 = {"elan-light": {"Set5": (32.43, 0.8975), "Set14": (28.78, 0.7858), "B100": (27.69, 0.7406)}}
+#: ELAN paper, Table (ELAN-light, DIV2K-trained).
+PAPER = {
+    ("elan-light", 2): {"Set5": (38.17, 0.9611), "Set14": (33.94, 0.9207), "B100": (32.30, 0.9012)},
+    ("elan-light", 3): {"Set5": (34.61, 0.9288), "Set14": (30.55, 0.8463), "B100": (29.21, 0.8081)},
+    ("elan-light", 4): {"Set5": (32.43, 0.8975), "Set14": (28.78, 0.7858), "B100": (27.69, 0.7406)},
+}
 
 
 def cpu_name() -> str:
@@ -82,7 +87,7 @@ def main() -> None:
 
 
 def render_card(card: dict) -> str:
-    paper = PAPER_X4.get(card["arch"], {}) if card["scale"] == 4 else {}
+    paper = PAPER.get((card["arch"], card["scale"]), {})
     rows = "\n".join(
         f"| {s} | {r['psnr_y']:.2f} / {r['ssim_y']:.4f} | "
         + (f"{paper[s][0]:.2f} / {paper[s][1]:.4f} |" if s in paper else "– |")

@@ -2,7 +2,6 @@
 
 import json
 
-import pytest
 from PIL import Image
 
 import litesr
@@ -34,13 +33,12 @@ def test_upscale_with_no_model_flags(tmp_path):
         assert img.size == (640, 480)
 
 
-def test_unshipped_scale_is_a_clear_error(tmp_path, capsys):
-    missing = [s for s in (2, 3) if ("elan-light", s) not in available_shipped()]
-    if not missing:
-        pytest.skip("every scale is shipped")
-    rc = main(["upscale", str(REPO / "examples" / "sample.png"), "-o", str(tmp_path / "x.png"), "--scale",
-               str(missing[0])])
-    assert rc == 2 and "no shipped weights for elan-light" in capsys.readouterr().err
+def test_unshipped_model_is_a_clear_error(tmp_path, capsys):
+    assert ("grformer", 4) not in available_shipped()
+    rc = main(["upscale", str(REPO / "examples" / "sample.png"), "-o", str(tmp_path / "x.png"), "--arch", "grformer"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "no shipped weights for grformer x4" in err and "--weights PATH" in err
+    assert not (tmp_path / "x.png").exists()
 
 
 def test_shipped_x4_beats_bicubic_on_set5_by_the_promised_margin():
