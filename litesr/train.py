@@ -251,7 +251,7 @@ class Trainer:
 
         torch.manual_seed(config.seed)
         self.model = create_model(config.arch, config.scale, **config.model_config).to(device)
-        if config.init_weights:
+        if config.init_weights and not resume:  # a resumed run takes every weight from its checkpoint
             self.skipped_init = init_from(self.model, config.init_weights)
         self.ema = None
         if config.ema_decay:

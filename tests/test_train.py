@@ -107,6 +107,16 @@ def test_bad_config_file(tmp_path, capsys):
     assert "not valid YAML" in capsys.readouterr().err
 
 
+def test_resume_does_not_need_the_init_weights(few_images, tmp_path):
+    init = tmp_path / "init.safetensors"
+    litesr.save_model(litesr.create_model("elan-light", 2, **TINY), init)
+    Trainer(small_config(few_images, tmp_path / "r", iters=2, init_weights=str(init)), progress=False).run()
+    init.unlink()  # e.g. a run folder moved to another machine
+    resumed = Trainer(small_config(few_images, tmp_path / "r", iters=3, init_weights=str(init)), resume=True,
+                      progress=False)
+    assert resumed.step == 2
+
+
 def test_resume_rules(few_images, tmp_path):
     with pytest.raises(ConfigError, match="no checkpoint"):
         Trainer(small_config(few_images, tmp_path / "none"), resume=True)
