@@ -15,6 +15,11 @@ from PIL import Image, UnidentifiedImageError
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
 
+def image_files(folder: str | os.PathLike) -> list[Path]:
+    """The images (by suffix, see ``IMAGE_SUFFIXES``) directly inside ``folder``, sorted by name."""
+    return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
 class ImageReadError(ValueError):
     """An input image is missing, unreadable or truncated."""
 

@@ -48,8 +48,8 @@ def main() -> None:
     ap.add_argument("--note", default="", help="anything else the card must say (e.g. initialised from x4)")
     args = ap.parse_args()
 
-    config = json.loads(torch.load(args.run / "state.pt", weights_only=True)["config"])
     state = torch.load(args.run / "state.pt", weights_only=True)
+    config = json.loads(state["config"])
     best = json.loads((args.run / "best.json").read_text())
     model = litesr.load_model(args.run / "best.safetensors")
     arch, scale = config["arch"], model.scale

@@ -46,13 +46,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def collect_inputs(items: list[str]) -> list[Path]:
     """Expand folders to the images inside them; every named path must exist."""
-    from ..io import IMAGE_SUFFIXES
+    from ..io import IMAGE_SUFFIXES, image_files
 
     paths: list[Path] = []
     for item in items:
         path = Path(item)
         if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            found = image_files(path)
             if not found:
                 raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in folder {path}")
             paths.extend(found)

@@ -17,7 +17,7 @@ from typing import Iterator
 
 import numpy as np
 
-from ..io import IMAGE_SUFFIXES, is_grayscale_file, read_image
+from ..io import image_files, is_grayscale_file, read_image
 from .imresize import imresize, modcrop
 
 __all__ = ["BenchmarkImage", "BenchmarkSet", "BenchmarkNotFoundError", "BenchmarkMismatchError", "available_sets"]
@@ -62,7 +62,7 @@ class BenchmarkSet:
                 f"no benchmark set {name!r} under {self.root} (expected {self.hr_dir}); "
                 f"sets found there: {', '.join(sets) if sets else 'none'}"
             )
-        self.hr_paths = sorted(p for p in self.hr_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        self.hr_paths = image_files(self.hr_dir)
         if not self.hr_paths:
             raise BenchmarkNotFoundError(f"no images in {self.hr_dir}")
         self.lr_dir = self.root / name / "LR_bicubic" / f"X{self.scale}"
