@@ -4,7 +4,9 @@
         --data-desc "T91 (91 images)" --hardware "2-core CPU (AVX-512 BF16), bf16 autocast"
 
 Writes ``litesr/weights/<arch>_x<scale>.safetensors`` (official key names), ``.json`` (the scores) and ``.md``
-(the model card: data, iterations, hardware, wall time, Set5/Set14/B100 PSNR/SSIM, validation curve).
+(the model card: data, iterations, hardware, wall time, Set5/Set14/B100 PSNR/SSIM, validation curve), then
+rewrites the README's table of shipped weights from every card. Re-shipping a run that was trained longer is one
+line: ``--data-desc``, ``--hardware`` and ``--note`` default to what the current card says.
 """
 
 from __future__ import annotations
@@ -43,9 +45,12 @@ def main() -> None:
     ap.add_argument("run", type=Path, help="training run folder (holds best.safetensors, state.pt, metrics.jsonl)")
     ap.add_argument("--data", required=True, help="benchmark root (EDSR layout)")
     ap.add_argument("--sets", default="Set5,Set14,B100")
-    ap.add_argument("--data-desc", required=True, help="what the model was trained on")
-    ap.add_argument("--hardware", default="", help="extra words on the hardware/precision")
-    ap.add_argument("--note", default="", help="anything else the card must say (e.g. initialised from x4)")
+    ap.add_argument("--data-desc", help="what the model was trained on (default: the current card's)")
+    ap.add_argument("--hardware", help="words on the hardware/precision (default: the current card's)")
+    ap.add_argument("--note", help="anything else the card must say, e.g. initialised from x4 (default: the "
+                                   "current card's)")
+    ap.add_argument("--readme", type=Path, default=Path(__file__).resolve().parents[1] / "README.md",
+                    help="README whose shipped-weights table is rewritten (default: the repository's)")
     args = ap.parse_args()
 
     state = torch.load(args.run / "state.pt", weights_only=True)
@@ -54,6 +59,16 @@ def main() -> None:
     model = litesr.load_model(args.run / "best.safetensors")
     arch, scale = config["arch"], model.scale
     name = f"{arch}_x{scale}"
+    previous = WEIGHTS_DIR / f"{name}.json"
+    previous = json.loads(previous.read_text()) if previous.is_file() else {}
+    if args.data_desc is None:
+        if "data" not in previous:
+            ap.error(f"--data-desc is needed: {name} has no model card yet")
+        args.data_desc = previous["data"]
+    if args.hardware is None:
+        args.hardware = previous.get("hardware", "").split("; ", 1)[-1] if previous else ""
+    if args.note is None:
+        args.note = previous.get("note", "")
     sets = [s for s in args.sets.split(",") if s]
     results = litesr.evaluate(model, args.data, sets, scale, progress=True)
     scores = {k: {"psnr_y": round(v["psnr_y"], 4), "ssim_y": round(v["ssim_y"], 4), "images": v["images"]}
@@ -84,6 +99,44 @@ def main() -> None:
     with atomic_path(WEIGHTS_DIR / f"{name}.md") as tmp:
         tmp.write_text(render_card(card))
     print(render_card(card))
+    if args.readme.is_file():
+        update_readme_table(args.readme)
+        print(f"updated the shipped-weights table in {args.readme}")
+
+
+def _thousands(n: int) -> str:
+    return f"{n:,}"
+
+
+def readme_rows() -> list[str]:
+    """One README row per shipped card, largest scale first (x4 is the default model)."""
+    rows = []
+    for path in sorted(WEIGHTS_DIR.glob("*.json")):
+        card = json.loads(path.read_text())
+        paper = PAPER.get((card["arch"], card["scale"]), {})
+        cells = []
+        for s in ("Set5", "Set14", "B100"):
+            r = card["results"].get(s)
+            cell = f"{r['psnr_y']:.2f} / {r['ssim_y']:.4f}" if r else "–"
+            cells.append(cell + (f" ({paper[s][0]:.2f})" if s in paper else ""))
+        rows.append((-card["scale"], card["arch"], f"| `{card['arch']}` x{card['scale']} | " + " | ".join(cells)
+                     + f" | {_thousands(card['step'])} it, {card['train_hours']:.1f} h |"))
+    return [row for *_, row in sorted(rows)]
+
+
+def update_readme_table(readme: Path) -> None:
+    """Replace the rows under the README's ``| model | Set5 PSNR ...`` header with those of the shipped cards."""
+    lines = readme.read_text().splitlines()
+    try:
+        head = next(i for i, line in enumerate(lines) if line.startswith("| model | Set5 PSNR"))
+    except StopIteration:
+        raise SystemExit(f"{readme} has no shipped-weights table (a '| model | Set5 PSNR' header) to update")
+    end = head + 2
+    while end < len(lines) and lines[end].startswith("|"):
+        end += 1
+    lines[head + 2:end] = readme_rows()
+    with atomic_path(readme) as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
 
 
 def render_card(card: dict) -> str:

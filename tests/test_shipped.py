@@ -45,3 +45,31 @@ def test_shipped_x4_beats_bicubic_on_set5_by_the_promised_margin():
     model = litesr.load_model(WEIGHTS_DIR / "elan-light_x4.safetensors")
     psnr = litesr.evaluate(model, BENCHMARKS, ["Set5"], 4, progress=False)["Set5"]["psnr_y"]
     assert psnr >= 29.9  # bicubic: 28.42
+
+
+def _ship_weights_script():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("ship_weights", REPO / "scripts" / "ship_weights.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_readme_table_shows_every_model_card():
+    rows = _ship_weights_script().readme_rows()
+    assert len(rows) == len(available_shipped())
+    readme = (REPO / "README.md").read_text()
+    for row in rows:
+        assert row in readme.splitlines(), f"README's shipped-weights table is stale; expected row {row}"
+
+
+def test_readme_table_is_rewritten_in_place(tmp_path):
+    ship = _ship_weights_script()
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n\n| model | Set5 PSNR / SSIM (paper) | Set14 | B100 | training |\n|---|---|---|---|---|\n"
+                      "| stale | row |\n\nafter\n")
+    ship.update_readme_table(readme)
+    lines = readme.read_text().splitlines()
+    assert lines[4:4 + len(ship.readme_rows())] == ship.readme_rows()
+    assert "| stale | row |" not in lines and lines[-1] == "after"
