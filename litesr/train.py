@@ -336,6 +336,10 @@ class Trainer:
     def save_checkpoint(self) -> None:
         if not self.dist.is_main:
             return
+        if not all(bool(p.isfinite().all()) for p in self.model.parameters()):  # keep the last good checkpoint
+            raise FloatingPointError(
+                f"the weights hold NaN/inf at step {self.step}; the run diverged. Resume from the last checkpoint "
+                "with a lower lr (or grad_clip)")
         self.out.mkdir(parents=True, exist_ok=True)
         with atomic_path(self.out / "state.pt") as tmp:
             torch.save(self._state(), tmp)
@@ -408,7 +412,7 @@ class Trainer:
                    disable=not (self.progress and self.dist.is_main), dynamic_ncols=True)
         self.model.train()
         last_ckpt, t_log, step_log = time.monotonic(), time.monotonic(), self.step
-        loss_sum, loss_n = 0.0, 0
+        loss_sum, loss_n = torch.zeros((), device=self.device), 0  # summed on the device: no sync per step
         try:
             for lr_img, hr_img in loader:
                 if self.step >= c.iters or stop["now"] or (stop_at is not None and self.step >= stop_at):
@@ -421,12 +425,17 @@ class Trainer:
                 if self.step % c.log_every == 0 or self.step == c.iters:
                     now = time.monotonic()
                     self.train_seconds += now - t_log
-                    record = {"step": self.step, "loss": loss_sum / loss_n, "lr": self.scheduler.get_last_lr()[0],
+                    mean_loss = loss_sum.item() / loss_n
+                    if not math.isfinite(mean_loss):
+                        raise FloatingPointError(
+                            f"the training loss became {mean_loss} by step {self.step}; the run diverged. Resume "
+                            "from the last checkpoint with a lower lr (or grad_clip)")
+                    record = {"step": self.step, "loss": mean_loss, "lr": self.scheduler.get_last_lr()[0],
                               "it_per_s": (self.step - step_log) / max(now - t_log, 1e-9), "images": n_images,
                               "train_hours": round(self.train_seconds / 3600, 4)}
                     self._log(record)
                     bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}")
-                    t_log, step_log, loss_sum, loss_n = now, self.step, 0.0, 0
+                    t_log, step_log, loss_sum, loss_n = now, self.step, torch.zeros_like(loss_sum), 0
                 if c.val_data and (self.step % c.val_every == 0 or self.step == c.iters):
                     self.validate()
                 due = self.step % c.ckpt_every == 0 or time.monotonic() - last_ckpt > 60 * c.ckpt_minutes
@@ -443,7 +452,8 @@ class Trainer:
                 self._tb.close()
         return self.out
 
-    def _train_step(self, lr_img: torch.Tensor, hr_img: torch.Tensor) -> float:
+    def _train_step(self, lr_img: torch.Tensor, hr_img: torch.Tensor) -> torch.Tensor:
+        """One optimisation step; returns the (detached) loss without waiting for the device."""
         c = self.config
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
             sr = self.net(lr_img)
@@ -456,7 +466,7 @@ class Trainer:
         self.scheduler.step()
         if self.ema is not None:
             self.ema.update_parameters(self.model)
-        return loss.item()
+        return loss.detach()
 
 
 def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> Path:

@@ -147,3 +147,15 @@ def test_paired_hr_lr_folders(tmp_path):
         from litesr.data.training import load_paired_folders
 
         load_paired_folders(BENCHMARKS / "Set5" / "HR", BENCHMARKS / "Set14" / "HR", 2)
+
+
+def test_diverged_run_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(few_images, tmp_path):
+    out = tmp_path / "run"
+    Trainer(small_config(few_images, out, iters=10), progress=False).run(stop_at=5)
+    good = torch.load(out / "state.pt", weights_only=True)["model"]
+    trainer = Trainer(small_config(few_images, out, iters=10, grad_clip=0.0), resume=True, progress=False)
+    trainer.scheduler.base_lrs = [1e36]  # the resumed schedule would restore lr 2e-4; force a blow-up
+    with pytest.raises(FloatingPointError, match="diverged"):
+        trainer.run()
+    kept = torch.load(out / "state.pt", weights_only=True)
+    assert kept["step"] == 5 and all(torch.equal(good[k], kept["model"][k]) for k in good)

@@ -23,7 +23,8 @@ class UsageError(ValueError):
 
 
 #: Errors reported as one clear line (exit 2) instead of a traceback.
-USER_ERRORS = (UsageError, CheckpointError, ImageReadError, FileNotFoundError, KeyError, ValueError)
+USER_ERRORS = (UsageError, CheckpointError, ImageReadError, FileNotFoundError, KeyError, ValueError,
+               FloatingPointError)  # the last: a training run that diverged
 
 COMMANDS = [upscale_cmd, eval_cmd, train_cmd, models_cmd]
 
