@@ -40,6 +40,7 @@ def evaluate(
     device: str | torch.device = "cpu",
     progress: bool = True,
     save_images: str | os.PathLike | None = None,
+    precision: str = "fp32",
 ) -> dict:
     """Score ``model`` on benchmark ``sets`` (names, or one comma-separated string) of ``data_dir``.
 
@@ -47,17 +48,24 @@ def evaluate(
     ``gray`` picks the grayscale-HR convention (``"rgb"`` model tables, ``"raw"`` MATLAB-era tables; see
     ``litesr.metrics``). ``self_ensemble`` averages the 8 flips/rotations (before quantisation).
     ``save_images`` writes each SR image to ``<dir>/<set>/<name>.png``. The model is moved to ``device``.
+    ``precision`` ``"bf16"``/``"fp16"`` runs it under autocast, to measure what the faster precision costs; the
+    protocol (and the published numbers) are fp32.
     """
+    from .inference import precision_context
+
     model_scale = getattr(model, "scale", None)
     if model_scale is not None and int(model_scale) != int(scale):
         raise ValueError(f"the model is a x{model_scale} model but x{scale} evaluation was requested")
+    device = torch.device(device)
     model = model.eval().to(device)
+    precision_context(device, precision)  # fails fast on an unknown precision
+    compute = _full_float32 if precision == "fp32" else (lambda: precision_context(device, precision))
 
     def upscale(lr: np.ndarray) -> np.ndarray:
         x = image_to_tensor(lr).to(device)
-        with torch.inference_mode(), _full_float32():
+        with torch.inference_mode(), compute():
             y = self_ensemble_forward(model, x) if self_ensemble else model(x)
-        return tensor_to_image(y)
+        return tensor_to_image(y.float())
 
     return _evaluate_sets(upscale, data_dir, sets, scale, gray, progress, save_images)
 
@@ -85,7 +93,7 @@ def self_ensemble_forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
                 dims = [d for d, on in ((-1, flip_h), (-2, flip_v)) if on]
                 t = x.flip(dims) if dims else x
                 t = t.transpose(-2, -1) if transpose else t
-                y = model(t)
+                y = model(t).float()
                 y = y.transpose(-2, -1) if transpose else y
                 outputs.append(y.flip(dims) if dims else y)
     return torch.stack(outputs).mean(dim=0)

@@ -7,15 +7,30 @@ beyond what the model sees past ``overlap`` pixels, and there are no blending se
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
-from typing import Iterator
+from typing import ContextManager, Iterator
 
 import torch
 from torch import nn
 
 DEFAULT_TILE = 256
 DEFAULT_OVERLAP = 32
+
+#: Compute precisions of ``upscale``/``eval``. fp32 is the default and the one that matches the official code;
+#: bf16/fp16 run the model under autocast (about 2× faster on CPUs with AVX-512 BF16, and on GPUs).
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def precision_context(device: torch.device, precision: str) -> ContextManager:
+    """Autocast to ``precision`` on ``device`` (a no-op for fp32); the model's output is cast back to float32."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    dtype = PRECISIONS[precision]
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
 
 
 @dataclass(frozen=True)
@@ -74,21 +89,28 @@ def upscale_tensor(
     device: str | torch.device | None = None,
     progress: bool = False,
     description: str = "tiles",
+    precision: str = "fp32",
 ) -> torch.Tensor:
-    """Super-resolve ``x`` (N×3×H×W in [0,1], any device) tile by tile; returns the output on the CPU.
+    """Super-resolve ``x`` (N×3×H×W in [0,1], any device) tile by tile; returns the output (float32) on the CPU.
 
-    ``tile=None`` (or a tile larger than the image) runs the whole image in one pass.
+    ``tile=None`` (or a tile larger than the image) runs the whole image in one pass. ``precision``: see
+    ``PRECISIONS``.
     """
     device = torch.device(device) if device is not None else next(model.parameters()).device
     scale = int(model.scale)
     n, c, h, w = x.shape
+
+    def forward(patch: torch.Tensor) -> torch.Tensor:
+        with precision_context(device, precision):
+            return model(patch.to(device)).float().cpu()
+
     if tile is None or (h <= tile and w <= tile):
-        return model(x.to(device)).float().cpu()
+        return forward(x)
     tiles = plan_tiles(h, w, tile, overlap, getattr(model, "size_multiple", 1))
     out = torch.empty(n, c, h * scale, w * scale, dtype=torch.float32)
     bar = _progress(len(tiles), description) if progress else None
     for t, patch in iter_tiles(x, tiles):
-        y = model(patch.to(device)).float().cpu()
+        y = forward(patch)
         top, left = (t.cy0 - t.y0) * scale, (t.cx0 - t.x0) * scale
         out[..., t.cy0 * scale:t.cy1 * scale, t.cx0 * scale:t.cx1 * scale] = y[
             ..., top:top + (t.cy1 - t.cy0) * scale, left:left + (t.cx1 - t.cx0) * scale]

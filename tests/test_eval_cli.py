@@ -114,3 +114,19 @@ def test_help_has_an_example(capsys):
         main(["eval", "--help"])
     text = capsys.readouterr().out
     assert "examples:" in text and "--gray {rgb,raw}" in text
+
+
+def test_eval_in_bf16_measures_what_the_faster_precision_costs(tmp_path, set5):
+    weights = WEIGHTS / "IMDN" / "IMDN_x2.pth"
+    if not weights.exists():
+        pytest.skip(f"{weights} not available")
+    data = _one_image_set(tmp_path, set5)
+    docs = {}
+    for precision in ("fp32", "bf16"):
+        out = tmp_path / f"{precision}.json"
+        assert main(["eval", "--data", str(data), "--sets", "Set5", "--weights", str(weights), "--device", "cpu",
+                     "--precision", precision, "--json", str(out)]) == 0
+        docs[precision] = json.loads(out.read_text())
+    assert docs["bf16"]["precision"] == "bf16" and docs["fp32"]["precision"] == "fp32"
+    fp32, bf16 = (docs[p]["results"]["Set5"]["psnr_y"] for p in ("fp32", "bf16"))
+    assert fp32 != bf16 and abs(fp32 - bf16) < 0.1

@@ -94,3 +94,25 @@ def test_cli_checkpoint_errors(elan_weights, tmp_path, capsys):
 def test_python_m_litesr_version():
     out = subprocess.run([sys.executable, "-m", "litesr", "--version"], capture_output=True, text=True, check=True)
     assert out.stdout.startswith("litesr ")
+
+
+def test_bf16_precision_stays_close_to_fp32_and_returns_float32(elan_weights):
+    model = litesr.load_model(elan_weights).eval()
+    x = image_to_tensor(read_image(LR_IMAGE))[..., :40, :48]
+    fp32 = upscale_tensor(model, x, tile=None)
+    bf16 = upscale_tensor(model, x, tile=32, overlap=16, precision="bf16")
+    assert bf16.dtype == torch.float32 and bf16.shape == fp32.shape
+    assert 35 < psnr(bf16, fp32) < math.inf  # autocast really ran, and stayed close
+    with pytest.raises(ValueError, match="precision must be one of"):
+        upscale_tensor(model, x, precision="fp8")
+
+
+def test_cli_precision_flag(elan_weights, tmp_path, capsys):
+    out = tmp_path / "x.png"
+    assert main(["upscale", str(LR_IMAGE), "-o", str(out), "--weights", str(elan_weights), "--precision", "bf16",
+                 "--quiet"]) == 0
+    with Image.open(out) as img:
+        assert img.size == (125 * 4, 120 * 4)
+    with pytest.raises(SystemExit):
+        main(["upscale", str(LR_IMAGE), "-o", str(out), "--weights", str(elan_weights), "--precision", "int8"])
+    assert "invalid choice: 'int8'" in capsys.readouterr().err

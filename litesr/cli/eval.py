@@ -21,7 +21,7 @@ STANDARD_SETS = ("Set5", "Set14", "B100", "BSD100", "Urban100", "Manga109")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from . import example_formatter
+    from . import add_precision_argument, example_formatter
 
     p = sub.add_parser(
         "eval",
@@ -50,6 +50,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="grayscale HR images (Set14 bridge): 'rgb' scores them on Y like colour images, as the "
                    "model tables do (default); 'raw' scores raw intensities, as the MATLAB-era bicubic tables do")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, mps or auto (default: auto)")
+    add_precision_argument(p, "the protocol and published numbers are fp32; bf16/fp16 measure what the faster "
+                              "precision costs")
     p.set_defaults(func=run)
 
 
@@ -68,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
     rows, results, bicubic = [], None, None
     if model is not None:
         results = evaluate(model, args.data, sets, scale, gray=args.gray, self_ensemble=args.self_ensemble,
-                           device=device, progress=progress, save_images=args.save_images)
+                           device=device, progress=progress, save_images=args.save_images,
+                           precision=args.precision)
         rows.append((model.arch_name + ("+" if args.self_ensemble else ""), results))
     if args.bicubic:
         bicubic = evaluate_bicubic(args.data, sets, scale, gray=args.gray, progress=progress)
@@ -127,6 +130,7 @@ def _write_json(args: argparse.Namespace, model, scale: int, results: dict | Non
         "scale": int(scale),
         "gray": args.gray,
         "self_ensemble": bool(args.self_ensemble),
+        "precision": args.precision,
         "results": _summary(results if results is not None else bicubic),
     }
     if results is not None and bicubic is not None:

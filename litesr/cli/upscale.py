@@ -7,9 +7,11 @@ import sys
 from pathlib import Path
 
 EXAMPLES = """examples:
-  litesr upscale photo.png -o photo_x4.png --weights elan_light_x4.safetensors
+  litesr upscale photo.png -o photo_x4.png                      # shipped ELAN-light x4
+  litesr upscale photos/ -o out/ --arch elan-light --scale 2    # shipped ELAN-light x2
   litesr upscale a.jpg b.webp -o out/ --weights IMDN_x2.pth --scale 2
   litesr upscale scans/ -o out/ --weights w.safetensors --tile 128 --tile-overlap 16 --device cuda
+  litesr upscale big.png -o big_x4.png --precision bf16         # faster where bf16 is native (AVX-512 BF16, GPUs)
 
 The architecture and scale are read from the checkpoint; --arch/--scale only check it (or pick a shipped model).
 Outputs: with one input, -o may be a file name; otherwise -o is a folder and each output is <name>_x<scale>.<ext>.
@@ -17,7 +19,7 @@ Outputs: with one input, -o may be a file name; otherwise -o is a folder and eac
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from . import example_formatter
+    from . import add_precision_argument, example_formatter
     from ..inference import DEFAULT_OVERLAP, DEFAULT_TILE
 
     p = sub.add_parser(
@@ -40,6 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tile-overlap", type=int, default=DEFAULT_OVERLAP, metavar="M",
                    help=f"LR context pixels around each tile (default {DEFAULT_OVERLAP})")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, mps or auto (default: auto)")
+    add_precision_argument(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
@@ -89,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     for src, dst in tqdm(list(zip(inputs, targets)), desc="images", unit="img", disable=not show or len(inputs) < 2):
         img = read_image(src)
         sr = upscale_tensor(model, image_to_tensor(img), tile=args.tile or None, overlap=args.tile_overlap,
-                            device=device, progress=show, description=src.name)
+                            device=device, progress=show, description=src.name, precision=args.precision)
         write_image(tensor_to_image(sr), dst)
         if not args.quiet:
             print(f"{src} -> {dst} ({img.shape[1]}x{img.shape[0]} -> {sr.shape[-1]}x{sr.shape[-2]})")
