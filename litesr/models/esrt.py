@@ -339,7 +339,7 @@ def split_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: fl
             output.append(attn @ v_seg)
         return torch.cat(output, dim=-2)
     if mode == "sdpa":
-        head_multiple = 1 if q.device.type == "cpu" else 8
+        head_multiple = 8 if q.device.type == "cuda" else 1
         return torch.cat([sdpa_attention(*seg, scale, head_multiple) for seg in segments], dim=-2)
     if mode == "chunked":
         return torch.cat([_query_chunked_attention(*seg, scale) for seg in segments], dim=-2)
@@ -349,7 +349,7 @@ def split_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: fl
 def sdpa_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, head_multiple: int = 1):
     """``F.scaled_dot_product_attention`` with the head width zero-padded to a multiple of ``head_multiple``.
 
-    Exact: zero features add nothing to Q Kᵀ and give zero output columns, which are cut off. Used off-CPU,
+    Exact: zero features add nothing to Q Kᵀ and give zero output columns, which are cut off. Used on CUDA,
     where the memory-efficient CUDA kernels need a width divisible by 8 (ESRT's is 18) and would otherwise fall
     back to the math kernel, which materialises the L×L matrix. CPU's flash kernel takes any width.
     """

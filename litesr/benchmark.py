@@ -1,0 +1,190 @@
+"""Efficiency of SR models: parameters, FLOPs/MACs, latency and peak memory.
+
+The conventions are those the specs used to measure the official code, so the numbers compare one to one:
+
+- **FLOPs**: ``torch.utils.flop_counter.FlopCounterMode`` over one forward on the meta device (shapes only, no
+  compute, any size): convolutions and matmuls, attention included (SDPA counts as its two matmuls); norms,
+  softmax, activations and adds are not counted. MACs = FLOPs / 2. Papers quote "Multi-Adds" for a 1280×720
+  output, so the default input is the ×s LR of that (:func:`hd_input_size`).
+- **Layer MACs**: Conv2d and Linear layers only, from forward hooks — what module-hook counters (thop, ptflops)
+  report, which leaves the attention matmuls out.
+- **Latency**: warm-up forwards, then the median of timed forwards (CUDA synchronised), ``inference_mode``.
+- **Peak memory**: CPU: the process's resident-set high-water mark during the first forward minus its resident
+  set just before it, in a fresh process (Linux: the mark is reset through ``/proc/self/clear_refs`` first;
+  elsewhere ``ru_maxrss`` growth, which cannot see below the peak of model construction); CUDA: growth of
+  ``max_memory_allocated``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+__all__ = ["BenchSpec", "count_parameters", "count_flops", "count_layer_macs", "hd_input_size", "measure",
+           "measure_isolated"]
+
+
+def hd_input_size(scale: int, height: int = 720, width: int = 1280) -> tuple[int, int]:
+    """LR size whose ×``scale`` output is (about) ``height``×``width`` — the papers' Multi-Adds convention."""
+    return round(height / scale), round(width / scale)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Trainable parameters (fixed kernels such as ELAN's one-hot shifts and mean shifts are not counted)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def _meta_copy(model: nn.Module) -> nn.Module:
+    import copy
+
+    return copy.deepcopy(model).to("meta").eval()
+
+
+def count_flops(model: nn.Module, lr_size: tuple[int, int]) -> dict:
+    """``{"flops", "macs", "by_op": {op: flops}}`` of one forward on a 1×3×H×W input (meta device)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    meta = _meta_copy(model)
+    x = torch.empty(1, 3, *lr_size, device="meta")
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        meta(x)
+    by_op = {str(op).split(".")[-1]: int(n) for op, n in counter.get_flop_counts()["Global"].items()}
+    total = int(counter.get_total_flops())
+    return {"flops": total, "macs": total // 2, "by_op": by_op}
+
+
+def count_layer_macs(model: nn.Module, lr_size: tuple[int, int]) -> dict:
+    """``{"macs", "conv", "linear"}``: multiply-accumulates of Conv2d and Linear layers only (hook accounting)."""
+    meta = _meta_copy(model)
+    totals = {"conv": 0, "linear": 0}
+
+    def conv_hook(module: nn.Conv2d, inputs, output) -> None:
+        kh, kw = module.kernel_size
+        totals["conv"] += output.numel() * (module.in_channels // module.groups) * kh * kw
+
+    def linear_hook(module: nn.Linear, inputs, output) -> None:
+        totals["linear"] += output.numel() * module.in_features
+
+    handles = [m.register_forward_hook(conv_hook) for m in meta.modules() if isinstance(m, nn.Conv2d)]
+    handles += [m.register_forward_hook(linear_hook) for m in meta.modules() if isinstance(m, nn.Linear)]
+    try:
+        with torch.inference_mode():
+            meta(torch.empty(1, 3, *lr_size, device="meta"))
+    finally:
+        for h in handles:
+            h.remove()
+    return {"macs": totals["conv"] + totals["linear"], **totals}
+
+
+# --------------------------------------------------------------------------------------------- timing, memory
+
+
+@dataclass
+class BenchSpec:
+    """One latency/memory measurement: a model (variant name, or checkpoint path), an input size, a setting."""
+
+    model: str
+    scale: int = 4
+    height: int = 128
+    width: int = 128
+    device: str = "cpu"
+    precision: str = "fp32"
+    runs: int = 5
+    warmup: int = 2
+    threads: int = 0  # 0: torch's default
+
+    def build(self) -> nn.Module:
+        from .checkpoint import create_model, load_model
+
+        if os.path.exists(self.model):
+            return load_model(self.model, scale=self.scale)
+        torch.manual_seed(0)  # speed and memory do not depend on the weights
+        return create_model(self.model, self.scale)
+
+
+def measure(spec: BenchSpec) -> dict:
+    """Latency (median, seconds) and peak memory growth (bytes) of ``spec``, in this process.
+
+    The memory figure is only meaningful in a fresh process on CPU: use :func:`measure_isolated`.
+    """
+    from .inference import pick_device, precision_context
+
+    if spec.threads:
+        torch.set_num_threads(spec.threads)
+    device = pick_device(spec.device)
+    model = spec.build().eval().to(device)
+    x = torch.rand(1, 3, spec.height, spec.width, device=device)
+    cuda = device.type == "cuda"
+
+    def forward() -> None:
+        with torch.inference_mode(), precision_context(device, spec.precision):
+            model(x)
+        if cuda:
+            torch.cuda.synchronize()
+
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+    else:
+        before, peak_of = _start_rss_peak()
+    start = time.perf_counter()
+    forward()  # the first forward: memory high-water mark, and the first warm-up
+    first = time.perf_counter() - start
+    peak = (torch.cuda.max_memory_allocated(device) if cuda else peak_of()) - before
+    for _ in range(max(0, spec.warmup - 1)):
+        forward()
+    times = []
+    for _ in range(spec.runs):
+        start = time.perf_counter()
+        forward()
+        times.append(time.perf_counter() - start)
+    return {"latency": statistics.median(times) if times else first, "times": times, "first": first,
+            "peak_bytes": peak, "threads": torch.get_num_threads(), "device": str(device)}
+
+
+def _start_rss_peak():
+    """(resident bytes now, function giving the high-water mark since): reset on Linux, ``ru_maxrss`` otherwise."""
+    import resource
+
+    def status(field: str) -> int:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith(field + ":"))
+
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # resets VmHWM to the current resident set
+        return status("VmRSS"), lambda: status("VmHWM")
+    except (OSError, StopIteration):
+        rusage = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
+        return rusage(), rusage
+
+
+def measure_isolated(spec: BenchSpec, timeout: float | None = None) -> dict:
+    """:func:`measure` in a fresh Python process; ``{"error": ...}`` if it fails (e.g. out of memory)."""
+    env = dict(os.environ)
+    if spec.threads:
+        env.update(OMP_NUM_THREADS=str(spec.threads), MKL_NUM_THREADS=str(spec.threads))
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # spinning OpenMP workers collapse on a busy machine
+    cmd = [sys.executable, "-m", "litesr.benchmark", json.dumps(asdict(spec))]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout:g} s"}
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode or not lines:
+        tail = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
+        return {"error": tail[:300]}
+    return json.loads(lines[-1])
+
+
+if __name__ == "__main__":  # the worker of measure_isolated
+    print(json.dumps(measure(BenchSpec(**json.loads(sys.argv[1])))), flush=True)

@@ -1,0 +1,114 @@
+"""``litesr bench``: parameters, MACs, latency and peak memory of models, side by side, in one run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+EXAMPLES = """examples:
+  litesr bench elan-light swinir-light grformer esrt             # x4, LR 128x128, this machine
+  litesr bench elan-light --sizes 64 128 256 --runs 10 --threads 2 --json elan.json
+  litesr bench imdn pan --scale 2 --device cuda --precision bf16
+  litesr bench --macs-only elan-light elan esrt swinir-light grformer imdn pan
+
+MACs are counted for a 1280x720 output (the papers' Multi-Adds), on the meta device: "all" counts every
+convolution and matmul (attention included), "layers" only Conv2d/Linear (thop-style, attention left out).
+Latency is the median of --runs forwards after --warmup; memory is the peak growth over one forward, each size in
+a fresh process. Latency does not depend on the weights, so models are built with random weights; a checkpoint
+path works too. Compare figures from one run only: the machine (and its load) sets the scale.
+"""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from . import add_precision_argument, example_formatter
+
+    p = sub.add_parser(
+        "bench",
+        help="parameters, MACs, latency and peak memory of models",
+        description="Measure the efficiency of registered models (or checkpoints): trainable parameters, MACs for a "
+        "1280x720 output, latency and peak memory at the given LR sizes.",
+        epilog=EXAMPLES,
+        formatter_class=example_formatter,
+    )
+    p.add_argument("models", nargs="+", metavar="MODEL", help="variant names (see `litesr models`) or checkpoints")
+    p.add_argument("--scale", type=int, choices=(2, 3, 4), default=4, help="upscaling factor (default 4)")
+    p.add_argument("--sizes", type=int, nargs="+", default=[128], metavar="N",
+                   help="square LR input sizes for latency/memory (default 128)")
+    p.add_argument("--runs", type=int, default=5, help="timed forwards per size (default 5; median reported)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed forwards first (default 2)")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's default)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 or mps (default: cpu)")
+    add_precision_argument(p)
+    p.add_argument("--macs-only", action="store_true", help="count parameters and MACs; no timing")
+    p.add_argument("--timeout", type=float, default=None, metavar="S",
+                   help="give up on one measurement after S seconds")
+    p.add_argument("--json", metavar="OUT", help="also write every figure to this JSON file")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..benchmark import BenchSpec, count_flops, count_layer_macs, count_parameters, hd_input_size, measure_isolated
+    from ..inference import pick_device
+    from . import UsageError
+
+    if args.runs < 1 or args.warmup < 1:
+        raise UsageError("--runs and --warmup must be at least 1")
+    if any(n < 1 for n in args.sizes):
+        raise UsageError("--sizes must be positive")
+    pick_device(args.device)  # a clear error now rather than in every worker
+    hd = hd_input_size(args.scale)
+    results = []
+    for name in args.models:
+        model = BenchSpec(name, args.scale).build()
+        row = {"model": name, "arch": model.arch_name, "scale": int(model.scale), "params": count_parameters(model),
+               "macs_input": list(hd), "macs": count_flops(model, hd)["macs"],
+               "layer_macs": count_layer_macs(model, hd)["macs"], "sizes": {}}
+        del model
+        if not args.macs_only:
+            for size in args.sizes:
+                spec = BenchSpec(name, args.scale, size, size, args.device, args.precision, args.runs, args.warmup,
+                                 args.threads)
+                if sys.stderr.isatty():
+                    print(f"measuring {name} at {size}x{size} ...", file=sys.stderr, flush=True)
+                row["sizes"][str(size)] = measure_isolated(spec, timeout=args.timeout)
+        results.append(row)
+    print(format_table(results, args))
+    if args.json:
+        from ..io import atomic_path
+
+        doc = {"scale": args.scale, "device": args.device, "precision": args.precision, "threads": args.threads,
+               "runs": args.runs, "warmup": args.warmup, "results": results}
+        with atomic_path(args.json) as tmp:
+            tmp.write_text(json.dumps(doc, indent=2) + "\n")
+    return 0
+
+
+def format_table(results: list[dict], args: argparse.Namespace) -> str:
+    h, w = results[0]["macs_input"]
+    headers = ["model", "params", "GMACs all", "GMACs layers"]
+    sizes = [] if args.macs_only else [str(s) for s in args.sizes]
+    for s in sizes:
+        headers += [f"{s}² latency", f"{s}² peak"]
+    rows = []
+    for r in results:
+        cells = [r["model"], f"{r['params']:,}", f"{r['macs'] / 1e9:.2f}", f"{r['layer_macs'] / 1e9:.2f}"]
+        for s in sizes:
+            m = r["sizes"][s]
+            if "error" in m:
+                cells += ["failed", ""]
+            else:
+                cells += [f"{m['latency']:.3f} s", f"{m['peak_bytes'] / 2**20:,.0f} MiB"]
+        rows.append(cells)
+    widths = [max(len(row[i]) for row in rows + [headers]) for i in range(len(headers))]
+    first = next((m for r in results for m in r["sizes"].values() if "error" not in m), None)
+    where = f"{args.device}" + (f", {first['threads']} thread{'s' * (first['threads'] != 1)}" if first and args.device == "cpu" else "")
+    lines = [f"x{args.scale}; MACs for a {w * args.scale}x{h * args.scale} output (LR {w}x{h})"
+             + ("" if args.macs_only else f"; {where}, {args.precision}, median of {args.runs} after "
+                f"{args.warmup} warm-up, peak = memory growth over one forward (fresh process)")]
+    lines.append("  ".join(c.rjust(wd) if i else c.ljust(wd) for i, (c, wd) in enumerate(zip(headers, widths))))
+    for row in rows:
+        lines.append("  ".join(c.rjust(wd) if i else c.ljust(wd) for i, (c, wd) in enumerate(zip(row, widths))))
+    failures = [(r["model"], s, r["sizes"][s]["error"]) for r in results for s in sizes if "error" in r["sizes"][s]]
+    lines += [f"{name} at {s}x{s} failed: {error}" for name, s, error in failures]
+    return "\n".join(lines)
