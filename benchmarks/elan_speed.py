@@ -13,11 +13,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
-import statistics
 import subprocess
 import sys
-import time
 
 import torch
 import torch.nn.functional as F
@@ -93,20 +90,19 @@ def build(arch: str, scale: int):
 
 
 def worker(args) -> None:
+    from litesr.benchmark import profile_forward
+
     torch.set_num_threads(args.threads)
     model = build(args.arch, args.scale)
     x = torch.rand(1, 3, args.size, args.size)
     fn = (lambda t: official_forward(model, t)) if args.path == "official" else model
-    with torch.inference_mode():
-        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        fn(x)  # warm-up, also the memory measurement
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        times = []
-        for _ in range(args.runs):
-            t0 = time.perf_counter()
-            fn(x)
-            times.append(time.perf_counter() - t0)
-    print(json.dumps({"latency_s": statistics.median(times), "mem_mib": (peak - base) / 1024}))
+
+    def forward():
+        with torch.inference_mode():
+            return fn(x)
+
+    r = profile_forward(forward, args.runs, warmup=1)
+    print(json.dumps({"latency_s": r["latency"], "mem_mib": r["peak_bytes"] / 2**20}))
 
 
 def main() -> None:

@@ -4,9 +4,10 @@
     python benchmarks/esrt_memory.py --modes sdpa chunked naive --sizes 128
     python benchmarks/esrt_memory.py --device cuda
 
-Every measurement runs in a fresh subprocess (so one run's allocator state and peak cannot leak into another):
-memory = growth of the peak over the first forward (CPU: ``ru_maxrss`` after minus before; CUDA:
-``max_memory_allocated`` minus the allocation before), latency = median of ``--runs`` timed forwards after it.
+Every measurement runs in a fresh subprocess (so one run's allocator state and peak cannot leak into another),
+through ``litesr.benchmark``: memory = growth of the peak over the first forward (CPU: resident high-water mark
+minus the resident set before; CUDA: ``max_memory_allocated`` minus the allocation before), latency = median of
+``--runs`` timed forwards after it.
 
 The naive path keeps each token segment's 8 × L × L score matrix (L = N/4), and the official loop keeps three of
 them alive at its peak: 24 GiB at 256². Before running it, the script estimates its peak analytically (3 score
@@ -18,12 +19,7 @@ into swap or the OOM killer. When it does run, it runs under ``RLIMIT_AS`` (CPU)
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import statistics
-import subprocess
-import sys
-import time
 
 GIB = 1 << 30
 MIB = 1 << 20
@@ -36,90 +32,19 @@ def naive_score_bytes(size: int, batch: int = 1) -> int:
     return batch * HEADS * segment * segment * 4
 
 
-# --------------------------------------------------------------------------------------------- worker
-
-
-def worker(args: argparse.Namespace) -> dict:
-    import torch
-
-    import litesr
-
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    device = torch.device(args.device)
-    model = litesr.create_model("esrt", args.scale).eval().to(device)
-    model.attention = args.mode
-    x = torch.rand(1, 3, args.size, args.size, device=device)
-    cuda = device.type == "cuda"
-
-    def forward():
-        with torch.inference_mode():
-            y = model(x)
-        if cuda:
-            torch.cuda.synchronize()
-        return y
-
-    if args.limit_gib and not cuda:
-        import resource
-
-        limit = _vm_size_bytes() + int(args.limit_gib * GIB)
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-
-    if cuda:
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        before = torch.cuda.memory_allocated()
-    else:
-        import resource
-
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    try:
-        t0 = time.perf_counter()
-        y = forward()  # also the warm-up
-        first = time.perf_counter() - t0
-    except (RuntimeError, MemoryError) as exc:
-        return {"ok": False, "error": str(exc).splitlines()[0][:200]}
-    if cuda:
-        growth = torch.cuda.max_memory_allocated() - before
-    else:
-        growth = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
-    del y
-    times = []
-    for _ in range(args.runs):
-        t0 = time.perf_counter()
-        forward()
-        times.append(time.perf_counter() - t0)
-    latency = statistics.median(times) if times else first  # --runs 0: the cold first forward only
-    return {"ok": True, "growth": growth, "latency": latency, "first": first, "times": times}
-
-
-def _vm_size_bytes() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmSize:"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
-# --------------------------------------------------------------------------------------------- driver
+# --------------------------------------------------------------------------------------------- measurement
 
 
 def measure(args: argparse.Namespace, size: int, mode: str, limit_gib: float | None = None) -> dict:
-    cmd = [sys.executable, os.path.abspath(__file__), "--worker", "--size", str(size), "--mode", mode,
-           "--device", args.device, "--scale", str(args.scale), "--threads", str(args.threads),
-           "--runs", str(args.runs)]
-    if limit_gib:
-        cmd += ["--limit-gib", str(limit_gib)]
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
-    # Spinning OpenMP workers collapse on a shared, oversubscribed machine (seen here: 2 threads at load 6 ran
-    # a forward 40× slower than 1 thread); passive waiting costs little on an idle one.
-    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    if proc.returncode or not lines:
-        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        return {"ok": False, "error": f"exit {proc.returncode}: {tail[:200]}"}
-    return json.loads(lines[-1])
+    """One ESRT forward path at one size, in a fresh process (``litesr.benchmark.measure_isolated``)."""
+    from litesr.benchmark import BenchSpec, measure_isolated
+
+    spec = BenchSpec("esrt", args.scale, size, size, args.device, runs=args.runs, warmup=1, threads=args.threads,
+                     attributes={"attention": mode}, memory_limit_gib=limit_gib or 0.0)
+    r = measure_isolated(spec)
+    if "error" in r:
+        return {"ok": False, "error": r["error"]}
+    return {"ok": True, "growth": r["peak_bytes"], "latency": r["latency"], "first": r["first"], "times": r["times"]}
 
 
 def available_bytes() -> int:
@@ -164,16 +89,7 @@ def main() -> None:
     p.add_argument("--runs", type=int, default=3, help="timed forwards after the warm-up (median reported)")
     p.add_argument("--naive-limit-gib", type=float, default=8.0,
                    help="run the naive path only if its estimated peak is below this (and half of free memory)")
-    # worker-only
-    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--size", type=int, help=argparse.SUPPRESS)
-    p.add_argument("--mode", help=argparse.SUPPRESS)
-    p.add_argument("--limit-gib", type=float, default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
-
-    if args.worker:
-        print(json.dumps(worker(args)), flush=True)
-        return
 
     from litesr.models.esrt import DEFAULT_ATTENTION
 

@@ -23,13 +23,14 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from typing import Callable
 
 import torch
 from torch import nn
 
 __all__ = ["BenchSpec", "count_parameters", "count_flops", "count_layer_macs", "hd_input_size", "measure",
-           "measure_isolated"]
+           "measure_isolated", "profile_forward"]
 
 
 def hd_input_size(scale: int, height: int = 720, width: int = 1280) -> tuple[int, int]:
@@ -100,14 +101,22 @@ class BenchSpec:
     runs: int = 5
     warmup: int = 2
     threads: int = 0  # 0: torch's default
+    attributes: dict = field(default_factory=dict)  # set on the model, e.g. {"attention": "naive"} for ESRT
+    memory_limit_gib: float = 0.0  # CPU: cap the address space this much above the start (0: none)
 
     def build(self) -> nn.Module:
         from .checkpoint import create_model, load_model
 
         if os.path.exists(self.model):
-            return load_model(self.model, scale=self.scale)
-        torch.manual_seed(0)  # speed and memory do not depend on the weights
-        return create_model(self.model, self.scale)
+            model = load_model(self.model, scale=self.scale)
+        else:
+            torch.manual_seed(0)  # speed and memory do not depend on the weights
+            model = create_model(self.model, self.scale)
+        for name, value in self.attributes.items():
+            if not hasattr(model, name):
+                raise AttributeError(f"{type(model).__name__} has no attribute {name!r} to set")
+            setattr(model, name, value)
+        return model
 
 
 def measure(spec: BenchSpec) -> dict:
@@ -123,49 +132,72 @@ def measure(spec: BenchSpec) -> dict:
     model = spec.build().eval().to(device)
     x = torch.rand(1, 3, spec.height, spec.width, device=device)
     cuda = device.type == "cuda"
+    if spec.memory_limit_gib and not cuda:  # an underestimated run then fails cleanly instead of swapping
+        import resource
+
+        limit = _status_bytes("VmSize") + int(spec.memory_limit_gib * 2**30)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
     def forward() -> None:
         with torch.inference_mode(), precision_context(device, spec.precision):
             model(x)
+
+    return {**profile_forward(forward, spec.runs, spec.warmup, device), "threads": torch.get_num_threads(),
+            "device": str(device)}
+
+
+def profile_forward(forward: Callable[[], object], runs: int, warmup: int = 1,
+                    device: torch.device = torch.device("cpu")) -> dict:
+    """Peak memory growth over the first call of ``forward`` (which is also the first warm-up), then the median
+    latency of ``runs`` calls after ``warmup`` in all. Memory on CPU is meaningful in a fresh process only."""
+    cuda = device.type == "cuda"
+
+    def call() -> None:
+        forward()
         if cuda:
-            torch.cuda.synchronize()
+            torch.cuda.synchronize(device)
 
     if cuda:
-        torch.cuda.synchronize()
+        torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
         before = torch.cuda.memory_allocated(device)
     else:
         before, peak_of = _start_rss_peak()
     start = time.perf_counter()
-    forward()  # the first forward: memory high-water mark, and the first warm-up
+    call()
     first = time.perf_counter() - start
     peak = (torch.cuda.max_memory_allocated(device) if cuda else peak_of()) - before
-    for _ in range(max(0, spec.warmup - 1)):
-        forward()
+    for _ in range(max(0, warmup - 1)):
+        call()
     times = []
-    for _ in range(spec.runs):
+    for _ in range(runs):
         start = time.perf_counter()
-        forward()
+        call()
         times.append(time.perf_counter() - start)
     return {"latency": statistics.median(times) if times else first, "times": times, "first": first,
-            "peak_bytes": peak, "threads": torch.get_num_threads(), "device": str(device)}
+            "peak_bytes": peak}
+
+
+def _status_bytes(key: str) -> int:
+    """A size field (``VmRSS``, ``VmHWM``, ``VmSize``) of /proc/self/status, in bytes (Linux)."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith(key + ":"))
+
+
+def _max_rss_bytes() -> int:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
 
 
 def _start_rss_peak():
     """(resident bytes now, function giving the high-water mark since): reset on Linux, ``ru_maxrss`` otherwise."""
-    import resource
-
-    def status(field: str) -> int:
-        with open("/proc/self/status") as f:
-            return next(int(line.split()[1]) * 1024 for line in f if line.startswith(field + ":"))
-
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")  # resets VmHWM to the current resident set
-        return status("VmRSS"), lambda: status("VmHWM")
+        return _status_bytes("VmRSS"), lambda: _status_bytes("VmHWM")
     except (OSError, StopIteration):
-        rusage = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
-        return rusage(), rusage
+        return _max_rss_bytes(), _max_rss_bytes
 
 
 def measure_isolated(spec: BenchSpec, timeout: float | None = None) -> dict:
