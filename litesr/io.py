@@ -5,12 +5,13 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
@@ -24,8 +25,20 @@ class ImageReadError(ValueError):
     """An input image is missing, unreadable or truncated."""
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image as uint8 RGB ``H×W×3`` (grayscale is replicated; alpha is dropped)."""
+@dataclass
+class Picture:
+    """A decoded image: uint8 RGB, plus what the upscaler must carry over to its output."""
+
+    rgb: np.ndarray  # H×W×3 uint8 (grayscale replicated)
+    alpha: np.ndarray | None = None  # H×W uint8 transparency, if the file has any
+    grayscale: bool = False  # the file stores one intensity channel
+
+
+def read_picture(path: str | os.PathLike) -> Picture:
+    """Decode an image fully (truncated files fail here), upright per its EXIF orientation.
+
+    Palette and CMYK images become RGB; 16-bit and 32-bit grayscale are scaled to 8 bits, not clipped.
+    """
     path = Path(path)
     if not path.exists():
         raise ImageReadError(f"input not found: {path}")
@@ -34,14 +47,42 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     try:
         with Image.open(path) as img:
             img.load()  # forces a full decode so truncated files fail here, not later
-            if img.mode not in ("RGB", "L"):
-                img = img.convert("RGBA").convert("RGB") if "A" in img.mode else img.convert("RGB")
-            arr = np.array(img)
+            img = ImageOps.exif_transpose(img)
+            return _picture(img)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise ImageReadError(f"cannot read image {path}: {exc} (is it a complete PNG/JPEG/WebP file?)") from exc
+
+
+def _picture(img: Image.Image) -> Picture:
+    alpha = None
+    if img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        alpha = np.array(img.getchannel("A"))
+        img = img.convert("L" if img.mode in ("LA", "La") else "RGB")
+    if img.mode.startswith("I;16") or img.mode in ("I", "F"):
+        wide = np.array(img).astype(np.float64)
+        if img.mode.startswith("I;16"):
+            top = 65535.0
+        elif img.mode == "I":  # 16-bit PNGs open as "I" in some Pillow versions
+            top = 65535.0 if wide.max() > 255 else 255.0
+        else:  # float images: [0, 1] or [0, 255]
+            top = 1.0 if wide.max() <= 1.0 else 255.0
+        img = Image.fromarray(np.clip(np.round(wide * (255.0 / top)), 0, 255).astype(np.uint8))
+    grayscale = img.mode in ("L", "1")
+    if img.mode not in ("RGB", "L"):
+        img = img.convert("RGB")
+    arr = np.array(img)
     if arr.ndim == 2:
         arr = np.repeat(arr[:, :, None], 3, axis=2)
-    return np.ascontiguousarray(arr[:, :, :3])
+    if alpha is not None and alpha.min() == 255:
+        alpha = None  # an opaque alpha channel carries nothing
+    return Picture(np.ascontiguousarray(arr[:, :, :3]), alpha, grayscale)
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image as uint8 RGB ``H×W×3`` (grayscale is replicated; alpha is dropped)."""
+    return read_picture(path).rgb
 
 
 def is_grayscale_file(path: str | os.PathLike) -> bool:
@@ -88,13 +129,30 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
-def write_image(img: np.ndarray, path: str | os.PathLike) -> Path:
-    """Write uint8 ``H×W×3`` atomically; the format follows the suffix (PNG when there is none we know)."""
+#: Output formats by suffix, and whether they can store transparency.
+FORMATS = {".png": ("PNG", True), ".jpg": ("JPEG", False), ".jpeg": ("JPEG", False), ".webp": ("WEBP", True),
+           ".bmp": ("BMP", False), ".tif": ("TIFF", True), ".tiff": ("TIFF", True)}
+
+
+def keeps_alpha(path: str | os.PathLike) -> bool:
+    """Whether the format chosen by ``path``'s suffix stores transparency."""
+    return FORMATS.get(Path(path).suffix.lower(), ("PNG", True))[1]
+
+
+def write_image(img: np.ndarray, path: str | os.PathLike, alpha: np.ndarray | None = None,
+                grayscale: bool = False) -> Path:
+    """Write uint8 ``H×W×3`` atomically; the format follows the suffix (PNG when there is none we know).
+
+    ``alpha`` (H×W uint8) is stored where the format can hold it; ``grayscale`` writes one channel (BT.601 luma).
+    """
     path = Path(path)
-    fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF"}.get(
-        path.suffix.lower(), "PNG"
-    )
+    fmt, has_alpha = FORMATS.get(path.suffix.lower(), ("PNG", True))
+    picture = Image.fromarray(img)
+    if grayscale:
+        picture = picture.convert("L")
+    if alpha is not None and has_alpha:
+        picture.putalpha(Image.fromarray(alpha))
     options = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
     with atomic_path(path) as tmp:
-        Image.fromarray(img).save(tmp, format=fmt, **options)
+        picture.save(tmp, format=fmt, **options)
     return path

@@ -116,3 +116,57 @@ def test_cli_precision_flag(elan_weights, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["upscale", str(LR_IMAGE), "-o", str(out), "--weights", str(elan_weights), "--precision", "int8"])
     assert "invalid choice: 'int8'" in capsys.readouterr().err
+
+
+def _upscale_one(weights, src, dst, capsys=None) -> Image.Image:
+    assert main(["upscale", str(src), "-o", str(dst), "--weights", str(weights), "--quiet"]) == 0
+    img = Image.open(dst)
+    img.load()
+    return img
+
+
+def test_transparency_is_kept_where_the_format_can_store_it(elan_weights, tmp_path, capsys):
+    rgb = read_image(LR_IMAGE)[:16, :20]
+    alpha = np.zeros((16, 20), np.uint8)
+    alpha[4:12, 5:15] = 255
+    src = tmp_path / "logo.png"
+    Image.fromarray(np.dstack([rgb, alpha])).save(src)
+    out = _upscale_one(elan_weights, src, tmp_path / "logo_x4.png")
+    assert out.mode == "RGBA" and out.size == (80, 64)
+    a = np.array(out.getchannel("A"))
+    assert a[0, 0] == 0 and a[32, 40] == 255  # transparent corner, opaque centre
+    capsys.readouterr()
+    out = _upscale_one(elan_weights, src, tmp_path / "logo_x4.jpg")
+    assert out.mode == "RGB" and "alpha channel was dropped" in capsys.readouterr().err
+
+
+def test_grayscale_stays_grayscale_and_16_bit_is_scaled_not_clipped(elan_weights, tmp_path):
+    gray = read_image(LR_IMAGE)[:16, :20, 1]
+    src = tmp_path / "gray.png"
+    Image.fromarray(gray).save(src)
+    assert _upscale_one(elan_weights, src, tmp_path / "gray_x4.png").mode == "L"
+
+    from litesr.io import read_picture
+
+    deep = tmp_path / "deep.png"
+    Image.fromarray((gray.astype(np.uint16) * 257)).save(deep)  # 16-bit PNG of the same picture
+    picture = read_picture(deep)
+    assert picture.grayscale and np.array_equal(picture.rgb[..., 0], gray)
+
+
+def test_exif_orientation_is_applied(elan_weights, tmp_path):
+    src = tmp_path / "phone.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90° clockwise to display"
+    Image.fromarray(read_image(LR_IMAGE)[:16, :24]).save(src, exif=exif.tobytes())
+    out = _upscale_one(elan_weights, src, tmp_path / "phone_x4.png")
+    assert out.size == (16 * 4, 24 * 4)  # upright: portrait
+
+
+def test_palette_image_with_transparency(elan_weights, tmp_path):
+    src = tmp_path / "icon.png"
+    img = Image.fromarray(read_image(LR_IMAGE)[:16, :16]).convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
+    img.info["transparency"] = 0
+    img.save(src, transparency=0)
+    out = _upscale_one(elan_weights, src, tmp_path / "icon_x4.png")
+    assert out.mode == "RGBA" and out.size == (64, 64)

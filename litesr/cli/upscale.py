@@ -15,6 +15,8 @@ EXAMPLES = """examples:
 
 The architecture and scale are read from the checkpoint; --arch/--scale only check it (or pick a shipped model).
 Outputs: with one input, -o may be a file name; otherwise -o is a folder and each output is <name>_x<scale>.<ext>.
+Images are read upright (EXIF orientation); grayscale stays grayscale; transparency is kept (upscaled bicubically)
+where the output format can store it (PNG, WebP, TIFF).
 """
 
 
@@ -81,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ..inference import pick_device, upscale_tensor
-    from ..io import image_to_tensor, read_image, tensor_to_image, write_image
+    from ..io import image_to_tensor, keeps_alpha, read_picture, tensor_to_image, write_image
     from ..pretrained import resolve_model
 
     inputs = collect_inputs(args.inputs)
@@ -90,10 +92,27 @@ def run(args: argparse.Namespace) -> int:
     targets = output_paths(inputs, args.output, model.scale)
     show = not args.quiet and sys.stderr.isatty()
     for src, dst in tqdm(list(zip(inputs, targets)), desc="images", unit="img", disable=not show or len(inputs) < 2):
-        img = read_image(src)
-        sr = upscale_tensor(model, image_to_tensor(img), tile=args.tile or None, overlap=args.tile_overlap,
+        picture = read_picture(src)
+        sr = upscale_tensor(model, image_to_tensor(picture.rgb), tile=args.tile or None, overlap=args.tile_overlap,
                             device=device, progress=show, description=src.name, precision=args.precision)
-        write_image(tensor_to_image(sr), dst)
+        alpha = None
+        if picture.alpha is not None:
+            if keeps_alpha(dst):
+                alpha = upscale_alpha(picture.alpha, model.scale)
+            else:
+                print(f"litesr upscale: note: {dst.suffix} cannot store transparency; {src.name}'s alpha channel "
+                      "was dropped (write .png or .webp to keep it)", file=sys.stderr)
+        write_image(tensor_to_image(sr), dst, alpha=alpha, grayscale=picture.grayscale)
         if not args.quiet:
-            print(f"{src} -> {dst} ({img.shape[1]}x{img.shape[0]} -> {sr.shape[-1]}x{sr.shape[-2]})")
+            h, w = picture.rgb.shape[:2]
+            print(f"{src} -> {dst} ({w}x{h} -> {sr.shape[-1]}x{sr.shape[-2]})")
     return 0
+
+
+def upscale_alpha(alpha, scale: int):
+    """Transparency is not image content the model was trained on: it is upscaled by bicubic interpolation."""
+    import numpy as np
+    from PIL import Image
+
+    h, w = alpha.shape
+    return np.array(Image.fromarray(alpha).resize((w * scale, h * scale), Image.Resampling.BICUBIC))
