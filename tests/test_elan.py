@@ -50,3 +50,17 @@ def test_wrong_shift_kernel_is_rejected():
     state[key] = torch.rand_like(state[key])
     with pytest.raises(Exception, match="shift kernel"):
         litesr.load_model(state)
+
+
+@pytest.mark.parametrize("shape", [(2, 10, 5, 7), (1, 12, 1, 1), (1, 7, 3, 2)])
+def test_shift_and_its_gradient_equal_the_official_depthwise_conv(shape):
+    import torch.nn.functional as F
+
+    from litesr.models.elan import one_hot_shift_kernel, shift_channel_groups
+
+    x = torch.randn(*shape, dtype=torch.double, requires_grad=True)
+    official = F.conv2d(x, one_hot_shift_kernel(shape[1]).double(), padding=1, groups=shape[1])
+    ours = shift_channel_groups(x)
+    assert torch.equal(ours, official)
+    g = torch.randn_like(ours)
+    assert torch.equal(torch.autograd.grad(ours, x, g)[0], torch.autograd.grad(official, x, g)[0])

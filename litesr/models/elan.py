@@ -120,15 +120,44 @@ def one_hot_shift_kernel(channels: int) -> torch.Tensor:
 
 
 def shift_channel_groups(x: torch.Tensor) -> torch.Tensor:
-    """The one-hot depthwise conv computed as slices (bit-identical, no multiplies); zeros enter at the border."""
+    """The one-hot depthwise conv computed as slices (bit-identical, no multiplies); zeros enter at the border.
+
+    Its gradient is the opposite shift (the adjoint of a zero-filling shift), computed directly: autograd through
+    the five slice assignments would allocate and add five full-size gradient tensors instead.
+    """
+    return _GroupShift.apply(x)
+
+
+# (channel group, direction): groups 0..3 of C//5 channels move left, right, up, down; group 4 stays.
+_FORWARD_MOVES = ("left", "right", "up", "down")
+_ADJOINT_MOVES = ("right", "left", "down", "up")
+
+
+def _shift_groups(x: torch.Tensor, moves: tuple[str, ...]) -> torch.Tensor:
     g = x.shape[1] // 5
     out = torch.zeros_like(x)
-    out[:, 0 * g:1 * g, :, :-1] = x[:, 0 * g:1 * g, :, 1:]   # content moves left
-    out[:, 1 * g:2 * g, :, 1:] = x[:, 1 * g:2 * g, :, :-1]   # right
-    out[:, 2 * g:3 * g, :-1, :] = x[:, 2 * g:3 * g, 1:, :]   # up
-    out[:, 3 * g:4 * g, 1:, :] = x[:, 3 * g:4 * g, :-1, :]   # down
+    for i, move in enumerate(moves):
+        src, dst = x[:, i * g:(i + 1) * g], out[:, i * g:(i + 1) * g]
+        if move == "left":
+            dst[..., :-1] = src[..., 1:]
+        elif move == "right":
+            dst[..., 1:] = src[..., :-1]
+        elif move == "up":
+            dst[..., :-1, :] = src[..., 1:, :]
+        else:
+            dst[..., 1:, :] = src[..., :-1, :]
     out[:, 4 * g:] = x[:, 4 * g:]
     return out
+
+
+class _GroupShift(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        return _shift_groups(x, _FORWARD_MOVES)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        return _shift_groups(grad, _ADJOINT_MOVES)
 
 
 class _ShiftThen1x1(nn.Module):
