@@ -43,6 +43,7 @@ class TrainConfig:
     model_config: dict[str, Any] = field(default_factory=dict)  # overrides of the variant (e.g. m_elan: 8)
     train_data: list[str] = field(default_factory=list)  # HR folders (LR made with MATLAB bicubic)
     train_lr_data: str | None = None  # optional LR folder paired with a single HR folder
+    cache_dir: str | None = None  # decoded images and bicubic LR as memory-mapped .npy files (fast restarts)
     val_data: str | None = None  # benchmark root in EDSR layout
     val_sets: list[str] = field(default_factory=lambda: ["Set5"])
     iters: int = 500_000
@@ -284,9 +285,9 @@ class Trainer:
         if c.train_lr_data:
             if len(c.train_data) != 1:
                 raise ConfigError("train_lr_data pairs with exactly one train_data HR folder")
-            pairs = load_paired_folders(c.train_data[0], c.train_lr_data, c.scale)
+            pairs = load_paired_folders(c.train_data[0], c.train_lr_data, c.scale, cache_dir=c.cache_dir)
         else:
-            pairs = load_hr_folders(c.train_data, c.scale, min_hr_size=c.patch_size)
+            pairs = load_hr_folders(c.train_data, c.scale, min_hr_size=c.patch_size, cache_dir=c.cache_dir)
         dataset = PatchDataset(pairs, c.scale, c.patch_size, c.repeat, augment=True, seed=c.seed)
         per_rank = c.batch_size // self.dist.world_size
         sampler = StepSampler(per_rank, self.dist.rank, self.dist.world_size, start_step=self.step)

@@ -159,3 +159,32 @@ def test_diverged_run_stops_with_a_clear_error_and_keeps_the_last_good_checkpoin
         trainer.run()
     kept = torch.load(out / "state.pt", weights_only=True)
     assert kept["step"] == 5 and all(torch.equal(good[k], kept["model"][k]) for k in good)
+
+
+def test_array_cache_memory_maps_and_trains_identically(few_images, tmp_path):
+    import numpy as np
+
+    from litesr.data.training import load_hr_folders
+
+    cache = tmp_path / "cache"
+    plain = load_hr_folders([few_images], 2, min_hr_size=32)
+    first = load_hr_folders([few_images], 2, min_hr_size=32, cache_dir=cache)
+    again = load_hr_folders([few_images], 2, min_hr_size=32, cache_dir=cache)
+    assert len(list(cache.glob("*.npy"))) == 2 * len(plain)  # HR + LR per image, written once
+    for a, b, c in zip(plain, first, again):
+        assert isinstance(c.hr, np.memmap) and isinstance(c.lr, np.memmap)
+        assert np.array_equal(a.hr, c.hr) and np.array_equal(a.lr, c.lr) and np.array_equal(b.lr, c.lr)
+    # an edited image gets a fresh entry
+    edited = tmp_path / "edited"
+    shutil.copytree(few_images, edited)
+    load_hr_folders([edited], 2, cache_dir=cache)
+    count = len(list(cache.glob("*.npy")))
+    os.utime(edited / "t1.bmp", ns=(0, 10**18))
+    load_hr_folders([edited], 2, cache_dir=cache)
+    assert len(list(cache.glob("*.npy"))) == count + 2
+
+    a = Trainer(small_config(few_images, tmp_path / "a", iters=4), progress=False)
+    a.run()
+    b = Trainer(small_config(few_images, tmp_path / "b", iters=4, cache_dir=str(cache)), progress=False)
+    b.run()
+    assert all(torch.equal(x, y) for x, y in zip(a.model.state_dict().values(), b.model.state_dict().values()))

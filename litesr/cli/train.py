@@ -34,6 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--scale", type=int, choices=(2, 3, 4))
     p.add_argument("--train-data", nargs="+", metavar="DIR", help="HR image folder(s)")
     p.add_argument("--train-lr-data", metavar="DIR", help="LR folder paired with a single HR folder")
+    p.add_argument("--cache-dir", metavar="DIR", help="keep decoded images and bicubic LR here as memory-mapped "
+                                                      ".npy files: restarts skip decoding, data need not fit in RAM")
     p.add_argument("--val-data", metavar="DIR", help="benchmark root (EDSR layout: <Set>/HR, <Set>/LR_bicubic/X<s>)")
     p.add_argument("--val-sets", metavar="A,B", help="validation sets (default Set5); the first picks 'best'")
     p.add_argument("--iters", type=int, help="total iterations")
@@ -58,7 +60,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-OVERRIDES = ("arch", "scale", "train_data", "train_lr_data", "val_data", "val_sets", "iters", "batch_size",
+OVERRIDES = ("arch", "scale", "train_data", "train_lr_data", "cache_dir", "val_data", "val_sets", "iters", "batch_size",
              "patch_size", "lr", "schedule", "warmup_iters", "ema_decay", "amp", "workers", "seed", "log_every", "val_every",
              "ckpt_every", "ckpt_minutes", "init_weights", "out", "device")
 

@@ -37,39 +37,84 @@ def list_images(folder: str | Path) -> list[Path]:
     return files
 
 
-def load_hr_folders(folders: Sequence[str | Path], scale: int, min_hr_size: int = 0) -> list[ImagePair]:
+def load_hr_folders(folders: Sequence[str | Path], scale: int, min_hr_size: int = 0,
+                    cache_dir: str | Path | None = None) -> list[ImagePair]:
     """Read HR images, modcrop them and make their LR with MATLAB bicubic (done once, kept in memory).
 
-    Images smaller than ``min_hr_size`` (the HR patch) cannot give a patch and are left out.
+    Images smaller than ``min_hr_size`` (the HR patch) cannot give a patch and are left out. With ``cache_dir``,
+    decoded HR and bicubic LR arrays are kept there as ``.npy`` files and memory-mapped: a restarted (resumed)
+    run skips decoding and resizing, and the data need not fit in RAM.
     """
     from .imresize import imresize, modcrop
 
+    cache = ArrayCache(cache_dir) if cache_dir else None
     pairs = []
     for folder in folders:
         for path in list_images(folder):
-            hr = modcrop(read_image(path), scale)
+            hr = modcrop(cache.get(path, "hr", lambda: read_image(path)) if cache else read_image(path), scale)
             if min(hr.shape[:2]) < min_hr_size:
                 continue
-            pairs.append(ImagePair(path.name, hr, imresize(hr, 1.0 / scale)))
+            downscale = lambda: imresize(np.asarray(hr), 1.0 / scale)  # noqa: E731
+            lr = cache.get(path, f"lr_x{scale}", downscale) if cache else downscale()
+            pairs.append(ImagePair(path.name, hr, lr))
     if not pairs:
         raise ValueError(f"no training image in {', '.join(map(str, folders))} is at least {min_hr_size} px "
                          "on both sides; lower --patch-size")
     return pairs
 
 
-def load_paired_folders(hr_folder: str | Path, lr_folder: str | Path, scale: int) -> list[ImagePair]:
-    """HR/LR folders matched by sorted order (names like ``0001.png`` / ``0001x4.png``); sizes must agree."""
+def load_paired_folders(hr_folder: str | Path, lr_folder: str | Path, scale: int,
+                        cache_dir: str | Path | None = None) -> list[ImagePair]:
+    """HR/LR folders matched by sorted order (names like ``0001.png`` / ``0001x4.png``); sizes must agree.
+
+    ``cache_dir``: decoded images kept as memory-mapped ``.npy`` files, as in :func:`load_hr_folders`.
+    """
     hr_files, lr_files = list_images(hr_folder), list_images(lr_folder)
     if len(hr_files) != len(lr_files):
         raise ValueError(f"{hr_folder} has {len(hr_files)} images but {lr_folder} has {len(lr_files)}")
+    cache = ArrayCache(cache_dir) if cache_dir else None
+    decode = (lambda p: cache.get(p, "image", lambda: read_image(p))) if cache else read_image
     pairs = []
     for hp, lp in zip(hr_files, lr_files):
-        lr = read_image(lp)
-        hr = read_image(hp)[: lr.shape[0] * scale, : lr.shape[1] * scale]
+        lr = decode(lp)
+        hr = decode(hp)[: lr.shape[0] * scale, : lr.shape[1] * scale]
         if hr.shape[0] != lr.shape[0] * scale or hr.shape[1] != lr.shape[1] * scale:
             raise ValueError(f"{hp} ({hr.shape[1]}x{hr.shape[0]}) is smaller than x{scale} of {lp}")
         pairs.append(ImagePair(hp.name, hr, lr))
     return pairs
+
+
+class ArrayCache:
+    """Arrays derived from image files, stored as ``.npy`` in one folder and memory-mapped when read back.
+
+    An entry is keyed by the source's resolved path, size and modification time, so an edited image gets a new
+    entry; files are written atomically, so concurrent writers (DDP ranks) and killed runs leave no broken entry.
+    """
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+
+    def path(self, source: Path, kind: str) -> Path:
+        import hashlib
+
+        st = source.stat()
+        key = hashlib.sha1(f"{source.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:16]
+        return self.folder / f"{source.stem}-{key}-{kind}.npy"
+
+    def get(self, source: Path, kind: str, make) -> np.ndarray:
+        from ..io import atomic_path
+
+        path = self.path(Path(source), kind)
+        if path.is_file():
+            try:
+                return np.load(path, mmap_mode="r")
+            except (ValueError, OSError):  # not a complete .npy (should not happen: writes are atomic)
+                pass
+        array = np.ascontiguousarray(make())
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.save(f, array)
+        return np.load(path, mmap_mode="r")
 
 
 class PatchDataset(Dataset):
