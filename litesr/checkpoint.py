@@ -196,13 +196,26 @@ def create_model(arch: str, scale: int, **overrides: Any) -> nn.Module:
     return ARCHITECTURES[variant.arch].build(scale=int(scale), **config)
 
 
-def save_model(model: nn.Module, path: str | os.PathLike, metadata: Mapping[str, str] | None = None) -> Path:
-    """Save weights as safetensors (official key names), atomically; records arch/config as metadata."""
-    from safetensors.torch import save_file
+def save_model(model: nn.Module, path: str | os.PathLike, metadata: Mapping[str, str] | None = None, *,
+               official_buffers: bool = False, img_size: int = 64, pth_key: str | None = "params") -> Path:
+    """Save weights under their official key names, atomically.
 
+    ``.safetensors`` (anything but ``.pth``/``.pt``): records arch/config as metadata, so ``load_model`` needs no
+    hints. ``.pth``/``.pt``: a plain ``torch.save`` of ``{pth_key: state}`` (``params`` is what SwinIR's and
+    BasicSR's test scripts read; ``None`` saves the bare state dict). ``official_buffers`` adds the computed
+    buffers the official code keeps in its state dict (see :func:`official_state_dict`).
+    """
     from .io import atomic_path
 
     path = Path(path)
+    state = official_state_dict(model, img_size) if official_buffers else model.state_dict()
+    state = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+    if path.suffix.lower() in (".pth", ".pt"):
+        with atomic_path(path) as tmp:
+            torch.save({pth_key: state} if pth_key else state, tmp)
+        return path
+    from safetensors.torch import save_file
+
     meta = dict(metadata or {})
     arch_name = getattr(model, "arch_name", None)
     if arch_name:
@@ -210,7 +223,18 @@ def save_model(model: nn.Module, path: str | os.PathLike, metadata: Mapping[str,
     config = getattr(model, "config", None)
     if config is not None:
         meta.setdefault(METADATA_CONFIG, json.dumps(config, sort_keys=True))
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     with atomic_path(path) as tmp:
         save_file(state, str(tmp), metadata=meta)
     return path
+
+
+def official_state_dict(model: nn.Module, img_size: int = 64) -> dict[str, torch.Tensor]:
+    """The weights plus the computed buffers that the official code keeps in its ``state_dict`` (SwinIR and
+    GRFormer: relative position indices, ES-RPB coordinates, attention masks sized for the constructor's
+    ``img_size``), so the official ``load_state_dict(strict=True)`` accepts the file. Same as ``state_dict()``
+    for the other architectures."""
+    state = dict(model.state_dict())
+    arch = ARCHITECTURES.get(getattr(model, "arch_name", ""))
+    if arch is not None and arch.official_buffers is not None:
+        state.update(arch.official_buffers(model, img_size))
+    return state

@@ -13,6 +13,7 @@ from .. import __version__
 from ..io import ImageReadError
 from ..models.registry import CheckpointError
 from . import bench as bench_cmd
+from . import convert as convert_cmd
 from . import eval as eval_cmd
 from . import models as models_cmd
 from . import train as train_cmd
@@ -27,7 +28,7 @@ class UsageError(ValueError):
 USER_ERRORS = (UsageError, CheckpointError, ImageReadError, FileNotFoundError, KeyError, ValueError,
                FloatingPointError)  # the last: a training run that diverged
 
-COMMANDS = [upscale_cmd, eval_cmd, train_cmd, bench_cmd, models_cmd]
+COMMANDS = [upscale_cmd, eval_cmd, train_cmd, bench_cmd, convert_cmd, models_cmd]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -112,6 +112,26 @@ def shifted_window_mask(
     return diff.ne(0).float() * fill
 
 
+def official_window_buffers(model: nn.Module, block_type: type, img_size: int, fill: float,
+                            attn_buffers: tuple[str, ...]) -> dict[str, torch.Tensor]:
+    """The computed buffers a Swin-style official model keeps in its state_dict, for every ``block_type`` block
+    (which has ``.window``, ``.shift`` and ``.attn``): ``attn.<buffer>`` for each name in ``attn_buffers``, and the
+    ``attn_mask`` of shifted blocks at the constructor's ``img_size``×``img_size`` — so that the official
+    ``load_state_dict(strict=True)`` accepts a litesr-saved file."""
+    out: dict[str, torch.Tensor] = {}
+    for name, block in model.named_modules():
+        if not isinstance(block, block_type):
+            continue
+        if img_size <= max(block.window):
+            raise ValueError(f"img_size {img_size} must exceed the window {block.window} (the official model "
+                             "changes its windows below that)")
+        for buffer in attn_buffers:
+            out[f"{name}.attn.{buffer}"] = getattr(block.attn, buffer).detach().cpu().clone()
+        if block.shift is not None:
+            out[f"{name}.attn_mask"] = shifted_window_mask(img_size, img_size, block.window, block.shift, fill)
+    return out
+
+
 # --------------------------------------------------------------------------------------------- mean shift
 # SwinIR and GRFormer keep the mean as a plain attribute (not a weight): x → (x − mean)·img_range on the way in,
 # y → y / img_range + mean on the way out.

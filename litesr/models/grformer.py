@@ -27,7 +27,7 @@ from torch import nn
 
 from .base import SRModel
 from .blocks import PixelShuffleUpsampler, add_mean, pad_to_multiple, relative_position_index
-from .blocks import subtract_mean, window_geometry
+from .blocks import official_window_buffers, subtract_mean, window_geometry
 from .registry import Architecture, CheckpointError, Variant, register_architecture, register_variant
 from .statedict import mlp_ratio, nested_depths, pixel_shuffle_scale, require, rgb_input_width
 
@@ -273,9 +273,16 @@ def _check_constants(state, window: tuple[int, int]) -> None:
             raise CheckpointError(f"{key} (shape {tuple(value.shape)}) is not {what}")
 
 
+def official_buffers(model: nn.Module, img_size: int = 64) -> dict[str, torch.Tensor]:
+    """ES-RPB coordinates and ``relative_position_index`` of every block, ``attn_mask`` (−1e9) of the shifted ones."""
+    return official_window_buffers(model, GRSAB, img_size, MASK_FILL,
+                                   ("relative_position_bias_table", "relative_position_index"))
+
+
 register_architecture(Architecture(
     name="grformer", build=GRFormer, detect=detect_config, paper=PAPER,
     ignored_keys=r"\.attn\.relative_position_(index|bias_table)$|\.attn_mask$",
+    official_buffers=official_buffers,
 ))
 register_variant(Variant(
     name="grformer", arch="grformer",

@@ -34,6 +34,8 @@ class Architecture:
                   when the keys are this family's but inconsistent (e.g. an impossible shape).
     ignored_keys: regex of official keys that hold *computed* buffers (relative position index, attention masks):
                   accepted in a checkpoint and discarded, never required.
+    official_buffers: ``official_buffers(model, img_size) -> {key: tensor}``, those computed buffers as the
+                  official constructor makes them, for files the official code must load strictly.
     """
 
     name: str
@@ -41,6 +43,7 @@ class Architecture:
     detect: Callable[[StateDict], dict | None]
     paper: str
     ignored_keys: str | None = None
+    official_buffers: Callable[[nn.Module, int], dict] | None = None
 
     def ignores(self, key: str) -> bool:
         return self.ignored_keys is not None and re.search(self.ignored_keys, key) is not None

@@ -24,7 +24,7 @@ from torch import nn
 
 from .base import SRModel
 from .blocks import PixelShuffleUpsampler, add_mean, pad_to_multiple, relative_position_index
-from .blocks import subtract_mean, window_geometry
+from .blocks import official_window_buffers, subtract_mean, window_geometry
 from .registry import Architecture, CheckpointError, Variant, register_architecture, register_variant
 from .statedict import mlp_ratio, nested_depths, pixel_shuffle_scale, require, rgb_input_width
 
@@ -220,9 +220,14 @@ def _check_index(state, window: int) -> None:
             raise CheckpointError(f"{key}: not the relative position index of {window}×{window} windows")
 
 
+def official_buffers(model: nn.Module, img_size: int = 64) -> dict[str, torch.Tensor]:
+    """``relative_position_index`` of every block and ``attn_mask`` (−100) of the shifted ones at ``img_size``."""
+    return official_window_buffers(model, SwinBlock, img_size, MASK_FILL, ("relative_position_index",))
+
+
 register_architecture(Architecture(
     name="swinir", build=SwinIR, detect=detect_config, paper=PAPER,
-    ignored_keys=r"\.attn\.relative_position_index$|\.attn_mask$",
+    ignored_keys=r"\.attn\.relative_position_index$|\.attn_mask$", official_buffers=official_buffers,
 ))
 register_variant(Variant(
     name="swinir-light", arch="swinir",

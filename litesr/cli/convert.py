@@ -1,0 +1,61 @@
+"""``litesr convert``: re-save a checkpoint as safetensors, or for the official code to load strictly."""
+
+from __future__ import annotations
+
+import argparse
+
+EXAMPLES = """examples:
+  litesr convert ESRT_x3.pth esrt_x3.safetensors                      # safe format, arch/scale recorded
+  litesr convert runs/swinir/best.safetensors swinir_x4.pth --official-buffers
+  litesr convert PANx3_DF2K.pth pan_x3.safetensors --scale 3          # PAN x2/x3 share every shape
+
+The checkpoint is loaded and checked as `upscale` would (strictly, architecture and scale detected), so a file
+that converts is a file that works. The output format follows the suffix: .safetensors, or .pth/.pt (a torch.save
+of {"params": state}, which SwinIR's and BasicSR's test scripts read). litesr leaves out buffers it computes
+(relative position indices, attention masks); --official-buffers writes them as the official constructor makes
+them (masks sized for --img-size, the official default 64) so that the official SwinIR/GRFormer code can load the
+file with strict=True.
+"""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from . import example_formatter
+
+    p = sub.add_parser(
+        "convert",
+        help="re-save a checkpoint (.pth -> .safetensors, or for the official code)",
+        description="Load a checkpoint with full checks and save it again under the official key names.",
+        epilog=EXAMPLES,
+        formatter_class=example_formatter,
+    )
+    p.add_argument("source", metavar="SRC", help="checkpoint to read (.safetensors, .pth, .pt)")
+    p.add_argument("target", metavar="DST", help="file to write; .pth/.pt or .safetensors")
+    p.add_argument("--arch", metavar="A", help="architecture or variant; detected if omitted")
+    p.add_argument("--scale", type=int, choices=(2, 3, 4), help="upscaling factor; read from the checkpoint")
+    p.add_argument("--official-buffers", action="store_true",
+                   help="also write the computed buffers the official SwinIR/GRFormer state dicts hold")
+    p.add_argument("--img-size", type=int, default=64, metavar="N",
+                   help="the official constructor's img_size, which sizes its attention masks (default 64)")
+    p.add_argument("--pth-key", default="params", metavar="KEY",
+                   help="key holding the state dict in a .pth output (default params; 'none' for a bare dict)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..checkpoint import load_model, save_model
+    from . import UsageError
+
+    source, target = Path(args.source), Path(args.target)
+    if not source.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {source}")
+    if target.suffix.lower() not in (".safetensors", ".pth", ".pt"):
+        raise UsageError(f"cannot tell the format of {target}: name it .safetensors, .pth or .pt")
+    model = load_model(source, arch=args.arch, scale=args.scale)
+    pth_key = None if args.pth_key.lower() == "none" else args.pth_key
+    save_model(model, target, official_buffers=args.official_buffers, img_size=args.img_size, pth_key=pth_key)
+    n_keys = len(model.state_dict())
+    print(f"{source} -> {target}: {model.arch_name} x{model.scale}, {n_keys} tensors"
+          + (" plus the official computed buffers" if args.official_buffers else ""))
+    return 0
