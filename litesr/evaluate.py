@@ -22,6 +22,7 @@ from torch import nn
 from .data.benchmark import BenchmarkSet
 from .data.imresize import imresize
 from .io import image_to_tensor, tensor_to_image, write_image
+from .inference import self_ensemble_forward
 from .metrics import GRAY_CONVENTIONS, psnr_y, ssim_y
 
 __all__ = ["evaluate", "evaluate_bicubic", "self_ensemble_forward"]
@@ -81,22 +82,6 @@ def evaluate_bicubic(
 ) -> dict:
     """The "Bicubic" row of the tables: each LR image upscaled ×``scale`` by MATLAB bicubic, scored like a model."""
     return _evaluate_sets(lambda lr: imresize(lr, scale), data_dir, sets, scale, gray, progress, save_images)
-
-
-def self_ensemble_forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Geometric self-ensemble (EDSR ``forward_x8``): mean of the outputs for the 8 flips/transpositions of ``x``,
-    each mapped back to the original orientation."""
-    outputs = []
-    for transpose in (False, True):
-        for flip_h in (False, True):
-            for flip_v in (False, True):
-                dims = [d for d, on in ((-1, flip_h), (-2, flip_v)) if on]
-                t = x.flip(dims) if dims else x
-                t = t.transpose(-2, -1) if transpose else t
-                y = model(t).float()
-                y = y.transpose(-2, -1) if transpose else y
-                outputs.append(y.flip(dims) if dims else y)
-    return torch.stack(outputs).mean(dim=0)
 
 
 @contextlib.contextmanager

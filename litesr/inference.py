@@ -90,11 +90,12 @@ def upscale_tensor(
     progress: bool = False,
     description: str = "tiles",
     precision: str = "fp32",
+    self_ensemble: bool = False,
 ) -> torch.Tensor:
     """Super-resolve ``x`` (N×3×H×W in [0,1], any device) tile by tile; returns the output (float32) on the CPU.
 
     ``tile=None`` (or a tile larger than the image) runs the whole image in one pass. ``precision``: see
-    ``PRECISIONS``.
+    ``PRECISIONS``. ``self_ensemble`` averages the 8 flips/transpositions of every tile (8× the time).
     """
     device = torch.device(device) if device is not None else next(model.parameters()).device
     scale = int(model.scale)
@@ -102,7 +103,9 @@ def upscale_tensor(
 
     def forward(patch: torch.Tensor) -> torch.Tensor:
         with precision_context(device, precision):
-            return model(patch.to(device)).float().cpu()
+            patch = patch.to(device)
+            y = self_ensemble_forward(model, patch) if self_ensemble else model(patch)
+            return y.float().cpu()
 
     if tile is None or (h <= tile and w <= tile):
         return forward(x)
@@ -119,6 +122,22 @@ def upscale_tensor(
     if bar is not None:
         bar.close()
     return out
+
+
+def self_ensemble_forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Geometric self-ensemble (EDSR ``forward_x8``): mean of the outputs for the 8 flips/transpositions of ``x``,
+    each mapped back to the original orientation."""
+    outputs = []
+    for transpose in (False, True):
+        for flip_h in (False, True):
+            for flip_v in (False, True):
+                dims = [d for d, on in ((-1, flip_h), (-2, flip_v)) if on]
+                t = x.flip(dims) if dims else x
+                t = t.transpose(-2, -1) if transpose else t
+                y = model(t).float()
+                y = y.transpose(-2, -1) if transpose else y
+                outputs.append(y.flip(dims) if dims else y)
+    return torch.stack(outputs).mean(dim=0)
 
 
 def _progress(total: int, description: str):

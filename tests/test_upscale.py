@@ -170,3 +170,17 @@ def test_palette_image_with_transparency(elan_weights, tmp_path):
     img.save(src, transparency=0)
     out = _upscale_one(elan_weights, src, tmp_path / "icon_x4.png")
     assert out.mode == "RGBA" and out.size == (64, 64)
+
+
+def test_self_ensemble_upscale_is_the_mean_of_the_eight_orientations(elan_weights, tmp_path):
+    from litesr.inference import self_ensemble_forward
+
+    model = litesr.load_model(elan_weights).eval()
+    x = image_to_tensor(read_image(LR_IMAGE))[..., :24, :40]
+    with torch.inference_mode():
+        whole = self_ensemble_forward(model, x)
+    out = upscale_tensor(model, x, tile=None, self_ensemble=True)
+    assert torch.equal(out, whole) and not torch.equal(out, upscale_tensor(model, x, tile=None))
+    dst = tmp_path / "e.png"
+    assert main(["upscale", str(LR_IMAGE), "-o", str(dst), "--weights", str(elan_weights), "--self-ensemble",
+                 "--tile", "64", "--quiet"]) == 0 and dst.exists()

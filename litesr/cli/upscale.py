@@ -45,6 +45,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"LR context pixels around each tile (default {DEFAULT_OVERLAP})")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, mps or auto (default: auto)")
     add_precision_argument(p)
+    p.add_argument("--self-ensemble", action="store_true",
+                   help="average the outputs of the 8 flips/transpositions: 8x the time for a small gain "
+                        "(+0.08 dB on Set5 with the shipped x4)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
@@ -94,7 +97,8 @@ def run(args: argparse.Namespace) -> int:
     for src, dst in tqdm(list(zip(inputs, targets)), desc="images", unit="img", disable=not show or len(inputs) < 2):
         picture = read_picture(src)
         sr = upscale_tensor(model, image_to_tensor(picture.rgb), tile=args.tile or None, overlap=args.tile_overlap,
-                            device=device, progress=show, description=src.name, precision=args.precision)
+                            device=device, progress=show, description=src.name, precision=args.precision,
+                            self_ensemble=args.self_ensemble)
         alpha = None
         if picture.alpha is not None:
             if keeps_alpha(dst):
