@@ -5,6 +5,7 @@ __version__ = "0.1.0"
 from .checkpoint import create_model, load_model, read_state_dict, save_model  # noqa: E402
 from .models import ARCHITECTURES, VARIANTS, CheckpointError  # noqa: E402
 from .evaluate import evaluate  # noqa: E402
+from .inference import upscale  # noqa: E402
 
 __all__ = [
     "__version__",
@@ -13,6 +14,7 @@ __all__ = [
     "read_state_dict",
     "save_model",
     "evaluate",
+    "upscale",
     "ARCHITECTURES",
     "VARIANTS",
     "CheckpointError",

@@ -75,6 +75,70 @@ def plan_tiles(height: int, width: int, tile: int, overlap: int, align: int = 1)
             for y0, y1, cy0, cy1 in spans(height) for x0, x1, cx0, cx1 in spans(width)]
 
 
+def upscale(
+    image,
+    model: nn.Module | str | None = None,
+    *,
+    scale: int | None = None,
+    tile: int | None = DEFAULT_TILE,
+    overlap: int = DEFAULT_OVERLAP,
+    device: str | torch.device | None = None,
+    precision: str = "fp32",
+    self_ensemble: bool = False,
+):
+    """Super-resolve one image and return it in the form it came in.
+
+    ``image``: a PIL image, a uint8 ``H×W×3`` (or ``H×W``) numpy array, or a path. ``model``: an ``nn.Module``, a
+    checkpoint path, or None for the shipped model of ``scale`` (default x4). PIL in → PIL out (transparency
+    kept, upscaled bicubically); array or path in → uint8 array out.
+
+        >>> big = litesr.upscale(Image.open("photo.png"))             # shipped ELAN-light x4
+        >>> big = litesr.upscale(array, "IMDN_x2.pth")                 # any supported checkpoint
+    """
+    import numpy as np
+    from PIL import Image
+
+    from .io import image_to_tensor, picture_from_pil, read_picture, tensor_to_image
+    from .pretrained import resolve_model
+
+    if isinstance(model, nn.Module):
+        if scale is not None and int(model.scale) != int(scale):
+            raise ValueError(f"the model is a x{model.scale} model but x{scale} was requested")
+        dev = torch.device(device) if device is not None else next(model.parameters()).device
+    else:
+        dev = pick_device(None if device is None else str(device))
+        model = resolve_model(None if model is None else str(model), None, scale, dev)
+    model = model.eval().to(dev)
+    if isinstance(image, Image.Image):
+        picture = picture_from_pil(image)
+    elif isinstance(image, np.ndarray):
+        if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (3, 4)):
+            raise ValueError(f"expected a uint8 H×W, H×W×3 or H×W×4 array, got {image.dtype} {image.shape}")
+        picture = picture_from_pil(Image.fromarray(image))
+    else:
+        picture = read_picture(image)
+    sr = upscale_tensor(model, image_to_tensor(picture.rgb), tile=tile, overlap=overlap, device=dev,
+                        precision=precision, self_ensemble=self_ensemble)
+    rgb = tensor_to_image(sr)
+    if not isinstance(image, Image.Image):
+        return rgb
+    out = Image.fromarray(rgb)
+    if picture.grayscale:
+        out = out.convert("L")
+    if picture.alpha is not None:
+        out.putalpha(Image.fromarray(upscale_alpha(picture.alpha, model.scale)))
+    return out
+
+
+def upscale_alpha(alpha, scale: int):
+    """Transparency is not image content the models were trained on: it is upscaled by bicubic interpolation."""
+    import numpy as np
+    from PIL import Image
+
+    h, w = alpha.shape
+    return np.array(Image.fromarray(alpha).resize((w * scale, h * scale), Image.Resampling.BICUBIC))
+
+
 def iter_tiles(x: torch.Tensor, tiles: list[Tile]) -> Iterator[tuple[Tile, torch.Tensor]]:
     for t in tiles:
         yield t, x[..., t.y0:t.y1, t.x0:t.x1]

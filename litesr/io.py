@@ -48,12 +48,13 @@ def read_picture(path: str | os.PathLike) -> Picture:
         with Image.open(path) as img:
             img.load()  # forces a full decode so truncated files fail here, not later
             img = ImageOps.exif_transpose(img)
-            return _picture(img)
+            return picture_from_pil(img)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise ImageReadError(f"cannot read image {path}: {exc} (is it a complete PNG/JPEG/WebP file?)") from exc
 
 
-def _picture(img: Image.Image) -> Picture:
+def picture_from_pil(img: Image.Image) -> Picture:
+    """The :class:`Picture` of a loaded PIL image (any mode): RGB uint8, alpha if it has any, grayscale flag."""
     alpha = None
     if img.mode == "P":
         img = img.convert("RGBA" if "transparency" in img.info else "RGB")

@@ -184,3 +184,27 @@ def test_self_ensemble_upscale_is_the_mean_of_the_eight_orientations(elan_weight
     dst = tmp_path / "e.png"
     assert main(["upscale", str(LR_IMAGE), "-o", str(dst), "--weights", str(elan_weights), "--self-ensemble",
                  "--tile", "64", "--quiet"]) == 0 and dst.exists()
+
+
+def test_python_upscale_returns_what_it_was_given(elan_weights, tmp_path):
+    rgb = read_image(LR_IMAGE)[:16, :20]
+    model = litesr.load_model(elan_weights)
+    out = litesr.upscale(rgb, model)
+    assert isinstance(out, np.ndarray) and out.shape == (64, 80, 3) and out.dtype == np.uint8
+    rgba = Image.fromarray(np.dstack([rgb, np.full((16, 20), 128, np.uint8)]))
+    pil = litesr.upscale(rgba, str(elan_weights))
+    assert isinstance(pil, Image.Image) and pil.mode == "RGBA" and pil.size == (80, 64)
+    assert np.array_equal(np.array(pil)[..., :3], out)
+    assert litesr.upscale(Image.fromarray(rgb[..., 0]), model).mode == "L"
+    src = tmp_path / "in.png"
+    Image.fromarray(rgb).save(src)
+    assert np.array_equal(litesr.upscale(src, model), out)
+    with pytest.raises(ValueError, match="x4 model but x2"):
+        litesr.upscale(rgb, model, scale=2)
+    with pytest.raises(ValueError, match="uint8"):
+        litesr.upscale(rgb.astype(np.float32), model)
+
+
+def test_python_upscale_defaults_to_the_shipped_model():
+    out = litesr.upscale(read_image(LR_IMAGE)[:8, :12])
+    assert out.shape == (32, 48, 3)

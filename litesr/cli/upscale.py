@@ -85,7 +85,7 @@ def output_paths(inputs: list[Path], output: str, scale: int) -> list[Path]:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from ..inference import pick_device, upscale_tensor
+    from ..inference import pick_device, upscale_alpha, upscale_tensor
     from ..io import image_to_tensor, keeps_alpha, read_picture, tensor_to_image, write_image
     from ..pretrained import resolve_model
 
@@ -111,12 +111,3 @@ def run(args: argparse.Namespace) -> int:
             h, w = picture.rgb.shape[:2]
             print(f"{src} -> {dst} ({w}x{h} -> {sr.shape[-1]}x{sr.shape[-2]})")
     return 0
-
-
-def upscale_alpha(alpha, scale: int):
-    """Transparency is not image content the model was trained on: it is upscaled by bicubic interpolation."""
-    import numpy as np
-    from PIL import Image
-
-    h, w = alpha.shape
-    return np.array(Image.fromarray(alpha).resize((w * scale, h * scale), Image.Resampling.BICUBIC))
