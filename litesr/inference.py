@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import ContextManager, Iterator
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -98,7 +99,7 @@ def upscale(
     import numpy as np
     from PIL import Image
 
-    from .io import image_to_tensor, picture_from_pil, read_picture, tensor_to_image
+    from .io import picture_from_pil, read_picture
     from .pretrained import resolve_model
 
     if isinstance(model, nn.Module):
@@ -117,9 +118,8 @@ def upscale(
         picture = picture_from_pil(Image.fromarray(image))
     else:
         picture = read_picture(image)
-    sr = upscale_tensor(model, image_to_tensor(picture.rgb), tile=tile, overlap=overlap, device=dev,
-                        precision=precision, self_ensemble=self_ensemble)
-    rgb = tensor_to_image(sr)
+    rgb = upscale_array(model, picture.rgb, tile=tile, overlap=overlap, device=dev, precision=precision,
+                        self_ensemble=self_ensemble)
     if not isinstance(image, Image.Image):
         return rgb
     out = Image.fromarray(rgb)
@@ -139,9 +139,42 @@ def upscale_alpha(alpha, scale: int):
     return np.array(Image.fromarray(alpha).resize((w * scale, h * scale), Image.Resampling.BICUBIC))
 
 
-def iter_tiles(x: torch.Tensor, tiles: list[Tile]) -> Iterator[tuple[Tile, torch.Tensor]]:
-    for t in tiles:
-        yield t, x[..., t.y0:t.y1, t.x0:t.x1]
+class _TiledRunner:
+    """What every tiled upscaling shares: the tile plan, the forward of one tile, and cutting out its core."""
+
+    def __init__(self, model: nn.Module, tile: int | None, overlap: int, device, precision: str,
+                 self_ensemble: bool) -> None:
+        self.model, self.tile, self.overlap = model, tile, overlap
+        self.device = torch.device(device) if device is not None else next(model.parameters()).device
+        self.precision, self.self_ensemble = precision, self_ensemble
+        self.scale = int(model.scale)
+        precision_context(self.device, precision)  # fails fast on an unknown precision
+
+    def plan(self, h: int, w: int) -> list[Tile]:
+        if self.tile is None or (h <= self.tile and w <= self.tile):
+            return [Tile(0, h, 0, w, 0, h, 0, w)]  # the whole image in one pass
+        return plan_tiles(h, w, self.tile, self.overlap, getattr(self.model, "size_multiple", 1))
+
+    def forward(self, patch: torch.Tensor) -> torch.Tensor:
+        with precision_context(self.device, self.precision):
+            patch = patch.to(self.device)
+            y = self_ensemble_forward(self.model, patch) if self.self_ensemble else self.model(patch)
+            return y.float().cpu()
+
+    def core(self, y: torch.Tensor, t: Tile) -> torch.Tensor:
+        """The part of a tile's output that the tile is responsible for."""
+        s = self.scale
+        top, left = (t.cy0 - t.y0) * s, (t.cx0 - t.x0) * s
+        return y[..., top:top + (t.cy1 - t.cy0) * s, left:left + (t.cx1 - t.cx0) * s]
+
+    def tiles(self, tiles: list[Tile], progress: bool, description: str) -> Iterator[Tile]:
+        bar = _progress(len(tiles), description) if progress and len(tiles) > 1 else None
+        for t in tiles:
+            yield t
+            if bar is not None:
+                bar.update(1)
+        if bar is not None:
+            bar.close()
 
 
 @torch.inference_mode()
@@ -161,30 +194,45 @@ def upscale_tensor(
     ``tile=None`` (or a tile larger than the image) runs the whole image in one pass. ``precision``: see
     ``PRECISIONS``. ``self_ensemble`` averages the 8 flips/transpositions of every tile (8× the time).
     """
-    device = torch.device(device) if device is not None else next(model.parameters()).device
-    scale = int(model.scale)
+    runner = _TiledRunner(model, tile, overlap, device, precision, self_ensemble)
     n, c, h, w = x.shape
+    plan = runner.plan(h, w)
+    if len(plan) == 1:
+        return runner.forward(x)
+    s = runner.scale
+    out = torch.empty(n, c, h * s, w * s, dtype=torch.float32)
+    for t in runner.tiles(plan, progress, description):
+        y = runner.forward(x[..., t.y0:t.y1, t.x0:t.x1])
+        out[..., t.cy0 * s:t.cy1 * s, t.cx0 * s:t.cx1 * s] = runner.core(y, t)
+    return out
 
-    def forward(patch: torch.Tensor) -> torch.Tensor:
-        with precision_context(device, precision):
-            patch = patch.to(device)
-            y = self_ensemble_forward(model, patch) if self_ensemble else model(patch)
-            return y.float().cpu()
 
-    if tile is None or (h <= tile and w <= tile):
-        return forward(x)
-    tiles = plan_tiles(h, w, tile, overlap, getattr(model, "size_multiple", 1))
-    out = torch.empty(n, c, h * scale, w * scale, dtype=torch.float32)
-    bar = _progress(len(tiles), description) if progress else None
-    for t, patch in iter_tiles(x, tiles):
-        y = forward(patch)
-        top, left = (t.cy0 - t.y0) * scale, (t.cx0 - t.x0) * scale
-        out[..., t.cy0 * scale:t.cy1 * scale, t.cx0 * scale:t.cx1 * scale] = y[
-            ..., top:top + (t.cy1 - t.cy0) * scale, left:left + (t.cx1 - t.cx0) * scale]
-        if bar is not None:
-            bar.update(1)
-    if bar is not None:
-        bar.close()
+@torch.inference_mode()
+def upscale_array(
+    model: nn.Module,
+    image: np.ndarray,
+    tile: int | None = DEFAULT_TILE,
+    overlap: int = DEFAULT_OVERLAP,
+    device: str | torch.device | None = None,
+    progress: bool = False,
+    description: str = "tiles",
+    precision: str = "fp32",
+    self_ensemble: bool = False,
+) -> np.ndarray:
+    """uint8 ``H×W×3`` → uint8 ``sH×sW×3``, the same pixels as ``tensor_to_image(upscale_tensor(...))``.
+
+    Only one tile is ever held in float: the result is written straight into the uint8 output, a quarter of a
+    float32 one, so the memory of a large image is its input and output bytes plus one tile's working set.
+    """
+    from .io import image_to_tensor, tensor_to_image
+
+    runner = _TiledRunner(model, tile, overlap, device, precision, self_ensemble)
+    h, w = image.shape[:2]
+    s = runner.scale
+    out = np.empty((h * s, w * s, 3), dtype=np.uint8)
+    for t in runner.tiles(runner.plan(h, w), progress, description):
+        y = runner.forward(image_to_tensor(image[t.y0:t.y1, t.x0:t.x1]))
+        out[t.cy0 * s:t.cy1 * s, t.cx0 * s:t.cx1 * s] = tensor_to_image(runner.core(y, t))
     return out
 
 

@@ -208,3 +208,39 @@ def test_python_upscale_returns_what_it_was_given(elan_weights, tmp_path):
 def test_python_upscale_defaults_to_the_shipped_model():
     out = litesr.upscale(read_image(LR_IMAGE)[:8, :12])
     assert out.shape == (32, 48, 3)
+
+
+def test_upscale_array_equals_the_float_path(elan_weights):
+    from litesr.inference import upscale_array
+    from litesr.io import tensor_to_image
+
+    model = litesr.load_model(elan_weights).eval()
+    rgb = read_image(LR_IMAGE)
+    for tile in (None, 48):
+        expected = tensor_to_image(upscale_tensor(model, image_to_tensor(rgb), tile=tile, overlap=16))
+        assert np.array_equal(upscale_array(model, rgb, tile=tile, overlap=16), expected)
+
+
+class _Nearest(torch.nn.Module):
+    """A stand-in x4 model (nearest upsampling) for measuring the memory of the tiling itself."""
+
+    scale, size_multiple = 4, 1
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.ones(()))
+
+    def forward(self, x):
+        return torch.nn.functional.interpolate(x, scale_factor=4, mode="nearest") * self.w
+
+
+def test_upscale_array_memory_is_the_uint8_output_not_a_float_one():
+    from litesr.benchmark import _start_rss_peak
+    from litesr.inference import upscale_array
+
+    rgb = np.random.default_rng(0).integers(0, 256, (768, 768, 3), dtype=np.uint8)  # output 3072²×3: 27 MiB
+    before, peak = _start_rss_peak()
+    out = upscale_array(_Nearest(), rgb, tile=128, overlap=8)
+    growth = peak() - before
+    assert out.shape == (3072, 3072, 3) and np.array_equal(out[::4, ::4], rgb)
+    assert growth < 27 * 2**20 + 40 * 2**20, f"{growth / 2**20:.0f} MiB (a float32 output alone is 108 MiB)"

@@ -85,8 +85,8 @@ def output_paths(inputs: list[Path], output: str, scale: int) -> list[Path]:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from ..inference import pick_device, upscale_alpha, upscale_tensor
-    from ..io import image_to_tensor, keeps_alpha, read_picture, tensor_to_image, write_image
+    from ..inference import pick_device, upscale_alpha, upscale_array
+    from ..io import keeps_alpha, read_picture, write_image
     from ..pretrained import resolve_model
 
     inputs = collect_inputs(args.inputs)
@@ -96,9 +96,9 @@ def run(args: argparse.Namespace) -> int:
     show = not args.quiet and sys.stderr.isatty()
     for src, dst in tqdm(list(zip(inputs, targets)), desc="images", unit="img", disable=not show or len(inputs) < 2):
         picture = read_picture(src)
-        sr = upscale_tensor(model, image_to_tensor(picture.rgb), tile=args.tile or None, overlap=args.tile_overlap,
-                            device=device, progress=show, description=src.name, precision=args.precision,
-                            self_ensemble=args.self_ensemble)
+        sr = upscale_array(model, picture.rgb, tile=args.tile or None, overlap=args.tile_overlap, device=device,
+                           progress=show, description=src.name, precision=args.precision,
+                           self_ensemble=args.self_ensemble)
         alpha = None
         if picture.alpha is not None:
             if keeps_alpha(dst):
@@ -106,8 +106,8 @@ def run(args: argparse.Namespace) -> int:
             else:
                 print(f"litesr upscale: note: {dst.suffix} cannot store transparency; {src.name}'s alpha channel "
                       "was dropped (write .png or .webp to keep it)", file=sys.stderr)
-        write_image(tensor_to_image(sr), dst, alpha=alpha, grayscale=picture.grayscale)
+        write_image(sr, dst, alpha=alpha, grayscale=picture.grayscale)
         if not args.quiet:
             h, w = picture.rgb.shape[:2]
-            print(f"{src} -> {dst} ({w}x{h} -> {sr.shape[-1]}x{sr.shape[-2]})")
+            print(f"{src} -> {dst} ({w}x{h} -> {sr.shape[1]}x{sr.shape[0]})")
     return 0
