@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ContextManager, Iterator
 
 import numpy as np
@@ -90,7 +91,8 @@ def upscale(
     """Super-resolve one image and return it in the form it came in.
 
     ``image``: a PIL image, a uint8 ``H×W×3`` (or ``H×W``) numpy array, or a path. ``model``: an ``nn.Module``, a
-    checkpoint path, or None for the shipped model of ``scale`` (default x4). PIL in → PIL out (transparency
+    checkpoint path, a variant name with shipped weights (``"elan-light"``), or None for the shipped model of
+    ``scale`` (default x4). PIL in → PIL out (transparency
     kept, upscaled bicubically); array or path in → uint8 array out.
 
         >>> big = litesr.upscale(Image.open("photo.png"))             # shipped ELAN-light x4
@@ -107,8 +109,14 @@ def upscale(
             raise ValueError(f"the model is a x{model.scale} model but x{scale} was requested")
         dev = torch.device(device) if device is not None else next(model.parameters()).device
     else:
+        from .models import VARIANTS
+
         dev = pick_device(None if device is None else str(device))
-        model = resolve_model(None if model is None else str(model), None, scale, dev)
+        name = None if model is None else str(model)
+        if name is not None and name.lower() in VARIANTS and not Path(name).exists():
+            model = resolve_model(None, name, scale, dev)  # a variant name: its shipped weights
+        else:
+            model = resolve_model(name, None, scale, dev)
     model = model.eval().to(dev)
     if isinstance(image, Image.Image):
         picture = picture_from_pil(image)

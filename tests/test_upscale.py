@@ -208,6 +208,9 @@ def test_python_upscale_returns_what_it_was_given(elan_weights, tmp_path):
 def test_python_upscale_defaults_to_the_shipped_model():
     out = litesr.upscale(read_image(LR_IMAGE)[:8, :12])
     assert out.shape == (32, 48, 3)
+    assert np.array_equal(litesr.upscale(read_image(LR_IMAGE)[:8, :12], "elan-light", scale=4), out)
+    with pytest.raises(FileNotFoundError, match="no shipped weights for grformer"):
+        litesr.upscale(read_image(LR_IMAGE)[:8, :12], "grformer")
 
 
 def test_upscale_array_equals_the_float_path(elan_weights):
