@@ -21,7 +21,8 @@ DEFAULT_TILE = 256
 DEFAULT_OVERLAP = 32
 
 #: Compute precisions of ``upscale``/``eval``. fp32 is the default and the one that matches the official code;
-#: bf16/fp16 run the model under autocast (about 2× faster on CPUs with AVX-512 BF16, and on GPUs).
+#: bf16/fp16 run the model under autocast (bf16: 1.7–2.3× faster on an AVX-512 BF16 CPU, see
+#: benchmarks/precision_speed.py; fp16 is meant for GPUs).
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -98,10 +99,9 @@ def upscale(
         >>> big = litesr.upscale(Image.open("photo.png"))             # shipped ELAN-light x4
         >>> big = litesr.upscale(array, "IMDN_x2.pth")                 # any supported checkpoint
     """
-    import numpy as np
     from PIL import Image
 
-    from .io import picture_from_pil, read_picture
+    from .io import picture_from_pil, read_picture, to_pil
     from .pretrained import resolve_model
 
     if isinstance(model, nn.Module):
@@ -130,17 +130,12 @@ def upscale(
                         self_ensemble=self_ensemble)
     if not isinstance(image, Image.Image):
         return rgb
-    out = Image.fromarray(rgb)
-    if picture.grayscale:
-        out = out.convert("L")
-    if picture.alpha is not None:
-        out.putalpha(Image.fromarray(upscale_alpha(picture.alpha, model.scale)))
-    return out
+    alpha = None if picture.alpha is None else upscale_alpha(picture.alpha, model.scale)
+    return to_pil(rgb, alpha, picture.grayscale)
 
 
 def upscale_alpha(alpha, scale: int):
     """Transparency is not image content the models were trained on: it is upscaled by bicubic interpolation."""
-    import numpy as np
     from PIL import Image
 
     h, w = alpha.shape

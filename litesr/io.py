@@ -148,12 +148,18 @@ def write_image(img: np.ndarray, path: str | os.PathLike, alpha: np.ndarray | No
     """
     path = Path(path)
     fmt, has_alpha = FORMATS.get(path.suffix.lower(), ("PNG", True))
-    picture = Image.fromarray(img)
-    if grayscale:
-        picture = picture.convert("L")
-    if alpha is not None and has_alpha:
-        picture.putalpha(Image.fromarray(alpha))
+    picture = to_pil(img, alpha if has_alpha else None, grayscale)
     options = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
     with atomic_path(path) as tmp:
         picture.save(tmp, format=fmt, **options)
     return path
+
+
+def to_pil(rgb: np.ndarray, alpha: np.ndarray | None = None, grayscale: bool = False) -> Image.Image:
+    """uint8 ``H×W×3`` (+ ``H×W`` alpha) → PIL image; ``grayscale`` keeps one channel (BT.601 luma)."""
+    picture = Image.fromarray(rgb)
+    if grayscale:
+        picture = picture.convert("L")
+    if alpha is not None:
+        picture.putalpha(Image.fromarray(alpha))
+    return picture
