@@ -68,8 +68,10 @@ def example_formatter(prog: str) -> argparse.HelpFormatter:
 
 
 def add_precision_argument(parser: argparse.ArgumentParser, note: str = "") -> None:
+    from ..inference import PRECISIONS
+
     parser.add_argument(
-        "--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+        "--precision", choices=tuple(PRECISIONS), default="fp32",
         help="compute precision (default fp32, identical to the official code); bf16 runs the model under autocast: "
         "1.7-2.3x faster for ELAN-light on an AVX-512 BF16 CPU, output within ~55 dB of fp32 "
         "(benchmarks/precision_speed.py); fp16 is for GPUs" + (f"; {note}" if note else ""))
