@@ -66,7 +66,7 @@ def main() -> None:
             ap.error(f"--data-desc is needed: {name} has no model card yet")
         args.data_desc = previous["data"]
     if args.hardware is None:
-        args.hardware = previous.get("hardware", "").split("; ", 1)[-1] if previous else ""
+        args.hardware = previous.get("hardware", "").split("; ", 1)[-1]  # without the CPU name added below
     if args.note is None:
         args.note = previous.get("note", "")
     sets = [s for s in args.sets.split(",") if s]
@@ -104,8 +104,9 @@ def main() -> None:
         print(f"updated the shipped-weights table in {args.readme}")
 
 
-def _thousands(n: int) -> str:
-    return f"{n:,}"
+def score(result: dict) -> str:
+    """``PSNR / SSIM`` as the cards and the README show them."""
+    return f"{result['psnr_y']:.2f} / {result['ssim_y']:.4f}"
 
 
 def readme_rows() -> list[str]:
@@ -117,10 +118,10 @@ def readme_rows() -> list[str]:
         cells = []
         for s in ("Set5", "Set14", "B100"):
             r = card["results"].get(s)
-            cell = f"{r['psnr_y']:.2f} / {r['ssim_y']:.4f}" if r else "–"
+            cell = score(r) if r else "–"
             cells.append(cell + (f" ({paper[s][0]:.2f})" if s in paper else ""))
         rows.append((-card["scale"], card["arch"], f"| `{card['arch']}` x{card['scale']} | " + " | ".join(cells)
-                     + f" | {_thousands(card['step'])} it, {card['train_hours']:.1f} h |"))
+                     + f" | {card['step']:,} it, {card['train_hours']:.1f} h |"))
     return [row for *_, row in sorted(rows)]
 
 
@@ -142,7 +143,7 @@ def update_readme_table(readme: Path) -> None:
 def render_card(card: dict) -> str:
     paper = PAPER.get((card["arch"], card["scale"]), {})
     rows = "\n".join(
-        f"| {s} | {r['psnr_y']:.2f} / {r['ssim_y']:.4f} | "
+        f"| {s} | {score(r)} | "
         + (f"{paper[s][0]:.2f} / {paper[s][1]:.4f} |" if s in paper else "– |")
         for s, r in card["results"].items()
     )
