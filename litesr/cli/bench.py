@@ -106,8 +106,7 @@ def format_table(results: list[dict], args: argparse.Namespace) -> str:
     lines = [f"x{args.scale}; MACs for a {w * args.scale}x{h * args.scale} output (LR {w}x{h})"
              + ("" if args.macs_only else f"; {where}, {args.precision}, median of {args.runs} after "
                 f"{args.warmup} warm-up, peak = memory growth over one forward (fresh process)")]
-    lines.append("  ".join(c.rjust(wd) if i else c.ljust(wd) for i, (c, wd) in enumerate(zip(headers, widths))))
-    for row in rows:
+    for row in [headers] + rows:  # model name left-aligned, figures right-aligned
         lines.append("  ".join(c.rjust(wd) if i else c.ljust(wd) for i, (c, wd) in enumerate(zip(row, widths))))
     failures = [(r["model"], s, r["sizes"][s]["error"]) for r in results for s in sizes if "error" in r["sizes"][s]]
     lines += [f"{name} at {s}x{s} failed: {error}" for name, s, error in failures]
