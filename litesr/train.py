@@ -17,6 +17,7 @@ import json
 import math
 import os
 import signal
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -326,10 +327,26 @@ class Trainer:
             self.ema.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        self._apply_config_to_optimizer()
         self.step = int(state["step"])
         self.best_psnr = float(state["best_psnr"])
         self.train_seconds = float(state.get("train_seconds", 0.0))
         torch.set_rng_state(state["torch_rng"].cpu())
+
+    def _apply_config_to_optimizer(self) -> None:
+        """Make the loaded optimizer and schedule follow this run's config, not the checkpoint's.
+
+        ``load_state_dict`` restores the saved base lr, betas and weight decay; a resume that passes ``--lr`` (the
+        documented way out of a diverged run), ``--iters`` or another schedule setting must use the new values.
+        Without overrides every value is the saved one, so a plain resume stays exact.
+        """
+        c = self.config
+        factor = self.scheduler.lr_lambdas[0]  # built from this config
+        self.scheduler.base_lrs = [c.lr] * len(self.optimizer.param_groups)
+        for group in self.optimizer.param_groups:
+            group.update(initial_lr=c.lr, lr=c.lr * factor(self.scheduler.last_epoch), betas=tuple(c.betas),
+                         weight_decay=c.weight_decay)
+        self.scheduler._last_lr = [g["lr"] for g in self.optimizer.param_groups]
 
     def eval_model(self) -> nn.Module:
         return self.ema.module if self.ema is not None else self.model
@@ -402,6 +419,9 @@ class Trainer:
                 self._tb = SummaryWriter(str(self.out / "tb"))
             except Exception:  # tensorboard is optional
                 self._tb = None
+        if self.step >= c.iters:
+            raise ConfigError(f"{self.out} already reached its {c.iters} iterations (it stopped at step {self.step}); "
+                              f"pass --iters N with N > {self.step} to train longer")
         loader, n_images = self._loader()
         stop = {"now": False}
 
@@ -409,8 +429,19 @@ class Trainer:
             stop["now"] = True
 
         old_handlers = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+        talk = self.progress and self.dist.is_main
+        on_terminal = sys.stderr.isatty()
         bar = tqdm(total=c.iters, initial=self.step, desc=f"train {c.arch} x{c.scale}", unit="it",
-                   disable=not (self.progress and self.dist.is_main), dynamic_ncols=True)
+                   disable=not (talk and on_terminal), dynamic_ncols=True)
+
+        def say(line: str) -> None:  # above the bar on a terminal; plain lines in a log
+            if talk and on_terminal:
+                tqdm.write(line, file=sys.stderr)
+            elif talk:
+                print(line, file=sys.stderr, flush=True)
+
+        say(f"train {c.arch} x{c.scale}: step {self.step} of {c.iters}, {n_images} images, batch {c.batch_size}, "
+            f"patch {c.patch_size}, {'bf16' if self.amp else 'fp32'} on {self.device.type} -> {self.out}")
         self.model.train()
         last_ckpt, t_log, step_log = time.monotonic(), time.monotonic(), self.step
         loss_sum, loss_n = torch.zeros((), device=self.device), 0  # summed on the device: no sync per step
@@ -436,9 +467,17 @@ class Trainer:
                               "train_hours": round(self.train_seconds / 3600, 4)}
                     self._log(record)
                     bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}")
+                    if not on_terminal:
+                        eta = (c.iters - self.step) / max(record["it_per_s"], 1e-9)
+                        say(f"step {self.step}/{c.iters}  loss {mean_loss:.4f}  lr {record['lr']:.2e}  "
+                            f"{record['it_per_s']:.2f} it/s  eta {_duration(eta)}")
                     t_log, step_log, loss_sum, loss_n = now, self.step, torch.zeros_like(loss_sum), 0
                 if c.val_data and (self.step % c.val_every == 0 or self.step == c.iters):
-                    self.validate()
+                    record = self.validate()
+                    if record is not None:
+                        scores = "  ".join(f"{name} {v['psnr_y']:.3f} dB / {v['ssim_y']:.4f}"
+                                           for name, v in record["val"].items())
+                        say(f"step {self.step} validation: {scores}  (best {c.val_sets[0]} {self.best_psnr:.3f})")
                 due = self.step % c.ckpt_every == 0 or time.monotonic() - last_ckpt > 60 * c.ckpt_minutes
                 if due or self.step == c.iters:
                     self.save_checkpoint()
@@ -468,6 +507,11 @@ class Trainer:
         if self.ema is not None:
             self.ema.update_parameters(self.model)
         return loss.detach()
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
 
 
 def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> Path:

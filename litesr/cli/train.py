@@ -44,6 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, help="base learning rate")
     p.add_argument("--schedule", choices=("multistep", "cosine"))
     p.add_argument("--warmup-iters", type=int)
+    p.add_argument("--grad-clip", type=float, metavar="NORM", help="clip the global gradient norm to NORM "
+                                                                    "(steadies a run that diverged)")
     p.add_argument("--ema-decay", type=float, help="EMA decay of the weights (e.g. 0.999)")
     p.add_argument("--amp", choices=("off", "bf16", "auto"), help="bf16 autocast (auto: where the device is fast)")
     p.add_argument("--workers", type=int, help="data loader worker processes")
@@ -61,7 +63,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 OVERRIDES = ("arch", "scale", "train_data", "train_lr_data", "cache_dir", "val_data", "val_sets", "iters", "batch_size",
-             "patch_size", "lr", "schedule", "warmup_iters", "ema_decay", "amp", "workers", "seed", "log_every", "val_every",
+             "patch_size", "lr", "schedule", "warmup_iters", "grad_clip", "ema_decay", "amp", "workers", "seed", "log_every", "val_every",
              "ckpt_every", "ckpt_minutes", "init_weights", "out", "device")
 
 
