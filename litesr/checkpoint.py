@@ -15,6 +15,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
+from .models.layouts import KeyLayout, find_layout
 from .models.registry import (
     ARCHITECTURES,
     Architecture,
@@ -103,6 +104,14 @@ def scale_hint(source: str | os.PathLike | Mapping[str, Any]) -> int | None:
     return int(found[-1]) if len(set(found)) == 1 else None
 
 
+def to_official_keys(state: StateDict) -> tuple[dict, KeyLayout | None]:
+    """``state`` under the official key names, and the foreign layout it was written in (``None``: official).
+
+    See :mod:`litesr.models.layouts` for the layouts known (Fried Rice Lab's ELAN, ...); mapping is strict."""
+    layout = find_layout(state)
+    return (layout.to_official(state), layout) if layout is not None else (dict(state), None)
+
+
 def detect_architecture(state: StateDict) -> tuple[Architecture, dict]:
     """Find the one registered architecture whose keys and shapes fit ``state``; return it with its config."""
     hits = []
@@ -157,7 +166,16 @@ def load_model(
     ``arch`` names the family (any variant name of it works too); width, depth and scale come from the
     checkpoint itself. ``scale``, when given, must match the checkpoint's.
     """
-    state = read_state_dict(source)
+    state, layout = to_official_keys(read_state_dict(source))
+    try:
+        return _build_and_load(source, state, arch, scale, device)
+    except CheckpointError as exc:
+        if layout is None:
+            raise
+        raise CheckpointError(f"{exc} (keys read as the {layout.name} layout of {layout.arch})") from None
+
+
+def _build_and_load(source, state: dict, arch: str | None, scale: int | None, device) -> nn.Module:
     if arch is None:
         family, config = detect_architecture(state)
     else:

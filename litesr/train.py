@@ -27,7 +27,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .checkpoint import create_model, read_state_dict, save_model
+from .checkpoint import create_model, read_state_dict, save_model, to_official_keys
 from .io import atomic_path
 
 
@@ -221,7 +221,7 @@ def warmed_up_ema(decay: float):
 
 def init_from(model: nn.Module, path: str) -> list[str]:
     """Copy every tensor of ``path`` whose key and shape match (a x4 body into a x2 model); return skipped keys."""
-    source = read_state_dict(path)
+    source, _ = to_official_keys(read_state_dict(path))
     own = model.state_dict()
     usable = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
     model.load_state_dict(usable, strict=False)

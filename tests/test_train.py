@@ -188,3 +188,54 @@ def test_array_cache_memory_maps_and_trains_identically(few_images, tmp_path):
     b = Trainer(small_config(few_images, tmp_path / "b", iters=4, cache_dir=str(cache)), progress=False)
     b.run()
     assert all(torch.equal(x, y) for x, y in zip(a.model.state_dict().values(), b.model.state_dict().values()))
+
+
+def test_overrides_on_resume_apply(few_images, tmp_path):
+    first = Trainer(small_config(few_images, tmp_path / "r", schedule="cosine", warmup_iters=0), progress=False)
+    first.run(stop_at=10)
+    # the documented way out of a diverged run: resume with a lower lr (and a longer schedule)
+    resumed = Trainer(small_config(few_images, tmp_path / "r", schedule="cosine", warmup_iters=0, lr=5e-5,
+                                   iters=40, grad_clip=0.5), resume=True, progress=False)
+    expected = 5e-5 * resumed.scheduler.lr_lambdas[0](10)
+    assert resumed.scheduler.base_lrs == [5e-5]
+    assert resumed.optimizer.param_groups[0]["lr"] == pytest.approx(expected)
+    resumed.run(stop_at=11)
+    factor = resumed.scheduler.lr_lambdas[0](11)
+    assert resumed.optimizer.param_groups[0]["lr"] == pytest.approx(5e-5 * factor)
+
+
+def test_plain_resume_keeps_the_saved_lr(few_images, tmp_path):
+    first = Trainer(small_config(few_images, tmp_path / "p", schedule="cosine"), progress=False)
+    first.run(stop_at=7)
+    saved = first.optimizer.param_groups[0]["lr"]
+    resumed = Trainer(small_config(few_images, tmp_path / "p", schedule="cosine"), resume=True, progress=False)
+    assert resumed.optimizer.param_groups[0]["lr"] == saved
+
+
+def test_resuming_a_finished_run_says_why(few_images, tmp_path, capsys):
+    Trainer(small_config(few_images, tmp_path / "f", iters=5), progress=False).run()
+    rc = main(["train", "--out", str(tmp_path / "f"), "--resume", "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "already reached its 5 iterations" in err and "--iters N" in err
+
+
+def test_grad_clip_flag_reaches_the_config(few_images, tmp_path):
+    out = tmp_path / "g"
+    assert main(["train", "--config", tiny_yaml(tmp_path), "--scale", "2", "--train-data", str(few_images),
+                 "--iters", "2", "--batch-size", "2", "--patch-size", "32", "--workers", "0", "--grad-clip", "0.25",
+                 "--out", str(out), "--device", "cpu", "--quiet"]) == 0
+    assert yaml.safe_load((out / "config.yaml").read_text())["grad_clip"] == 0.25
+
+
+def test_log_lines_when_stderr_is_not_a_terminal(few_images, tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "litesr", "train", "--config", tiny_yaml(tmp_path), "--scale", "2", "--train-data",
+           str(few_images), "--iters", "6", "--batch-size", "2", "--patch-size", "32", "--workers", "0",
+           "--log-every", "3", "--val-every", "6", "--val-data", str(DATA / "benchmarks"), "--out",
+           str(tmp_path / "l"), "--device", "cpu"]
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stderr.splitlines()
+    assert any(line.startswith("step 3/6  loss") for line in lines)
+    assert any(line.startswith("step 6 validation: Set5") and "dB" in line for line in lines)
+    assert not any("\r" in line for line in lines) and len(lines) < 10  # no bar redrawn per iteration
