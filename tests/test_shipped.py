@@ -73,3 +73,11 @@ def test_readme_table_is_rewritten_in_place(tmp_path):
     lines = readme.read_text().splitlines()
     assert lines[4:4 + len(ship.readme_rows())] == ship.readme_rows()
     assert "| stale | row |" not in lines and lines[-1] == "after"
+
+
+def test_models_lists_the_shipped_weights(capsys):
+    assert main(["models"]) == 0
+    rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()[1:]}
+    for name, row in rows.items():
+        want = ",".join(f"x{s}" for s in (2, 3, 4) if (name, s) in available_shipped()) or "-"
+        assert row[2] == want, name

@@ -11,8 +11,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "models",
         help="list the registered model variants",
-        description="List every named variant: its scales, parameter count (at x4, or its largest scale), "
-        "architecture family and source paper.",
+        description="List every named variant: its scales, the scales litesr ships trained weights for (used by "
+        "`upscale`/`eval` when no --weights is given), parameter count (at x4, or its largest scale), architecture "
+        "family and source paper.",
         epilog="example:\n  litesr models",
         formatter_class=example_formatter,
     )
@@ -22,16 +23,19 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..checkpoint import create_model
     from ..models import ARCHITECTURES, VARIANTS
+    from ..pretrained import available_shipped
 
+    shipped = available_shipped()
     rows = []
     for v in sorted(VARIANTS.values(), key=lambda v: (v.arch, v.name)):
         scale = 4 if 4 in v.scales else max(v.scales)
         model = create_model(v.name, scale)
         params = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        rows.append((v.name, ",".join(f"x{s}" for s in v.scales), f"{params:,} (x{scale})", v.arch,
+        weights = ",".join(f"x{s}" for s in v.scales if (v.name, s) in shipped) or "-"
+        rows.append((v.name, ",".join(f"x{s}" for s in v.scales), weights, f"{params:,} (x{scale})", v.arch,
                      ARCHITECTURES[v.arch].paper))
-    header = ("name", "scales", "parameters", "family", "paper")
-    widths = [max(len(r[i]) for r in rows + [header]) for i in range(4)]
+    header = ("name", "scales", "shipped weights", "parameters", "family", "paper")
+    widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header) - 1)]
     for r in [header] + rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r[:4], widths)) + "  " + r[4])
+        print("  ".join(c.ljust(w) for c, w in zip(r[:-1], widths)) + "  " + r[-1])
     return 0
