@@ -294,6 +294,7 @@ class Trainer:
         sampler = StepSampler(per_rank, self.dist.rank, self.dist.world_size, start_step=self.step)
         loader = DataLoader(dataset, batch_size=per_rank, sampler=sampler, num_workers=c.workers,
                             persistent_workers=c.workers > 0, pin_memory=self.device.type == "cuda",
+                            worker_init_fn=_leave_stop_signals_to_the_trainer,
                             prefetch_factor=4 if c.workers > 0 else None)
         return loader, len(pairs)
 
@@ -484,6 +485,9 @@ class Trainer:
                     last_ckpt = time.monotonic()
             if stop["now"] or self.step < c.iters:
                 self.save_checkpoint()
+            if stop["now"]:
+                say(f"stopped at step {self.step} of {c.iters}, checkpointed; continue with: "
+                    f"litesr train --out {self.out} --resume")
         finally:
             bar.close()
             for s, h in old_handlers.items():
@@ -507,6 +511,14 @@ class Trainer:
         if self.ema is not None:
             self.ema.update_parameters(self.model)
         return loss.detach()
+
+
+def _leave_stop_signals_to_the_trainer(worker_id: int) -> None:
+    """Data workers ignore SIGINT/SIGTERM: a signal sent to the whole process group (Ctrl-C, ``kill -- -PGID``,
+    a batch scheduler) must reach the trainer, which finishes its step, checkpoints and stops the workers itself;
+    a worker killed first would crash the run before it could checkpoint."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def _duration(seconds: float) -> str:

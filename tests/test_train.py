@@ -239,3 +239,24 @@ def test_log_lines_when_stderr_is_not_a_terminal(few_images, tmp_path):
     assert any(line.startswith("step 3/6  loss") for line in lines)
     assert any(line.startswith("step 6 validation: Set5") and "dB" in line for line in lines)
     assert not any("\r" in line for line in lines) and len(lines) < 10  # no bar redrawn per iteration
+
+
+def test_sigterm_to_the_process_group_checkpoints_and_exits_cleanly(few_images, tmp_path):
+    import signal
+    import time
+
+    out = tmp_path / "t"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "litesr", "train", "--config", tiny_yaml(tmp_path), "--scale", "2", "--train-data",
+           str(few_images), "--iters", "100000", "--batch-size", "2", "--patch-size", "32", "--workers", "1",
+           "--log-every", "2", "--ckpt-minutes", "100", "--out", str(out), "--device", "cpu"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not (out / "metrics.jsonl").exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGTERM)  # the trainer and its data worker alike, as a scheduler would
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-3000:]
+    step = torch.load(out / "state.pt", weights_only=True)["step"]
+    assert step >= 2 and f"stopped at step {step} of 100000, checkpointed" in err
