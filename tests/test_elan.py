@@ -33,16 +33,6 @@ def test_parameter_count_matches_official():
     assert set(model.state_dict()) == set(state)
 
 
-@pytest.mark.parametrize("size", [(1, 1), (5, 7), (17, 33), (8, 9)])
-def test_any_input_size(size):
-    model = litesr.create_model("elan-light", 2).eval()
-    x = torch.rand(1, 3, *size)
-    with torch.inference_mode():
-        y = model(x)
-    assert y.shape == (1, 3, size[0] * 2, size[1] * 2)
-    assert torch.isfinite(y).all()
-
-
 def test_wrong_shift_kernel_is_rejected():
     state, _, _ = load_vector("elan_light_x2")
     state = dict(state)

@@ -52,16 +52,6 @@ def test_parameters_and_keys_match_official(name):
     assert {k: tuple(v.shape) for k, v in ours.items()} == {k: tuple(v.shape) for k, v in state.items()}
 
 
-@pytest.mark.parametrize("size", [(1, 1), (1, 5), (5, 1), (2, 2), (5, 7), (17, 33)])
-def test_any_input_size(size):
-    model = litesr.create_model("esrt", 3).eval()
-    x = torch.rand(2, 3, *size)
-    with torch.inference_mode():
-        y = model(x)
-    assert y.shape == (2, 3, size[0] * 3, size[1] * 3)
-    assert torch.isfinite(y).all()
-
-
 def test_feature_split_follows_official_torch_split():
     assert feature_split(1961) == [(0, 490), (490, 980), (980, 1470), (1470, 1960), (1960, 1961)]  # 37×53
     assert feature_split(16) == [(0, 4), (4, 8), (8, 12), (12, 16)]

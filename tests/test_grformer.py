@@ -81,17 +81,6 @@ def test_esrpb_coordinates_equal_the_stored_buffer():
     assert torch.equal(state["layers.1.blocks.3" + COORDS], esrpb_coordinates(32, 8))
 
 
-@pytest.mark.parametrize("size", [(1, 1), (5, 7), (17, 33)])
-def test_any_input_size(size):
-    torch.manual_seed(0)
-    model = litesr.create_model("grformer", 2).eval()
-    x = torch.rand(1, 3, *size)
-    with torch.inference_mode():
-        y = model(x)
-    assert y.shape == (1, 3, size[0] * 2, size[1] * 2)
-    assert torch.isfinite(y).all()
-
-
 def official_computed_buffers(meta):
     """relative_position_index from the formula (8×32 or 32×8 by block index) and attn_mask zeros of the
     official shapes: what an official state_dict holds beyond the vector files."""
