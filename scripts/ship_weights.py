@@ -22,12 +22,17 @@ import litesr
 from litesr.io import atomic_path
 from litesr.pretrained import WEIGHTS_DIR
 
-#: ELAN paper, Table (ELAN-light, DIV2K-trained).
+#: The papers' DIV2K-trained models (PSNR, SSIM): ELAN paper Table 2 (ELAN-light), ESRT paper Table 1, SwinIR paper
+#: Table 3 (SwinIR-light). No GRFormer figures are recorded here yet: its card shows "–".
 PAPER = {
     ("elan-light", 2): {"Set5": (38.17, 0.9611), "Set14": (33.94, 0.9207), "B100": (32.30, 0.9012)},
     ("elan-light", 3): {"Set5": (34.61, 0.9288), "Set14": (30.55, 0.8463), "B100": (29.21, 0.8081)},
     ("elan-light", 4): {"Set5": (32.43, 0.8975), "Set14": (28.78, 0.7858), "B100": (27.69, 0.7406)},
+    ("esrt", 4): {"Set5": (32.19, 0.8947), "Set14": (28.69, 0.7833), "B100": (27.69, 0.7379)},
+    ("swinir-light", 4): {"Set5": (32.44, 0.8976), "Set14": (28.77, 0.7858), "B100": (27.69, 0.7406)},
 }
+#: The paper each shipped variant comes from, as the card's column header names it.
+PAPER_NAME = {"elan-light": "ELAN", "esrt": "ESRT", "swinir-light": "SwinIR", "grformer": "GRFormer"}
 
 
 def cpu_name() -> str:
@@ -49,6 +54,8 @@ def main() -> None:
     ap.add_argument("--hardware", help="words on the hardware/precision (default: the current card's)")
     ap.add_argument("--note", help="anything else the card must say, e.g. initialised from x4 (default: the "
                                    "current card's)")
+    ap.add_argument("--recipe", help="the packaged recipe the run follows, e.g. cpu291_x4 (default: the current "
+                                     "card's, else <arch>_x<scale>_cpu)")
     ap.add_argument("--readme", type=Path, default=Path(__file__).resolve().parents[1] / "README.md",
                     help="README whose shipped-weights table is rewritten (default: the repository's)")
     args = ap.parse_args()
@@ -69,6 +76,8 @@ def main() -> None:
         args.hardware = previous.get("hardware", "").split("; ", 1)[-1]  # without the CPU name added below
     if args.note is None:
         args.note = previous.get("note", "")
+    if args.recipe is None:
+        args.recipe = previous.get("recipe_file", f"{name}_cpu")
     sets = [s for s in args.sets.split(",") if s]
     results = litesr.evaluate(model, args.data, sets, scale, progress=True)
     scores = {k: {"psnr_y": round(v["psnr_y"], 4), "ssim_y": round(v["ssim_y"], 4), "images": v["images"]}
@@ -89,6 +98,7 @@ def main() -> None:
         "hardware": f"{cpu_name()}; {args.hardware}".strip("; "),
         "recipe": {k: config[k] for k in ("batch_size", "patch_size", "lr", "schedule", "warmup_iters", "iters",
                                           "ema_decay", "grad_clip", "amp", "seed")},
+        "recipe_file": args.recipe,
         "results": scores, "validation_curve": curve, "note": args.note, "litesr": litesr.__version__,
     }
     WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
@@ -149,21 +159,23 @@ def render_card(card: dict) -> str:
     )
     curve = ", ".join(f"{step}: {psnr:.2f}" for step, psnr in card["validation_curve"])
     r = card["recipe"]
+    recipe = card.get("recipe_file", f"{card['arch']}_x{card['scale']}_cpu")
+    paper_name = PAPER_NAME.get(card["arch"], card["arch"])
     return f"""# {card['arch']} x{card['scale']} — litesr's own weights
 
 - **Trained on:** {card['data']}.
 - **Recipe:** L1, Adam (0.9, 0.99), batch {r['batch_size']}, HR patch {r['patch_size']}, lr {r['lr']} ({r['schedule']},
   {r['warmup_iters']} warm-up iterations, planned {r['iters']}), EMA {r['ema_decay']}, grad clip {r['grad_clip']},
-  autocast {r['amp']}, seed {r['seed']} (`litesr/configs/{card['arch']}_x{card['scale']}_cpu.yaml`).
+  autocast {r['amp']}, seed {r['seed']} (`litesr/configs/{recipe}.yaml`).
 - **Weights:** the EMA at iteration {card['step']} (best Set5 validation) of {card['iterations_run']} run so far.
 - **Hardware / time:** {card['hardware']}; {card['train_hours']} h of training wall time.
 {('- **Note:** ' + card['note']) if card['note'] else ''}
 
 Scores measured with `litesr eval` (PSNR/SSIM on Y, crop = scale, grayscale as RGB), next to the paper's
-DIV2K-trained model. The gap is the training budget (hours on two CPU cores, 91 small images, versus 500k
-iterations on DIV2K), not the architecture: training longer is a one-line resume.
+DIV2K-trained model. The gap is the training budget (hours on two CPU cores and a few hundred small images, versus
+500k iterations on DIV2K's 800 2K images), not the architecture: training longer is a one-line resume.
 
-| set | litesr (PSNR / SSIM) | ELAN paper (DIV2K) |
+| set | litesr (PSNR / SSIM) | {paper_name} paper (DIV2K) |
 |---|---|---|
 {rows}
 
