@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .errors import UsageError
+
 DEFAULT_TILE = 256
 DEFAULT_OVERLAP = 32
 
@@ -29,7 +31,7 @@ PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 def precision_context(device: torch.device, precision: str) -> ContextManager:
     """Autocast to ``precision`` on ``device`` (a no-op for fp32); the model's output is cast back to float32."""
     if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+        raise UsageError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
     dtype = PRECISIONS[precision]
     if dtype is None:
         return contextlib.nullcontext()
@@ -58,9 +60,9 @@ def plan_tiles(height: int, width: int, tile: int, overlap: int, align: int = 1)
     context differs.
     """
     if tile <= 0:
-        raise ValueError(f"tile size must be positive, got {tile}")
+        raise UsageError(f"tile size must be positive, got {tile}")
     if overlap < 0:
-        raise ValueError(f"tile overlap must be >= 0, got {overlap}")
+        raise UsageError(f"tile overlap must be >= 0, got {overlap}")
     align = max(1, int(align))
     tile = max(align, tile - tile % align)
     overlap = -(-overlap // align) * align
@@ -261,15 +263,27 @@ def _progress(total: int, description: str):
     return tqdm(total=total, desc=description, unit="tile", leave=False, dynamic_ncols=True)
 
 
-def pick_device(name: str | None) -> torch.device:
-    """``auto`` (or None) → cuda, then mps, then cpu; otherwise the named device, checked to exist."""
+def pick_device(name: str | torch.device | None) -> torch.device:
+    """``auto`` (or None) → cuda, then mps, then cpu; otherwise the named device, checked to exist here."""
     if name in (None, "", "auto"):
         if torch.cuda.is_available():
             return torch.device("cuda")
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available here; use --device cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError, ValueError):
+        raise UsageError(f"unknown device {str(name)!r}: use cpu, cuda, cuda:N, mps or auto") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UsageError(f"device {str(name)!r} requested but CUDA is not available here; use cpu (or auto)")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise UsageError(f"device {str(name)!r} requested but this machine has {torch.cuda.device_count()} "
+                             "CUDA device(s); use cuda:0 or auto")
+    elif device.type == "mps":
+        if getattr(torch.backends, "mps", None) is None or not torch.backends.mps.is_available():
+            raise UsageError(f"device {str(name)!r} requested but MPS is not available here; use cpu (or auto)")
+    elif device.type != "cpu":
+        raise UsageError(f"device {str(name)!r} is not supported: use cpu, cuda, cuda:N, mps or auto")
     return device

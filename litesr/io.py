@@ -13,6 +13,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .errors import LitesrError, OutputError
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
 
@@ -21,7 +23,7 @@ def image_files(folder: str | os.PathLike) -> list[Path]:
     return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-class ImageReadError(ValueError):
+class ImageReadError(LitesrError, ValueError):
     """An input image is missing, unreadable or truncated."""
 
 
@@ -113,21 +115,65 @@ def tensor_to_image(x: torch.Tensor) -> np.ndarray:
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success rename it over ``path``, on failure delete it."""
+    """Yield a temporary path beside ``path``; on success rename it over ``path``, on failure delete it.
+
+    A failure to write (missing or read-only folder, full disk, a file where a folder should be) is an
+    :class:`~litesr.errors.OutputError` that names ``path``, never the temporary file.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        tmp_path = Path(tmp)
         yield tmp_path
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
         os.replace(tmp_path, path)
-    except BaseException:
-        tmp_path.unlink(missing_ok=True)
+    except BaseException as exc:
+        if tmp_path is not None:
+            with contextlib.suppress(OSError):
+                tmp_path.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and not isinstance(exc, LitesrError):
+            raise write_error(path, exc) from exc
         raise
+
+
+def write_error(path: str | os.PathLike, exc: OSError) -> OutputError:
+    """The one-line error for a failed write of ``path`` (the real destination, whatever file failed)."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    if isinstance(exc, (FileExistsError, NotADirectoryError)):
+        reason = "a file stands where a folder is needed on that path"
+    return OutputError(f"cannot write {path}: {reason}")
+
+
+def check_writable(path: str | os.PathLike, folder: bool = False) -> Path:
+    """Fail now, before any computing, if ``path`` (a file, or a ``folder``) could not be written.
+
+    Walks up to the nearest existing folder: it must be a folder and writable, and where the destination's own
+    folder already exists a probe file is created and removed there (catching read-only file systems and
+    permissions ``os.access`` cannot see). Returns ``path``. A full disk can only be found while writing.
+    """
+    path = Path(path)
+    if not folder and path.is_dir():
+        raise OutputError(f"cannot write {path}: it is a folder; name a file")
+    if folder and path.exists() and not path.is_dir():
+        raise OutputError(f"cannot write into {path}: it is a file, not a folder")
+    target = path if folder else path.parent
+    existing = target
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutputError(f"cannot write {path}: {existing} is a file, not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".litesr-probe.", dir=existing)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise write_error(path, exc) from exc
+    return path
 
 
 #: Output formats by suffix, and whether they can store transparency.
