@@ -222,9 +222,10 @@ def _exif_without_orientation(img: Image.Image) -> bytes | None:
         return None
     if not exif:
         return None
-    exif.pop(0x0112, None)  # orientation: the pixels are turned upright on reading
-    data = exif.tobytes()
-    return data if len(exif) else None
+    copy = Image.Exif()  # a copy: the image's own Exif must keep its orientation for exif_transpose
+    copy.load(exif.tobytes())
+    copy.pop(0x0112, None)  # orientation: the pixels are turned upright on reading
+    return copy.tobytes() if len(copy) else None
 
 
 def _webp_is_lossless(path: Path) -> bool:
