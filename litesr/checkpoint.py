@@ -112,7 +112,7 @@ def scale_hint(source: str | os.PathLike | Mapping[str, Any]) -> int | None:
     if isinstance(source, Mapping):
         return None
     path = Path(source)
-    if path.suffix.lower() == ".safetensors":
+    if path.suffix.lower() == ".safetensors" or sniff_format(path) == "safetensors":
         from safetensors import safe_open
 
         with safe_open(str(path), framework="pt") as f:

@@ -167,8 +167,11 @@ def plan(args: argparse.Namespace, scale: int) -> list[Job]:
         more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
         raise UsageError(f"{existing[0]} already exists{more}; pass --skip-existing to keep it, --overwrite to "
                          "replace it")
-    for folder in sorted({j.target.parent for j in jobs if j.target is not None and not j.skip}):
-        check_writable(folder, folder=True)
+    checked = set()
+    for job in jobs:  # one probe per output folder; the message names the output file
+        if job.target is not None and not job.skip and job.target.parent not in checked:
+            check_writable(job.target)
+            checked.add(job.target.parent)
     return jobs
 
 
