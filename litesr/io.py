@@ -80,7 +80,8 @@ def read_picture(path: str | os.PathLike, *, max_pixels: int | None = None, firs
 
     Palette and CMYK images become RGB. 16-bit images stay 16-bit (uint16) with ``keep_depth``, else they are
     scaled to 8 bits, not clipped. ``max_pixels`` refuses larger images from their header, before decoding
-    (the declared size of a 60000×60000 PNG costs nothing to read). An animation is refused unless
+    (the declared size of a 60000×60000 PNG costs nothing to read); 0 means no limit. Either way Pillow's own
+    guard (a raw warning at 89 MP, an error at 179 MP) steps aside; None leaves it in place. An animation is refused unless
     ``first_frame``. ``metadata`` reads the ICC profile and EXIF to carry over.
     """
     path = Path(path)
@@ -93,7 +94,7 @@ def read_picture(path: str | os.PathLike, *, max_pixels: int | None = None, firs
     try:
         with _pixel_guard(max_pixels), Image.open(path) as img:
             w, h = img.size
-            if max_pixels is not None and max_pixels > 0 and w * h > max_pixels:
+            if max_pixels and w * h > max_pixels:
                 raise ImageReadError(
                     f"{path} is {w}x{h} = {w * h / 1e6:.0f} MP, above the limit of {max_pixels / 1e6:g} MP "
                     f"(a x4 output would be {16 * w * h / 1e6:,.0f} MP); raise it with --max-pixels "
@@ -116,8 +117,11 @@ def read_picture(path: str | os.PathLike, *, max_pixels: int | None = None, firs
                 picture = picture_from_pil(img, keep_depth=keep_depth)
     except ImageReadError:
         raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise ImageReadError(f"cannot read image {path}: {exc} (is it a complete PNG/JPEG/WebP file?)") from exc
+    except UnidentifiedImageError as exc:
+        raise ImageReadError(f"cannot read image {path}: not a PNG, JPEG, WebP, TIFF, BMP or GIF file (or a damaged "
+                             "one)") from exc
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise ImageReadError(f"cannot read image {path}: {exc} (is the file complete?)") from exc
     picture.exif, picture.lossless, picture.format = exif, lossless, fmt
     if icc and source_mode != "CMYK":  # a CMYK profile does not describe the RGB pixels made from it
         space = icc[16:20] if len(icc) >= 20 else b""
@@ -494,8 +498,8 @@ def _write_png_stream(path: Path, strips: Iterable[np.ndarray], width: int, heig
             pixels = np.concatenate(planes, axis=2) if len(planes) > 1 else planes[0]
             pixels = np.ascontiguousarray(pixels, dtype=">u2" if bits == 16 else np.uint8)
             raw = pixels.view(np.uint8).reshape(n, -1)
-            for i in range(0, n, 64):  # bounded temporaries, whatever the strip height
-                block = raw[i:i + 64]
+            for i in range(0, n, 16):  # bounded temporaries, whatever the strip height
+                block = raw[i:i + 16]
                 data = _paeth_rows(block, prev, channels * bits // 8)
                 prev = block[-1]
                 out = z.compress(data)

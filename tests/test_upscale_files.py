@@ -536,3 +536,43 @@ def test_readme_keeps_the_ci_lines_and_says_how_to_get_a_cpu_build():
     assert lines[3].startswith("pip install torch==2.13.0 && pip install -e . && litesr upscale")
     head = "\n".join(lines[:20])
     assert "pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu" in head
+
+
+# ------------------------------------------------------------------ bounded output memory
+
+class _Nearest(torch.nn.Module):
+    """A stand-in x4 model (nearest upsampling): the memory measured is the pipeline's, not a network's."""
+
+    scale, size_multiple = 4, 1
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.ones(()))
+
+    def forward(self, x):
+        return torch.nn.functional.interpolate(x, scale_factor=4, mode="nearest") * self.w
+
+
+def test_png_output_is_streamed_in_strips_not_held_whole(tmp_path):
+    """numpy reports its buffers to tracemalloc: a deterministic peak of the arrays the pipeline holds (the model's
+    tensors are one tile's, and not counted)."""
+    import tracemalloc
+
+    from litesr.inference import upscale_array, upscale_strips
+    from litesr.io import write_strips
+
+    y, x = np.mgrid[0:3072, 0:256]
+    tall = np.stack([x % 256, y % 256, (x * y) % 251], 2).astype(np.uint8)  # output 1024×12288×3: 36 MiB whole
+    model = _Nearest()
+    tracemalloc.start()
+    try:
+        write_strips(tmp_path / "big.png", upscale_strips(model, tall, tile=128, overlap=8), 1024, 12288)
+        streamed = tracemalloc.get_traced_memory()[1]
+        tracemalloc.reset_peak()
+        held = upscale_array(model, tall, tile=128, overlap=8)
+        whole = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert whole >= 36 * 2**20 > 4 * streamed, f"streamed {streamed / 2**20:.1f} MiB, held {whole / 2**20:.1f} MiB"
+    with Image.open(tmp_path / "big.png") as img:
+        assert img.size == (1024, 12288) and np.array_equal(np.array(img), held)

@@ -235,7 +235,7 @@ def upscale_one(args: argparse.Namespace, model, device, job: Job, progress_mode
     from ..progress import tile_progress
 
     src, dst = job.source, job.target
-    picture = read_picture(src, max_pixels=args.max_pixels or None, first_frame=args.first_frame,
+    picture = read_picture(src, max_pixels=args.max_pixels, first_frame=args.first_frame,
                            keep_depth=True, metadata=not args.strip_metadata)
     h, w = picture.rgb.shape[:2]
     s = model.scale
