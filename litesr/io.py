@@ -389,10 +389,11 @@ def output_format(path: str | os.PathLike) -> str:
     return FORMATS.get(Path(path).suffix.lower(), ("PNG", True))[0]
 
 
-def keeps_16_bit(path: str | os.PathLike, grayscale: bool) -> bool:
-    """PNG stores 16-bit gray and colour; TIFF (through Pillow) 16-bit gray only; the others 8 bits."""
+def keeps_16_bit(path: str | os.PathLike, grayscale: bool, alpha: bool = False) -> bool:
+    """PNG stores 16-bit gray and colour (with alpha too); TIFF (through Pillow) 16-bit gray without alpha only;
+    the others 8 bits."""
     fmt = output_format(path)
-    return fmt == "PNG" or (fmt == "TIFF" and grayscale)
+    return fmt == "PNG" or (fmt == "TIFF" and grayscale and not alpha)
 
 
 def check_output_size(path: str | os.PathLike, width: int, height: int, channels: int = 3) -> None:
@@ -433,7 +434,7 @@ def write_strips(path: str | os.PathLike, strips: Iterable[np.ndarray], width: i
         if fmt == "PNG":
             _write_png_stream(tmp, strips, width, height, alpha, grayscale, icc, exif)
             return path
-        deep = keeps_16_bit(path, grayscale)
+        deep = keeps_16_bit(path, grayscale, alpha is not None)
         parts = [_to_bits(strip, deep) for strip in strips]
         rgb = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
         del parts

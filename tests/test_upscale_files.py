@@ -576,3 +576,18 @@ def test_png_output_is_streamed_in_strips_not_held_whole(tmp_path):
     assert whole >= 36 * 2**20 > 4 * streamed, f"streamed {streamed / 2**20:.1f} MiB, held {whole / 2**20:.1f} MiB"
     with Image.open(tmp_path / "big.png") as img:
         assert img.size == (1024, 12288) and np.array_equal(np.array(img), held)
+
+
+def test_16_bit_gray_with_alpha(tiny, tmp_path, capsys):
+    gray = (photo(10, 12)[..., 0].astype(np.uint16) * 257 + 100).astype(np.uint16)
+    alpha = np.tile(np.linspace(0, 65535, 12).astype(np.uint16), (10, 1))
+    src = tmp_path / "ga16.png"
+    litesr.io.write_strips(src, [np.repeat(gray[..., None], 3, axis=2)], 12, 10, alpha=alpha, grayscale=True)
+    assert open(src, "rb").read()[24:26] == b"\x10\x04"  # 16-bit gray+alpha
+    assert cli(capsys, "upscale", src, "-o", tmp_path / "o.png", "--weights", tiny[0])[0] == 0
+    out = litesr.io.read_picture(tmp_path / "o.png", keep_depth=True)
+    assert out.grayscale and out.rgb.dtype == np.uint16 and out.alpha.dtype == np.uint16
+    assert out.alpha[:, 0].max() < 8000 and out.alpha[:, -1].min() > 57000
+    rc, _, err = cli(capsys, "upscale", src, "-o", tmp_path / "o.tif", "--weights", tiny[0])
+    with Image.open(tmp_path / "o.tif") as img:
+        assert rc == 0 and img.mode == "LA" and "written as 8-bit" in err[0]  # alpha kept, at 8 bits

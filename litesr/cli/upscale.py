@@ -60,7 +60,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--arch", metavar="A", help="architecture or variant (e.g. elan-light); detected if omitted")
     p.add_argument("--scale", type=int, choices=(2, 3, 4), help="upscaling factor; read from the checkpoint")
     p.add_argument("--recursive", action="store_true", help="also take images in sub-folders of folder inputs")
-    p.add_argument("--suffix", metavar="S", help="added to each output name in a folder (default _x<scale>)")
+    p.add_argument("--suffix", metavar="S", help="added to each output name in a folder (default _x<scale>; "
+                                                 "one starting with - is written --suffix=-big)")
     p.add_argument("--ext", choices=("keep", *EXTENSIONS), default="keep",
                    help="output format in a folder: keep the input's (default; GIF becomes PNG) or png, jpg, webp, tif")
     p.add_argument("--quality", type=int, default=95, metavar="Q",
@@ -145,6 +146,7 @@ def plan(args: argparse.Namespace, scale: int) -> list[Job]:
             ext = EXTENSIONS.get(args.ext) or (src.suffix.lower() if src.suffix.lower() in FORMATS else ".png")
             jobs.append(Job(src, out / rel.parent / f"{src.stem}{suffix}{ext}"))
     owners: dict[Path, Path] = {}
+    sources = {job.source.resolve() for job in jobs}
     existing = []
     for job in jobs:
         if job.target is None:
@@ -156,7 +158,7 @@ def plan(args: argparse.Namespace, scale: int) -> list[Job]:
             raise UsageError(f"{owners[key]} and {job.source} would both be written to {job.target}; upscale them "
                              "to different folders (or with different --suffix)")
         owners[key] = job.source
-        if key in {j.source.resolve() for j in jobs}:
+        if key in sources:
             raise UsageError(f"the output {job.target} would replace the input of that name; choose another -o")
         if job.target.exists():
             if args.skip_existing:
@@ -248,7 +250,7 @@ def upscale_one(args: argparse.Namespace, model, device, job: Job, progress_mode
         else:
             notes.append(f"{dst.suffix} cannot store transparency; {src.name}'s alpha channel was dropped "
                          "(write .png or .webp to keep it)")
-    if picture.bits == 16 and not keeps_16_bit(dst, picture.grayscale):
+    if picture.bits == 16 and not keeps_16_bit(dst, picture.grayscale, alpha is not None):
         notes.append(f"{dst.suffix} holds 8 bits per channel; {src.name} is 16-bit and was written as 8-bit "
                      "(write .png to keep 16 bits)")
     for note in notes:
@@ -262,5 +264,5 @@ def upscale_one(args: argparse.Namespace, model, device, job: Job, progress_mode
                             self_ensemble=args.self_ensemble)
     write_strips(dst, strips, w * s, h * s, alpha=alpha, grayscale=picture.grayscale, icc=picture.icc,
                  exif=picture.exif, quality=args.quality, lossless=fmt == "WEBP" and picture.lossless)
-    depth = " 16-bit" if picture.bits == 16 and keeps_16_bit(dst, picture.grayscale) else ""
+    depth = " 16-bit" if picture.bits == 16 and keeps_16_bit(dst, picture.grayscale, alpha is not None) else ""
     return f"{src} -> {dst} ({w}x{h} -> {w * s}x{h * s}{depth})"
