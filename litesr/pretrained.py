@@ -45,6 +45,6 @@ def resolve_model(
         shipped = ", ".join(f"{a} x{s}" for a, s in available_shipped()) or "none yet"
         raise NotFoundError(
             f"no shipped weights for {want_arch} x{want_scale} (shipped: {shipped}); "
-            "pass --weights PATH to a checkpoint (.safetensors, .pth or .pt)"
+            "give a checkpoint (.safetensors, .pth or .pt): --weights PATH on the command line, its path in Python"
         )
     return load_model(path, arch=want_arch, scale=want_scale, device=device)

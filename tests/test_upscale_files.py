@@ -591,3 +591,16 @@ def test_16_bit_gray_with_alpha(tiny, tmp_path, capsys):
     rc, _, err = cli(capsys, "upscale", src, "-o", tmp_path / "o.tif", "--weights", tiny[0])
     with Image.open(tmp_path / "o.tif") as img:
         assert rc == 0 and img.mode == "LA" and "written as 8-bit" in err[0]  # alpha kept, at 8 bits
+
+
+def test_16_bit_colour_png_is_turned_upright(tiny, tmp_path, capsys):
+    deep = (photo(10, 14).astype(np.uint16) * 257 + 77).astype(np.uint16)
+    exif = Image.Exif()
+    exif[0x0112] = 8  # rotate 90° counter-clockwise to display
+    src = tmp_path / "turned16.png"
+    litesr.io.write_strips(src, [deep], 14, 10, exif=exif.tobytes())
+    assert cli(capsys, "upscale", src, "-o", tmp_path / "o.png", "--weights", tiny[0])[0] == 0
+    got = litesr.io.read_picture(tmp_path / "o.png", keep_depth=True)
+    assert got.rgb.dtype == np.uint16 and np.array_equal(got.rgb, upscale_array(tiny[1], np.rot90(deep).copy()))
+    with Image.open(tmp_path / "o.png") as img:
+        assert 0x0112 not in img.getexif()
