@@ -207,6 +207,30 @@ def upscale_alpha(alpha, scale: int):
     return np.array(Image.fromarray(alpha).resize((w * scale, h * scale), Image.Resampling.BICUBIC))
 
 
+class UpscaledAlpha:
+    """:func:`upscale_alpha` of ``alpha``, computed for the rows asked (``lazy[r0:r1]``), so that a streamed output
+    never holds the whole upscaled transparency. Each slice resizes only the input rows it needs plus 3 rows of
+    context (bicubic reads 2), so its pixels equal those of the whole-image resize (tested)."""
+
+    def __init__(self, alpha: np.ndarray, scale: int) -> None:
+        self.alpha, self.scale = alpha, int(scale)
+        self.shape = (alpha.shape[0] * self.scale, alpha.shape[1] * self.scale)
+        self.dtype = alpha.dtype
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        start, stop, _ = rows.indices(self.shape[0])
+        s, h = self.scale, self.alpha.shape[0]
+        a0, a1 = max(0, start // s - 3), min(h, -(-stop // s) + 3)
+        return upscale_alpha(self.alpha[a0:a1], s)[start - a0 * s:stop - a0 * s]
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        whole = upscale_alpha(self.alpha, self.scale)
+        return whole if dtype is None else whole.astype(dtype)
+
+
 class _TiledRunner:
     """What every tiled upscaling shares: the tile plan, the forward of one tile, and cutting out its core."""
 

@@ -425,7 +425,8 @@ def write_strips(path: str | os.PathLike, strips: Iterable[np.ndarray], width: i
     PNG is encoded as the strips arrive, so only one strip is ever held (plus ``alpha``, when there is one);
     the other formats are assembled and handed to Pillow. uint16 strips stay 16-bit where the format can
     (:func:`keeps_16_bit`), else they are rounded to 8 bits. ``icc``/``exif`` are embedded where the format can
-    hold them; ``quality`` sets JPEG and lossy WebP; ``lossless`` makes WebP lossless.
+    hold them; ``quality`` sets JPEG and lossy WebP; ``lossless`` makes WebP lossless. ``alpha`` is an ``H×W``
+    array, or anything sliced by rows like one (``litesr.inference.UpscaledAlpha`` computes the rows asked).
     """
     path = Path(path)
     fmt, has_alpha = FORMATS.get(path.suffix.lower(), ("PNG", True))
@@ -441,7 +442,7 @@ def write_strips(path: str | os.PathLike, strips: Iterable[np.ndarray], width: i
         if rgb.dtype == np.uint16:  # 16-bit gray TIFF
             picture = Image.fromarray(_luma(rgb))
         else:
-            picture = to_pil(rgb, None if alpha is None else _to_bits(alpha, False), grayscale)
+            picture = to_pil(rgb, None if alpha is None else _to_bits(np.asarray(alpha), False), grayscale)
         options: dict = {}
         if fmt in ("JPEG", "WEBP"):
             options["quality"] = int(quality)

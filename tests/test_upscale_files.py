@@ -604,3 +604,17 @@ def test_16_bit_colour_png_is_turned_upright(tiny, tmp_path, capsys):
     assert got.rgb.dtype == np.uint16 and np.array_equal(got.rgb, upscale_array(tiny[1], np.rot90(deep).copy()))
     with Image.open(tmp_path / "o.png") as img:
         assert 0x0112 not in img.getexif()
+
+
+def test_alpha_upscaled_by_rows_equals_the_whole_resize():
+    from litesr.inference import UpscaledAlpha, upscale_alpha
+
+    rng = np.random.default_rng(3)
+    for dtype, top in ((np.uint8, 255), (np.uint16, 65535)):
+        alpha = rng.integers(0, top + 1, (37, 23)).astype(dtype)
+        for scale in (2, 3, 4):
+            whole = upscale_alpha(alpha, scale)
+            lazy = UpscaledAlpha(alpha, scale)
+            cuts = [0, 1, 7, 8 * scale, 8 * scale + 5, 20 * scale, 37 * scale]
+            parts = [lazy[a:b] for a, b in zip(cuts, cuts[1:])]
+            assert np.array_equal(np.concatenate(parts), whole) and np.array_equal(np.asarray(lazy), whole)

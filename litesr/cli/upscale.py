@@ -232,7 +232,7 @@ def run(args: argparse.Namespace) -> int:
 
 def upscale_one(args: argparse.Namespace, model, device, job: Job, progress_mode: str, tag: str) -> str:
     """Read, upscale and write one image; returns the line that reports it."""
-    from ..inference import upscale_alpha, upscale_strips
+    from ..inference import UpscaledAlpha, upscale_strips
     from ..io import check_output_size, keeps_16_bit, keeps_alpha, output_format, read_picture, write_strips
     from ..progress import tile_progress
 
@@ -246,7 +246,7 @@ def upscale_one(args: argparse.Namespace, model, device, job: Job, progress_mode
     alpha = None
     if picture.alpha is not None:
         if keeps_alpha(dst):
-            alpha = upscale_alpha(picture.alpha, s)
+            alpha = UpscaledAlpha(picture.alpha, s)  # computed strip by strip as the output is written
         else:
             notes.append(f"{dst.suffix} cannot store transparency; {src.name}'s alpha channel was dropped "
                          "(write .png or .webp to keep it)")
