@@ -132,7 +132,8 @@ def upscale(
         if image.ndim == 2 or image.shape[2] in (1, 3, 4):
             picture = _picture_from_array(image)
         else:
-            raise ValueError(f"upscale: image array must be H×W, H×W×3 (RGB) or H×W×4 (RGBA), got shape {image.shape}")
+            raise ValueError(f"upscale: image array must be H×W, H×W×3 (RGB) or H×W×4 (RGBA), got shape "
+                             f"{image.shape}")
     else:
         picture = read_picture(image, max_pixels=max_pixels, keep_depth=True, metadata=False)
     if max_pixels and picture.rgb.shape[0] * picture.rgb.shape[1] > max_pixels:

@@ -81,8 +81,8 @@ def read_picture(path: str | os.PathLike, *, max_pixels: int | None = None, firs
     Palette and CMYK images become RGB. 16-bit images stay 16-bit (uint16) with ``keep_depth``, else they are
     scaled to 8 bits, not clipped. ``max_pixels`` refuses larger images from their header, before decoding
     (the declared size of a 60000×60000 PNG costs nothing to read); 0 means no limit. Either way Pillow's own
-    guard (a raw warning at 89 MP, an error at 179 MP) steps aside; None leaves it in place. An animation is refused unless
-    ``first_frame``. ``metadata`` reads the ICC profile and EXIF to carry over.
+    guard (a raw warning at 89 MP, an error at 179 MP) steps aside; None leaves it in place. An animation is
+    refused unless ``first_frame``. ``metadata`` reads the ICC profile and EXIF to carry over.
     """
     path = Path(path)
     if not path.exists():

@@ -51,8 +51,8 @@ class TileProgress:
         elapsed = now - self.start
         left = elapsed / self.done * (self.total - self.done)
         if self.done == n and self.total > 1 and elapsed + left > ESTIMATE_AFTER_S and self.mode != "off":
-            self.say(f"{self.prefix}: {self.description}: {self.what}{self.total} tiles, about {duration(elapsed + left)}"
-                     " in all")
+            self.say(f"{self.prefix}: {self.description}: {self.what}{self.total} tiles, "
+                     f"about {duration(elapsed + left)} in all")
         if self.bar is not None:
             self.bar.update(n)
         elif self.mode == "lines" and now - self.last >= self.interval and self.done < self.total:
@@ -65,6 +65,7 @@ class TileProgress:
             self.bar.close()
 
 
-def tile_progress(mode: str, interval: float, what: str = "", prefix: str = "litesr") -> Callable[[int, str], TileProgress]:
+def tile_progress(mode: str, interval: float, what: str = "",
+                  prefix: str = "litesr") -> Callable[[int, str], TileProgress]:
     """A factory for ``litesr.inference.upscale_strips(progress=...)``."""
     return lambda total, description: TileProgress(total, description, mode, interval, what, prefix=prefix)

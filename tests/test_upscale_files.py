@@ -479,7 +479,8 @@ def test_labels_name_the_variant(tiny, tmp_path, capsys):
     litesr.save_model(litesr.create_model("imdn", 4), imdn)
     rc, out, _ = cli(capsys, "convert", imdn, tmp_path / "imdn.pth", "--official-buffers")
     assert rc == 0 and "no computed buffers; none added" in out
-    assert set(torch.load(tmp_path / "imdn.pth", weights_only=True)["params"]) == set(litesr.load_model(imdn).state_dict())
+    saved = torch.load(tmp_path / "imdn.pth", weights_only=True)["params"]
+    assert set(saved) == set(litesr.load_model(imdn).state_dict())
 
 
 def test_eval_labels_the_variant(tmp_path, capsys, monkeypatch):
@@ -531,7 +532,8 @@ def test_error_classes_share_one_base():
 def test_readme_keeps_the_ci_lines_and_says_how_to_get_a_cpu_build():
     lines = (REPO / "README.md").read_text().splitlines()
     ci = (REPO / ".ci" / "run").read_text()
-    assert lines[4] == "pip install torch==2.13.0 && pip install -q -e \".[test]\" && python -m pytest -q -m \"not slow\""
+    assert lines[4] == ('pip install torch==2.13.0 && pip install -q -e ".[test]" && '
+                        'python -m pytest -q -m "not slow"')
     assert "python -m pytest -q -m \"not slow\"" in ci
     assert lines[3].startswith("pip install torch==2.13.0 && pip install -e . && litesr upscale")
     head = "\n".join(lines[:20])

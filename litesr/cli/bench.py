@@ -68,10 +68,10 @@ def run(args: argparse.Namespace) -> int:
     results = []
     for name in args.models:
         if os.path.exists(name):  # a checkpoint: its own scale (--scale only where the file cannot tell)
-            scale = load_model(name, scale=args.scale).scale
+            model = load_model(name, scale=args.scale)
         else:
-            scale = args.scale or 4
-        model = BenchSpec(name, scale).build()
+            model = BenchSpec(name, args.scale or 4).build()
+        scale = int(model.scale)
         hd = hd_input_size(scale)
         row = {"model": name, "arch": model.arch_name, "scale": int(model.scale), "params": count_parameters(model),
                "macs_input": list(hd), "macs": count_flops(model, hd)["macs"],
@@ -90,8 +90,8 @@ def run(args: argparse.Namespace) -> int:
         from ..io import atomic_path
 
         scales = sorted({r["scale"] for r in results})
-        doc = {"scale": scales[0] if len(scales) == 1 else scales, "device": args.device, "precision": args.precision, "threads": args.threads,
-               "runs": args.runs, "warmup": args.warmup, "results": results}
+        doc = {"scale": scales[0] if len(scales) == 1 else scales, "device": args.device, "precision": args.precision,
+               "threads": args.threads, "runs": args.runs, "warmup": args.warmup, "results": results}
         with atomic_path(args.json) as tmp:
             tmp.write_text(json.dumps(doc, indent=2) + "\n")
     return 0

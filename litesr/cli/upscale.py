@@ -131,7 +131,8 @@ def plan(args: argparse.Namespace, scale: int) -> list[Job]:
                          ".tif or .bmp (or end a folder name with /)")
     as_file = not named_folder and out.suffix.lower() in FORMATS
     if as_file and (len(inputs) > 1 or any(Path(i).is_dir() for i in args.inputs)):
-        raise UsageError(f"{len(inputs)} inputs but -o {out} names one file; give a folder (e.g. -o out/)")
+        what = f"{len(inputs)} inputs" if len(inputs) > 1 else "a folder input"
+        raise UsageError(f"{what} but -o {out} names one file; give a folder (e.g. -o out/)")
     suffix = f"_x{scale}" if args.suffix is None else args.suffix
     jobs: list[Job] = []
     for src, rel in inputs:
