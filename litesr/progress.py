@@ -53,6 +53,7 @@ class TileProgress:
         if self.done == n and self.total > 1 and elapsed + left > ESTIMATE_AFTER_S and self.mode != "off":
             self.say(f"{self.prefix}: {self.description}: {self.what}{self.total} tiles, "
                      f"about {duration(elapsed + left)} in all")
+            self.last = now  # the next progress line comes one interval after the estimate
         if self.bar is not None:
             self.bar.update(n)
         elif self.mode == "lines" and now - self.last >= self.interval and self.done < self.total:
