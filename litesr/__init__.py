@@ -2,6 +2,7 @@
 
 __version__ = "0.1.0"
 
+from .errors import LitesrError  # noqa: E402
 from .checkpoint import create_model, load_model, read_state_dict, save_model  # noqa: E402
 from .models import ARCHITECTURES, VARIANTS, CheckpointError  # noqa: E402
 from .evaluate import evaluate  # noqa: E402
@@ -18,4 +19,5 @@ __all__ = [
     "ARCHITECTURES",
     "VARIANTS",
     "CheckpointError",
+    "LitesrError",
 ]

@@ -15,6 +15,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
+from .errors import NotFoundError, UsageError
 from .models.layouts import KeyLayout, find_layout
 from .models.registry import (
     ARCHITECTURES,
@@ -29,16 +30,21 @@ from .models.registry import (
 WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model", "net", "network", "generator")
 METADATA_ARCH = "litesr.arch"
 METADATA_CONFIG = "litesr.config"
+#: File names ``save_model`` writes (the format follows the suffix).
+SAVE_SUFFIXES = (".safetensors", ".pth", ".pt")
 
 
 def read_state_dict(source: str | os.PathLike | Mapping[str, Any]) -> dict[str, torch.Tensor]:
     """Return a flat ``{key: tensor}`` from a path or an in-memory (possibly wrapped) state dict."""
     if isinstance(source, Mapping):
         raw: Any = source
+    elif not isinstance(source, (str, os.PathLike)):
+        raise TypeError(f"source must be a checkpoint path (str or os.PathLike) or a state dict (a mapping of "
+                        f"names to tensors), got {type(source).__name__}")
     else:
         path = Path(source)
         if not path.exists():
-            raise FileNotFoundError(f"weights file not found: {path}")
+            raise NotFoundError(f"weights file not found: {path}")
         if path.is_dir():
             raise CheckpointError(f"{path} is a directory; pass the weights file itself (.safetensors, .pth or .pt)")
         raw = _read_file(path)
@@ -46,7 +52,7 @@ def read_state_dict(source: str | os.PathLike | Mapping[str, Any]) -> dict[str, 
 
 
 def _read_file(path: Path) -> Any:
-    if path.suffix.lower() == ".safetensors":
+    if path.suffix.lower() == ".safetensors" or sniff_format(path) == "safetensors":
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
@@ -62,6 +68,20 @@ def _read_file(path: Path) -> Any:
             "litesr loads .pth/.pt with weights_only=True (no pickled code); re-save the weights as a plain "
             "state dict or as .safetensors."
         ) from exc
+
+
+def sniff_format(path: str | os.PathLike) -> str | None:
+    """``"safetensors"`` or ``"torch"`` from a file's first bytes (whatever its suffix), else None."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(9)
+    except OSError:
+        return None
+    if head[:4] == b"PK\x03\x04" or head[:1] == b"\x80":  # torch.save zip, or a legacy pickle
+        return "torch"
+    if len(head) == 9 and head[8:9] == b"{" and 2 <= int.from_bytes(head[:8], "little") < 100_000_000:
+        return "safetensors"  # 8-byte little-endian header length, then the JSON header
+    return None
 
 
 def _unwrap(raw: Any) -> dict[str, torch.Tensor]:
@@ -93,7 +113,7 @@ def scale_hint(source: str | os.PathLike | Mapping[str, Any]) -> int | None:
     if isinstance(source, Mapping):
         return None
     path = Path(source)
-    if path.suffix.lower() == ".safetensors":
+    if path.suffix.lower() == ".safetensors" or sniff_format(path) == "safetensors":
         from safetensors import safe_open
 
         with safe_open(str(path), framework="pt") as f:
@@ -123,11 +143,13 @@ def detect_architecture(state: StateDict) -> tuple[Architecture, dict]:
         sample = ", ".join(list(state)[:5])
         raise CheckpointError(
             f"unrecognised checkpoint (first keys: {sample}). Supported architectures: {', '.join(known_names())}. "
-            "If it is one of these, pass --arch; if it is wrapped, litesr unwraps "
+            "If it is one of these, name it (arch=... in Python, --arch on the command line); if it is wrapped, "
+            "litesr unwraps "
             f"{'/'.join(WRAPPER_KEYS)} and 'module.' prefixes."
         )
     if len(hits) > 1:
-        raise CheckpointError(f"ambiguous checkpoint: fits {', '.join(a.name for a, _ in hits)}; pass --arch")
+        raise CheckpointError(f"ambiguous checkpoint: fits {', '.join(a.name for a, _ in hits)}; name the "
+                              "architecture (arch=... in Python, --arch on the command line)")
     return hits[0]
 
 
@@ -184,10 +206,10 @@ def _build_and_load(source, state: dict, arch: str | None, scale: int | None, de
         if config is None:
             try:
                 other = detect_architecture(state)[0].name
-                hint = f"; it looks like a {other} checkpoint (omit --arch to auto-detect)"
+                hint = f"; it looks like {article(other)} {other} checkpoint (leave the architecture out to detect it)"
             except CheckpointError:
                 hint = ""
-            raise CheckpointError(f"checkpoint is not a {family.name} checkpoint{hint}")
+            raise CheckpointError(f"checkpoint is not {article(family.name)} {family.name} checkpoint{hint}")
     if config["scale"] is None:  # the weights do not determine it (PAN x2 and x3 share every shape)
         scale = scale if scale is not None else scale_hint(source)
         if scale is None:
@@ -205,11 +227,36 @@ def _build_and_load(source, state: dict, arch: str | None, scale: int | None, de
     return model.eval().to(device)
 
 
+def article(word: str) -> str:
+    """'a' or 'an' before a model name as it is read out: 'an imdn', 'an elan', 'an esrt', 'a pan'."""
+    return "an" if word[:1].lower() in "aeiou" else "a"
+
+
+def model_label(model: nn.Module) -> str:
+    """The name a model is known by: its variant (``elan-light``, not the 8.3M-parameter ``elan``) when its
+    configuration is a published one, else ``<family> (custom)``."""
+    from .models.registry import VARIANTS
+
+    arch_name = getattr(model, "arch_name", "") or type(model).__name__
+    config = getattr(model, "config", None) or {}
+    fits = [v for v in VARIANTS.values() if v.arch == arch_name
+            and all(_same(config.get(k), value) for k, value in v.config.items())]
+    if not fits:
+        return f"{arch_name} (custom)"
+    return max(fits, key=lambda v: len(v.config)).name
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return a == b
+
+
 def create_model(arch: str, scale: int, **overrides: Any) -> nn.Module:
     """A freshly initialised model of a named variant (e.g. ``create_model('elan-light', 4)``)."""
     variant = resolve_variant(arch)
     if int(scale) not in variant.scales:
-        raise ValueError(f"{variant.name} supports scales {variant.scales}, not {scale}")
+        raise UsageError(f"{variant.name} supports scales {variant.scales}, not {scale}")
     config = {**variant.config, **overrides}
     return ARCHITECTURES[variant.arch].build(scale=int(scale), **config)
 
@@ -218,14 +265,23 @@ def save_model(model: nn.Module, path: str | os.PathLike, metadata: Mapping[str,
                official_buffers: bool = False, img_size: int = 64, pth_key: str | None = "params") -> Path:
     """Save weights under their official key names, atomically.
 
-    ``.safetensors`` (anything but ``.pth``/``.pt``): records arch/config as metadata, so ``load_model`` needs no
+    ``.safetensors``: records arch/config as metadata, so ``load_model`` needs no
     hints. ``.pth``/``.pt``: a plain ``torch.save`` of ``{pth_key: state}`` (``params`` is what SwinIR's and
     BasicSR's test scripts read; ``None`` saves the bare state dict). ``official_buffers`` adds the computed
     buffers the official code keeps in its state dict (see :func:`official_state_dict`).
     """
     from .io import atomic_path
 
+    if not isinstance(model, nn.Module):
+        hint = ("; to save a state dict, load it into its model first: save_model(litesr.load_model(state), path)"
+                if isinstance(model, Mapping) else "")
+        raise TypeError(f"save_model: model must be a torch nn.Module, got {type(model).__name__}{hint}")
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"save_model: path must be a str or os.PathLike, got {type(path).__name__}")
     path = Path(path)
+    if path.suffix.lower() not in SAVE_SUFFIXES:
+        raise UsageError(f"save_model: cannot tell the format of {path}: name it .safetensors (recommended), "
+                         ".pth or .pt")
     state = official_state_dict(model, img_size) if official_buffers else model.state_dict()
     state = {k: v.detach().cpu().contiguous() for k, v in state.items()}
     if path.suffix.lower() in (".pth", ".pt"):
@@ -254,5 +310,8 @@ def official_state_dict(model: nn.Module, img_size: int = 64) -> dict[str, torch
     state = dict(model.state_dict())
     arch = ARCHITECTURES.get(getattr(model, "arch_name", ""))
     if arch is not None and arch.official_buffers is not None:
-        state.update(arch.official_buffers(model, img_size))
+        try:
+            state.update(arch.official_buffers(model, img_size))
+        except ValueError as exc:  # an img_size the official constructor could not take
+            raise UsageError(str(exc)) from exc
     return state

@@ -21,6 +21,7 @@ from torch import nn
 
 from .data.benchmark import BenchmarkSet
 from .data.imresize import imresize
+from .errors import UsageError
 from .io import image_to_tensor, tensor_to_image, write_image
 from .inference import self_ensemble_forward
 from .metrics import GRAY_CONVENTIONS, psnr_y, ssim_y
@@ -52,12 +53,16 @@ def evaluate(
     ``precision`` ``"bf16"``/``"fp16"`` runs it under autocast, to measure what the faster precision costs; the
     protocol (and the published numbers) are fp32.
     """
-    from .inference import precision_context
+    from .inference import pick_device, precision_context
 
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"evaluate: model must be a torch nn.Module, got {type(model).__name__}"
+                        + ("; load a checkpoint first: evaluate(litesr.load_model(path), ...)"
+                           if isinstance(model, (str, os.PathLike)) else ""))
     model_scale = getattr(model, "scale", None)
     if model_scale is not None and int(model_scale) != int(scale):
-        raise ValueError(f"the model is a x{model_scale} model but x{scale} evaluation was requested")
-    device = torch.device(device)
+        raise UsageError(f"the model is a x{model_scale} model but x{scale} evaluation was requested")
+    device = pick_device(device)
     model = model.eval().to(device)
     precision_context(device, precision)  # fails fast on an unknown precision
     compute = _full_float32 if precision == "fp32" else (lambda: precision_context(device, precision))
@@ -107,7 +112,7 @@ def _evaluate_sets(
     save_images: str | os.PathLike | None,
 ) -> dict:
     if gray not in GRAY_CONVENTIONS:
-        raise ValueError(f"gray convention must be one of {', '.join(GRAY_CONVENTIONS)}, not {gray!r}")
+        raise UsageError(f"gray convention must be one of {', '.join(GRAY_CONVENTIONS)}, not {gray!r}")
     names = [s.strip() for s in sets.split(",")] if isinstance(sets, str) else list(sets)
     benchmarks = [BenchmarkSet(data_dir, name, scale) for name in names if name]  # fail fast on a missing set
     return {b.name: _evaluate_set(upscale, b, gray, progress, save_images) for b in benchmarks}
@@ -122,7 +127,7 @@ def _evaluate_set(upscale: Upscaler, bench: BenchmarkSet, gray: str, progress: b
                     disable=not progress, leave=False):
         sr = upscale(img.lr)
         if sr.shape != img.hr.shape:
-            raise ValueError(f"{bench.name}/{img.name}: the output is {sr.shape[1]}×{sr.shape[0]}, the modcropped HR "
+            raise UsageError(f"{bench.name}/{img.name}: the output is {sr.shape[1]}×{sr.shape[0]}, the modcropped HR "
                              f"is {img.hr.shape[1]}×{img.hr.shape[0]}: does the model really upscale x{s}?")
         if save_images is not None:
             write_image(sr, Path(save_images) / bench.name / f"{img.name}.png")

@@ -22,6 +22,8 @@ import math
 
 import numpy as np
 
+from .errors import UsageError
+
 __all__ = ["GRAY_CONVENTIONS", "psnr_y", "ssim_y", "studio_y"]
 
 GRAY_CONVENTIONS = ("rgb", "raw")
@@ -46,7 +48,7 @@ def ssim_y(sr: np.ndarray, hr: np.ndarray, crop_border: int, *, gray: str = "rgb
     """SSIM between the Y channels of ``sr`` and ``hr`` (MATLAB ``ssim_index``)."""
     y_sr, y_hr = _y_pair(sr, hr, crop_border, gray)
     if min(y_hr.shape) < _WINDOW.size:
-        raise ValueError(f"SSIM needs at least {_WINDOW.size}×{_WINDOW.size} pixels after cropping, got {y_hr.shape}")
+        raise UsageError(f"SSIM needs at least {_WINDOW.size}×{_WINDOW.size} pixels after cropping, got {y_hr.shape}")
     return float(np.mean(_ssim_map(y_sr, y_hr)))
 
 
@@ -57,9 +59,9 @@ def _as_rgb(img: np.ndarray) -> np.ndarray:
 
 def _y_pair(sr: np.ndarray, hr: np.ndarray, crop_border: int, gray: str) -> tuple[np.ndarray, np.ndarray]:
     if gray not in GRAY_CONVENTIONS:
-        raise ValueError(f"gray convention must be one of {', '.join(GRAY_CONVENTIONS)}, not {gray!r}")
+        raise UsageError(f"gray convention must be one of {', '.join(GRAY_CONVENTIONS)}, not {gray!r}")
     if sr.shape[:2] != hr.shape[:2]:
-        raise ValueError(f"SR is {sr.shape[1]}×{sr.shape[0]} but HR is {hr.shape[1]}×{hr.shape[0]}")
+        raise UsageError(f"SR is {sr.shape[1]}×{sr.shape[0]} but HR is {hr.shape[1]}×{hr.shape[0]}")
     if hr.ndim == 2 and gray == "raw":
         y_sr, y_hr = _as_rgb(sr) @ _FULL, hr.astype(np.float64)
     else:

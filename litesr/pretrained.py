@@ -7,6 +7,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .errors import NotFoundError
+
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
 
@@ -41,8 +43,8 @@ def resolve_model(
     path = shipped_weights(want_arch.lower(), want_scale)
     if path is None:
         shipped = ", ".join(f"{a} x{s}" for a, s in available_shipped()) or "none yet"
-        raise FileNotFoundError(
+        raise NotFoundError(
             f"no shipped weights for {want_arch} x{want_scale} (shipped: {shipped}); "
-            "pass --weights PATH to a checkpoint (.safetensors, .pth or .pt)"
+            "give a checkpoint (.safetensors, .pth or .pt): --weights PATH on the command line, its path in Python"
         )
     return load_model(path, arch=want_arch, scale=want_scale, device=device)

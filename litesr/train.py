@@ -28,10 +28,11 @@ import torch.distributed as dist
 from torch import nn
 
 from .checkpoint import create_model, read_state_dict, save_model, to_official_keys
+from .errors import DivergedError, LitesrError, NotFoundError
 from .io import atomic_path
 
 
-class ConfigError(ValueError):
+class ConfigError(LitesrError, ValueError):
     """A training config or flag is wrong; the message says which and why."""
 
 
@@ -138,7 +139,7 @@ def _read_yaml(path: str | os.PathLike) -> dict[str, Any]:
         if packaged.is_file() and path.parent == Path("."):
             path = packaged
         else:
-            raise FileNotFoundError(f"config file not found: {path} (packaged configs: {', '.join(packaged_configs())})")
+            raise NotFoundError(f"config file not found: {path} (packaged configs: {', '.join(packaged_configs())})")
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
@@ -356,7 +357,7 @@ class Trainer:
         if not self.dist.is_main:
             return
         if not all(bool(p.isfinite().all()) for p in self.model.parameters()):  # keep the last good checkpoint
-            raise FloatingPointError(
+            raise DivergedError(
                 f"the weights hold NaN/inf at step {self.step}; the run diverged. Resume from the last checkpoint "
                 "with a lower lr (or grad_clip)")
         self.out.mkdir(parents=True, exist_ok=True)
@@ -460,7 +461,7 @@ class Trainer:
                     self.train_seconds += now - t_log
                     mean_loss = loss_sum.item() / loss_n
                     if not math.isfinite(mean_loss):
-                        raise FloatingPointError(
+                        raise DivergedError(
                             f"the training loss became {mean_loss} by step {self.step}; the run diverged. Resume "
                             "from the last checkpoint with a lower lr (or grad_clip)")
                     record = {"step": self.step, "loss": mean_loss, "lr": self.scheduler.get_last_lr()[0],

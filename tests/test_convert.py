@@ -49,7 +49,7 @@ def test_convert_pth_to_safetensors_records_what_load_model_needs(tmp_path, caps
     torch.save({"params": state}, src)
     dst = tmp_path / "elan_x2.safetensors"
     assert main(["convert", str(src), str(dst)]) == 0
-    assert "elan x2" in capsys.readouterr().out
+    assert "elan-light x2" in capsys.readouterr().out  # the variant, not the 8.3M-parameter "elan"
     model = litesr.load_model(dst)
     assert model.scale == 2 and model.arch_name == "elan"
     bare = tmp_path / "bare.pt"

@@ -97,7 +97,7 @@ def test_detection_tells_families_apart():
 
     elan_state, _, _ = load_vector("elan_light_x4")
     assert detect_config(elan_state) is None
-    with pytest.raises(litesr.CheckpointError, match="not a esrt checkpoint"):
+    with pytest.raises(litesr.CheckpointError, match="not an esrt checkpoint"):
         litesr.load_model(elan_state, arch="esrt")
     esrt_state, _, _ = load_vector("esrt_x3")
     assert detect_config(esrt_state) == {"scale": 3, "n_feats": 32}

@@ -70,7 +70,7 @@ def test_wrong_arch_and_unknown_checkpoints(elan_x2):
         litesr.load_model({"conv.weight": torch.zeros(3, 3, 3, 3)})
     other = next((a for a in litesr.ARCHITECTURES if a != "elan"), None)
     if other:
-        with pytest.raises(CheckpointError, match=f"not a {other} checkpoint; it looks like a elan checkpoint"):
+        with pytest.raises(CheckpointError, match=f"not an? {other} checkpoint; it looks like an elan checkpoint"):
             litesr.load_model(elan_x2[0], arch=other)
 
 

@@ -125,7 +125,7 @@ def test_detectors_ignore_each_others_keys():
 
 
 def test_wrong_architecture_is_named():
-    with pytest.raises(litesr.CheckpointError, match="not a pan checkpoint; it looks like a imdn checkpoint"):
+    with pytest.raises(litesr.CheckpointError, match="not a pan checkpoint; it looks like an imdn checkpoint"):
         litesr.load_model(weights("imdn", 2), arch="pan")
 
 

@@ -1,7 +1,9 @@
 """The ``litesr`` command. One module per subcommand; each exposes ``register(subparsers)``.
 
-Errors a user can fix (missing file, unreadable image, wrong checkpoint, bad option) print one line to stderr and
-exit with status 2; they never leave a half-written output behind (outputs are written atomically).
+Errors a user can fix (missing file, unreadable image, wrong checkpoint, bad option, unwritable output) are
+``litesr.errors.LitesrError``s, or ``OSError``s about a path the user named: they print one line to stderr and exit
+with status 2, and never leave a half-written output behind (outputs are written atomically). Anything else is a
+bug in litesr and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -10,8 +12,7 @@ import argparse
 import sys
 
 from .. import __version__
-from ..io import ImageReadError
-from ..models.registry import CheckpointError
+from ..errors import LitesrError, UsageError
 from . import bench as bench_cmd
 from . import convert as convert_cmd
 from . import eval as eval_cmd
@@ -20,13 +21,7 @@ from . import train as train_cmd
 from . import upscale as upscale_cmd
 
 
-class UsageError(ValueError):
-    """A problem with the command line or its inputs, explained in one line."""
-
-
-#: Errors reported as one clear line (exit 2) instead of a traceback.
-USER_ERRORS = (UsageError, CheckpointError, ImageReadError, FileNotFoundError, KeyError, ValueError,
-               FloatingPointError)  # the last: a training run that diverged
+__all__ = ["main", "build_parser", "UsageError"]
 
 COMMANDS = [upscale_cmd, eval_cmd, train_cmd, bench_cmd, convert_cmd, models_cmd]
 
@@ -53,13 +48,24 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except USER_ERRORS as exc:
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-        print(f"litesr {args.command}: error: {message}", file=sys.stderr)
+    except LitesrError as exc:
+        print(f"litesr {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if exc.filename is None:
+            raise  # not about a path the user gave: a bug, keep the traceback
+        print(f"litesr {args.command}: error: {describe_os_error(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("litesr: interrupted", file=sys.stderr)
         return 130
+
+
+def describe_os_error(exc: OSError) -> str:
+    """One line for an OSError about a path: what failed and where, without Python's decoration."""
+    reason = exc.strerror or str(exc)
+    where = f"{exc.filename}" + (f" -> {exc.filename2}" if exc.filename2 else "")
+    return f"{where}: {reason}"
 
 
 def example_formatter(prog: str) -> argparse.HelpFormatter:

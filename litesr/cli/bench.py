@@ -32,7 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=example_formatter,
     )
     p.add_argument("models", nargs="+", metavar="MODEL", help="variant names (see `litesr models`) or checkpoints")
-    p.add_argument("--scale", type=int, choices=(2, 3, 4), default=4, help="upscaling factor (default 4)")
+    p.add_argument("--scale", type=int, choices=(2, 3, 4),
+                   help="upscaling factor of named variants (default 4); a checkpoint's own scale is read from it "
+                        "(give it only where the file cannot tell, as for PAN x2/x3)")
     p.add_argument("--sizes", type=int, nargs="+", default=[128], metavar="N",
                    help="square LR input sizes for latency/memory (default 128)")
     p.add_argument("--runs", type=int, default=5, help="timed forwards per size (default 5; median reported)")
@@ -48,8 +50,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import os
+
     from ..benchmark import BenchSpec, count_flops, count_layer_macs, count_parameters, hd_input_size, measure_isolated
+    from ..checkpoint import load_model
     from ..inference import pick_device
+    from ..io import check_writable
     from . import UsageError
 
     if args.runs < 1 or args.warmup < 1:
@@ -57,17 +63,23 @@ def run(args: argparse.Namespace) -> int:
     if any(n < 1 for n in args.sizes):
         raise UsageError("--sizes must be positive")
     pick_device(args.device)  # a clear error now rather than in every worker
-    hd = hd_input_size(args.scale)
+    if args.json:
+        check_writable(args.json)
     results = []
     for name in args.models:
-        model = BenchSpec(name, args.scale).build()
+        if os.path.exists(name):  # a checkpoint: its own scale (--scale only where the file cannot tell)
+            model = load_model(name, scale=args.scale)
+        else:
+            model = BenchSpec(name, args.scale or 4).build()
+        scale = int(model.scale)
+        hd = hd_input_size(scale)
         row = {"model": name, "arch": model.arch_name, "scale": int(model.scale), "params": count_parameters(model),
                "macs_input": list(hd), "macs": count_flops(model, hd)["macs"],
                "layer_macs": count_layer_macs(model, hd)["macs"], "sizes": {}}
         del model
         if not args.macs_only:
             for size in args.sizes:
-                spec = BenchSpec(name, args.scale, size, size, args.device, args.precision, args.runs, args.warmup,
+                spec = BenchSpec(name, scale, size, size, args.device, args.precision, args.runs, args.warmup,
                                  args.threads)
                 if sys.stderr.isatty():
                     print(f"measuring {name} at {size}x{size} ...", file=sys.stderr, flush=True)
@@ -77,8 +89,9 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         from ..io import atomic_path
 
-        doc = {"scale": args.scale, "device": args.device, "precision": args.precision, "threads": args.threads,
-               "runs": args.runs, "warmup": args.warmup, "results": results}
+        scales = sorted({r["scale"] for r in results})
+        doc = {"scale": scales[0] if len(scales) == 1 else scales, "device": args.device, "precision": args.precision,
+               "threads": args.threads, "runs": args.runs, "warmup": args.warmup, "results": results}
         with atomic_path(args.json) as tmp:
             tmp.write_text(json.dumps(doc, indent=2) + "\n")
     return 0
@@ -86,13 +99,15 @@ def run(args: argparse.Namespace) -> int:
 
 def format_table(results: list[dict], args: argparse.Namespace) -> str:
     h, w = results[0]["macs_input"]
+    scales = sorted({r["scale"] for r in results})
+    mixed = len(scales) > 1
     headers = ["model", "params", "GMACs all", "GMACs layers"]
     sizes = [] if args.macs_only else [str(s) for s in args.sizes]
     for s in sizes:
         headers += [f"{s}² latency", f"{s}² peak"]
     rows = []
     for r in results:
-        cells = [r["model"], f"{r['params']:,}", f"{r['macs'] / 1e9:.2f}", f"{r['layer_macs'] / 1e9:.2f}"]
+        cells = [r["model"] + (f" x{r['scale']}" if mixed else ""), f"{r['params']:,}", f"{r['macs'] / 1e9:.2f}", f"{r['layer_macs'] / 1e9:.2f}"]
         for s in sizes:
             m = r["sizes"][s]
             if "error" in m:
@@ -103,7 +118,9 @@ def format_table(results: list[dict], args: argparse.Namespace) -> str:
     widths = [max(len(row[i]) for row in rows + [headers]) for i in range(len(headers))]
     first = next((m for r in results for m in r["sizes"].values() if "error" not in m), None)
     where = f"{args.device}" + (f", {first['threads']} thread{'s' * (first['threads'] != 1)}" if first and args.device == "cpu" else "")
-    lines = [f"x{args.scale}; MACs for a {w * args.scale}x{h * args.scale} output (LR {w}x{h})"
+    head = (f"x{scales[0]}; MACs for a {w * scales[0]}x{h * scales[0]} output (LR {w}x{h})" if not mixed
+            else "scales " + ", ".join(f"x{s}" for s in scales) + "; MACs for a 1280x720 output")
+    lines = [head
              + ("" if args.macs_only else f"; {where}, {args.precision}, median of {args.runs} after "
                 f"{args.warmup} warm-up, peak = memory growth over one forward (fresh process)")]
     for row in [headers] + rows:  # model name left-aligned, figures right-aligned

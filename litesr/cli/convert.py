@@ -44,18 +44,28 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ..checkpoint import load_model, save_model
+    from ..checkpoint import article, load_model, model_label, official_state_dict, save_model
+    from ..errors import NotFoundError
+    from ..io import check_writable
     from . import UsageError
 
     source, target = Path(args.source), Path(args.target)
     if not source.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {source}")
+        raise NotFoundError(f"checkpoint not found: {source}")
     if target.suffix.lower() not in (".safetensors", ".pth", ".pt"):
         raise UsageError(f"cannot tell the format of {target}: name it .safetensors, .pth or .pt")
+    if source.resolve() == target.resolve():
+        raise UsageError(f"{target} is the source checkpoint itself; write the converted file to another name")
+    check_writable(target)
     model = load_model(source, arch=args.arch, scale=args.scale)
     pth_key = None if args.pth_key.lower() == "none" else args.pth_key
-    save_model(model, target, official_buffers=args.official_buffers, img_size=args.img_size, pth_key=pth_key)
+    label = model_label(model)
     n_keys = len(model.state_dict())
-    print(f"{source} -> {target}: {model.arch_name} x{model.scale}, {n_keys} tensors"
-          + (" plus the official computed buffers" if args.official_buffers else ""))
+    added = len(official_state_dict(model, args.img_size)) - n_keys if args.official_buffers else 0
+    save_model(model, target, official_buffers=args.official_buffers, img_size=args.img_size, pth_key=pth_key)
+    note = ""
+    if args.official_buffers:
+        note = (f" plus {added} official computed buffers" if added else
+                f" (--official-buffers: {article(label)} {label} state dict has no computed buffers; none added)")
+    print(f"{source} -> {target}: {label} x{model.scale}, {n_keys} tensors{note}")
     return 0

@@ -57,13 +57,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..data.benchmark import available_sets
+    from ..checkpoint import model_label
     from ..evaluate import evaluate, evaluate_bicubic
     from ..inference import pick_device
+    from ..io import check_writable
 
     sets = _set_names(args.sets) if args.sets else _default_sets(available_sets(args.data))
     if not sets:
         raise FileNotFoundError(f"no benchmark sets (folders with an HR/ folder) in {args.data}")
     device = pick_device(args.device)
+    for path, folder in ((args.json, False), (args.save_images, True)):
+        if path:
+            check_writable(path, folder=folder)  # before the minutes of computing, not after
     model = resolve_eval_model(args, device)
     scale = model.scale if model is not None else args.scale
     progress = sys.stderr.isatty()
@@ -72,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         results = evaluate(model, args.data, sets, scale, gray=args.gray, self_ensemble=args.self_ensemble,
                            device=device, progress=progress, save_images=args.save_images,
                            precision=args.precision)
-        rows.append((model.arch_name + ("+" if args.self_ensemble else ""), results))
+        rows.append((model_label(model) + ("+" if args.self_ensemble else ""), results))
     if args.bicubic:
         bicubic = evaluate_bicubic(args.data, sets, scale, gray=args.gray, progress=progress)
         rows.append(("Bicubic", bicubic))
@@ -123,10 +128,12 @@ def _summary(results: dict) -> dict:
 
 
 def _write_json(args: argparse.Namespace, model, scale: int, results: dict | None, bicubic: dict | None) -> None:
+    from ..checkpoint import model_label
     from ..io import atomic_path
 
     doc = {
-        "arch": model.arch_name if model is not None else "bicubic",
+        "arch": model_label(model) if model is not None else "bicubic",  # the variant: elan-light, not elan
+        "family": model.arch_name if model is not None else "bicubic",
         "scale": int(scale),
         "gray": args.gray,
         "self_ensemble": bool(args.self_ensemble),

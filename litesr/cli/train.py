@@ -70,6 +70,7 @@ OVERRIDES = ("arch", "scale", "train_data", "train_lr_data", "cache_dir", "val_d
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from ..io import check_writable
     from ..train import TrainConfig, train
 
     overrides = {k: getattr(args, k) for k in OVERRIDES}
@@ -77,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
     if args.resume and not config_file and args.out and (Path(args.out) / "config.yaml").is_file():
         config_file = str(Path(args.out) / "config.yaml")  # a bare --resume continues with the run's own config
     config = TrainConfig.from_sources(config_file, **overrides)
+    check_writable(config.out, folder=True)  # now, not at the first checkpoint minutes later
     out = train(config, resume=args.resume, progress=not args.quiet)
     print(f"run folder: {out}")
     return 0

@@ -1,32 +1,52 @@
-"""``litesr upscale``: super-resolve images of any size, tile by tile, writing each output atomically."""
+"""``litesr upscale``: super-resolve images of any size, tile by tile, in batches, writing each output atomically.
+
+A batch is planned before anything is computed: outputs that would collide, replace an input, or overwrite an
+existing file (without ``--overwrite``), and output folders that cannot be written, stop the run with one line.
+Then each image is read, upscaled and written on its own: one that fails gets one line naming it, and the rest
+are still processed; a summary ends the batch and the exit status is 1 if any image failed.
+"""
 
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 EXAMPLES = """examples:
   litesr upscale photo.png -o photo_x4.png                      # shipped ELAN-light x4
   litesr upscale photos/ -o out/ --arch elan-light --scale 2    # shipped ELAN-light x2
   litesr upscale a.jpg b.webp -o out/ --weights IMDN_x2.pth --scale 2
+  litesr upscale shoot/ -o out/ --recursive --ext webp --skip-existing   # resume a batch; lossless stays lossless
   litesr upscale scans/ -o out/ --weights w.safetensors --tile 128 --tile-overlap 16 --device cuda
   litesr upscale big.png -o big_x4.png --precision bf16         # faster where bf16 is native (AVX-512 BF16, GPUs)
 
 The architecture and scale are read from the checkpoint; --arch/--scale only check it (or pick a shipped model).
-Outputs: with one input, -o may be a file name; otherwise -o is a folder and each output is <name>_x<scale>.<ext>.
-Images are read upright (EXIF orientation); grayscale stays grayscale; transparency is kept (upscaled bicubically)
-where the output format can store it (PNG, WebP, TIFF).
+Outputs: with one input, -o may be a file name (.png, .jpg, .webp, .tif, .bmp); otherwise -o is a folder and each
+output is <name><suffix>.<ext> (suffix _x<scale>; with --recursive, sub-folders are mirrored). An existing output
+is an error unless --skip-existing or --overwrite; an input is never overwritten.
+Images are read upright (EXIF orientation); grayscale stays grayscale; 16-bit stays 16-bit (PNG; TIFF for gray);
+the ICC profile and EXIF are carried over unless --strip-metadata; transparency is kept (upscaled bicubically)
+where the format can store it (PNG, WebP, TIFF). GIF inputs are written as PNG; animations are refused unless
+--first-frame. PNG outputs are written strip by strip, so memory stays bounded whatever the output size.
+Exit status: 0 all done (or skipped), 1 if any image failed, 2 if nothing could start (one line says why).
 """
+
+#: ``--ext`` choices: ``keep`` writes the input's format where litesr can write it (PNG for GIF).
+EXTENSIONS = {"png": ".png", "jpg": ".jpg", "webp": ".webp", "tif": ".tif"}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     from . import add_precision_argument, example_formatter
     from ..inference import DEFAULT_OVERLAP, DEFAULT_TILE
+    from ..io import DEFAULT_MAX_PIXELS
 
     p = sub.add_parser(
         "upscale",
-        help="super-resolve images (PNG/JPEG/WebP), any size, in bounded memory",
+        help="super-resolve images (PNG/JPEG/WebP/TIFF/BMP/GIF), files or folders, any size, in bounded memory",
         description="Super-resolve images with a litesr model. Large images are processed in overlapping tiles, "
         "so memory stays bounded whatever the image size; each tile keeps only its centre, so there are no seams.",
         epilog=EXAMPLES,
@@ -34,11 +54,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders of images")
     p.add_argument("-o", "--output", required=True, metavar="OUTPUT",
-                   help="output file (single input) or folder (created if missing)")
+                   help="output file (single input) or folder (created if missing; end it with / to be explicit)")
     p.add_argument("--weights", metavar="PATH",
                    help="checkpoint: .safetensors, or .pth/.pt read safely (weights_only); official key names")
     p.add_argument("--arch", metavar="A", help="architecture or variant (e.g. elan-light); detected if omitted")
     p.add_argument("--scale", type=int, choices=(2, 3, 4), help="upscaling factor; read from the checkpoint")
+    p.add_argument("--recursive", action="store_true", help="also take images in sub-folders of folder inputs")
+    p.add_argument("--suffix", metavar="S", help="added to each output name in a folder (default _x<scale>; "
+                                                 "one starting with - is written --suffix=-big)")
+    p.add_argument("--ext", choices=("keep", *EXTENSIONS), default="keep",
+                   help="output format in a folder: keep the input's (default; GIF becomes PNG) or png, jpg, webp, tif")
+    p.add_argument("--quality", type=int, default=95, metavar="Q",
+                   help="JPEG and lossy WebP quality, 1-100 (default 95); a lossless input gives lossless WebP")
+    existing = p.add_mutually_exclusive_group()
+    existing.add_argument("--skip-existing", action="store_true", help="leave outputs that exist, do the others")
+    existing.add_argument("--overwrite", action="store_true",
+                          help="replace outputs that exist (never an input file itself)")
+    p.add_argument("--strip-metadata", action="store_true", help="do not carry the ICC profile and EXIF over")
+    p.add_argument("--first-frame", action="store_true", help="upscale the first frame of an animated image "
+                                                              "(refused otherwise)")
+    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, metavar="N",
+                   help=f"refuse inputs above N pixels, read from the header before decoding (default "
+                        f"{DEFAULT_MAX_PIXELS:,}; 0 = no limit)")
     p.add_argument("--tile", type=int, default=DEFAULT_TILE, metavar="N",
                    help=f"LR tile size in pixels (default {DEFAULT_TILE}; 0 = whole image at once)")
     p.add_argument("--tile-overlap", type=int, default=DEFAULT_OVERLAP, metavar="M",
@@ -48,66 +85,185 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--self-ensemble", action="store_true",
                    help="average the outputs of the 8 flips/transpositions: 8x the time for a small gain "
                         "(+0.20 dB on Set5 with the shipped x4)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--log-interval", type=float, default=30.0, metavar="S",
+                   help="seconds between progress lines when stderr is not a terminal (default 30)")
+    p.add_argument("--quiet", action="store_true", help="no progress and no per-image lines; errors still print")
     p.set_defaults(func=run)
 
 
-def collect_inputs(items: list[str]) -> list[Path]:
-    """Expand folders to the images inside them; every named path must exist."""
-    from ..io import IMAGE_SUFFIXES, image_files
+@dataclass
+class Job:
+    source: Path
+    target: Path | None = None
+    error: str | None = None  # found while planning: reported, not computed
+    skip: bool = False
 
-    paths: list[Path] = []
+
+def collect_inputs(items: list[str], recursive: bool = False) -> list[tuple[Path, Path]]:
+    """(file, name relative to the output folder) of every input; folders expand to the images inside them.
+
+    A named path that does not exist, or a folder without images, is kept with an empty name: it is reported
+    as a failed input while the others run.
+    """
+    from ..io import INPUT_SUFFIXES, image_files
+
+    found: list[tuple[Path, Path]] = []
     for item in items:
         path = Path(item)
         if path.is_dir():
-            found = image_files(path)
-            if not found:
-                raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in folder {path}")
-            paths.extend(found)
-        elif path.exists():
-            paths.append(path)
+            files = image_files(path, recursive=recursive, suffixes=INPUT_SUFFIXES)
+            found += [(f, f.relative_to(path)) for f in files] or [(path, Path())]
         else:
-            raise FileNotFoundError(f"input not found: {path}")
-    return paths
+            found.append((path, Path(path.name)))
+    return found
 
 
-def output_paths(inputs: list[Path], output: str, scale: int) -> list[Path]:
-    from ..io import IMAGE_SUFFIXES
+def plan(args: argparse.Namespace, scale: int) -> list[Job]:
+    """Every input with its output, checked as a whole before anything is computed (see the module docstring)."""
+    from ..io import FORMATS, INPUT_SUFFIXES, check_writable
+    from . import UsageError
 
-    out = Path(output)
-    if len(inputs) == 1 and out.suffix.lower() in IMAGE_SUFFIXES and not out.is_dir():
-        return [out]
-    if out.suffix.lower() in IMAGE_SUFFIXES and not out.is_dir():
-        raise ValueError(f"{len(inputs)} inputs but -o {out} names one file; give a folder")
-    return [out / f"{p.stem}_x{scale}{p.suffix.lower()}" for p in inputs]
+    inputs = collect_inputs(args.inputs, args.recursive)
+    out = Path(args.output)
+    named_folder = args.output.endswith(("/", os.sep)) or out.is_dir()
+    if not named_folder and out.suffix and out.suffix.lower() not in FORMATS:
+        raise UsageError(f"-o {out}: litesr does not write {out.suffix} files; name the output .png, .jpg, .webp, "
+                         ".tif or .bmp (or end a folder name with /)")
+    as_file = not named_folder and out.suffix.lower() in FORMATS
+    if as_file and (len(inputs) > 1 or any(Path(i).is_dir() for i in args.inputs)):
+        what = f"{len(inputs)} inputs" if len(inputs) > 1 else "a folder input"
+        raise UsageError(f"{what} but -o {out} names one file; give a folder (e.g. -o out/)")
+    suffix = f"_x{scale}" if args.suffix is None else args.suffix
+    jobs: list[Job] = []
+    for src, rel in inputs:
+        if not src.exists():
+            jobs.append(Job(src, error=f"input not found: {src}"))
+        elif src.is_dir():
+            jobs.append(Job(src, error=f"no images ({', '.join(INPUT_SUFFIXES)}) in folder {src}"
+                                       + ("" if args.recursive else " (--recursive looks in sub-folders)")))
+        elif as_file:
+            jobs.append(Job(src, out))
+        else:
+            ext = EXTENSIONS.get(args.ext) or (src.suffix.lower() if src.suffix.lower() in FORMATS else ".png")
+            jobs.append(Job(src, out / rel.parent / f"{src.stem}{suffix}{ext}"))
+    owners: dict[Path, Path] = {}
+    sources = {job.source.resolve() for job in jobs}
+    existing = []
+    for job in jobs:
+        if job.target is None:
+            continue
+        key = job.target.resolve()
+        if key == job.source.resolve():
+            raise UsageError(f"the output {job.target} would replace its input; choose another -o or --suffix")
+        if key in owners:
+            raise UsageError(f"{owners[key]} and {job.source} would both be written to {job.target}; upscale them "
+                             "to different folders (or with different --suffix)")
+        owners[key] = job.source
+        if key in sources:
+            raise UsageError(f"the output {job.target} would replace the input of that name; choose another -o")
+        if job.target.exists():
+            if args.skip_existing:
+                job.skip = True
+            elif not args.overwrite:
+                existing.append(job.target)
+    if existing:
+        more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+        raise UsageError(f"{existing[0]} already exists{more}; pass --skip-existing to keep it, --overwrite to "
+                         "replace it")
+    checked = set()
+    for job in jobs:  # one probe per output folder; the message names the output file
+        if job.target is not None and not job.skip and job.target.parent not in checked:
+            check_writable(job.target)
+            checked.add(job.target.parent)
+    return jobs
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from ..inference import pick_device, upscale_alpha, upscale_array
-    from ..io import keeps_alpha, read_picture, write_image
+    from ..errors import LitesrError, UsageError
+    from ..inference import pick_device
     from ..pretrained import resolve_model
+    from . import describe_os_error
 
-    inputs = collect_inputs(args.inputs)
+    if not 1 <= args.quality <= 100:
+        raise UsageError(f"--quality must be 1-100, not {args.quality}")
+    if args.tile < 0 or args.tile_overlap < 0:
+        raise UsageError("--tile and --tile-overlap must be >= 0")
+    if args.max_pixels < 0:
+        raise UsageError("--max-pixels must be >= 0 (0: no limit)")
     device = pick_device(args.device)
-    model = resolve_model(args.weights, args.arch, args.scale, device)
-    targets = output_paths(inputs, args.output, model.scale)
-    show = not args.quiet and sys.stderr.isatty()
-    for src, dst in tqdm(list(zip(inputs, targets)), desc="images", unit="img", disable=not show or len(inputs) < 2):
-        picture = read_picture(src)
-        sr = upscale_array(model, picture.rgb, tile=args.tile or None, overlap=args.tile_overlap, device=device,
-                           progress=show, description=src.name, precision=args.precision,
-                           self_ensemble=args.self_ensemble)
-        alpha = None
-        if picture.alpha is not None:
-            if keeps_alpha(dst):
-                alpha = upscale_alpha(picture.alpha, model.scale)
-            else:
-                print(f"litesr upscale: note: {dst.suffix} cannot store transparency; {src.name}'s alpha channel "
-                      "was dropped (write .png or .webp to keep it)", file=sys.stderr)
-        write_image(sr, dst, alpha=alpha, grayscale=picture.grayscale)
-        if not args.quiet:
-            h, w = picture.rgb.shape[:2]
-            print(f"{src} -> {dst} ({w}x{h} -> {sr.shape[1]}x{sr.shape[0]})")
-    return 0
+    model = resolve_model(args.weights, args.arch, args.scale, device)  # the one place the model is loaded
+    jobs = plan(args, model.scale)
+    counts = {"done": 0, "skipped": 0, "failed": 0}
+    bar_or_lines = "off" if args.quiet else ("bar" if sys.stderr.isatty() else "lines")
+    for index, job in enumerate(jobs, 1):
+        tag = f"[{index}/{len(jobs)}] " if len(jobs) > 1 else ""
+        if job.skip:
+            counts["skipped"] += 1
+            if not args.quiet:
+                print(f"{tag}{job.source}: skipped, {job.target} exists")
+            continue
+        try:
+            if job.error:
+                raise UsageError(job.error)
+            started = time.monotonic()
+            line = upscale_one(args, model, device, job, bar_or_lines, tag)
+            counts["done"] += 1
+            if not args.quiet:
+                print(f"{tag}{line} in {time.monotonic() - started:.1f} s", flush=True)
+        except (LitesrError, OSError) as exc:
+            if isinstance(exc, OSError) and not isinstance(exc, LitesrError) and exc.filename is None:
+                raise  # not about a file: a bug, keep the traceback
+            counts["failed"] += 1
+            message = str(exc) if isinstance(exc, LitesrError) else describe_os_error(exc)
+            if str(job.source) not in message:
+                message = f"{job.source}: {message}"
+            print(f"litesr upscale: error: {message}", file=sys.stderr, flush=True)
+            cause = exc.__cause__ if exc.__cause__ is not None else exc
+            if isinstance(cause, OSError) and cause.errno == errno.ENOSPC:
+                rest = len(jobs) - index
+                print(f"litesr upscale: the disk is full: stopping here ({rest} image(s) not processed)",
+                      file=sys.stderr)
+                counts["failed"] += rest
+                break
+    if len(jobs) > 1 or counts["skipped"]:
+        print(f"litesr upscale: {counts['done']} done, {counts['skipped']} skipped, {counts['failed']} failed "
+              f"(of {len(jobs)})", file=sys.stderr)
+    return 1 if counts["failed"] else 0
+
+
+def upscale_one(args: argparse.Namespace, model, device, job: Job, progress_mode: str, tag: str) -> str:
+    """Read, upscale and write one image; returns the line that reports it."""
+    from ..inference import UpscaledAlpha, upscale_strips
+    from ..io import check_output_size, keeps_16_bit, keeps_alpha, output_format, read_picture, write_strips
+    from ..progress import tile_progress
+
+    src, dst = job.source, job.target
+    picture = read_picture(src, max_pixels=args.max_pixels, first_frame=args.first_frame,
+                           keep_depth=True, metadata=not args.strip_metadata)
+    h, w = picture.rgb.shape[:2]
+    s = model.scale
+    check_output_size(dst, w * s, h * s)
+    notes = []
+    alpha = None
+    if picture.alpha is not None:
+        if keeps_alpha(dst):
+            alpha = UpscaledAlpha(picture.alpha, s)  # computed strip by strip as the output is written
+        else:
+            notes.append(f"{dst.suffix} cannot store transparency; {src.name}'s alpha channel was dropped "
+                         "(write .png or .webp to keep it)")
+    if picture.bits == 16 and not keeps_16_bit(dst, picture.grayscale, alpha is not None):
+        notes.append(f"{dst.suffix} holds 8 bits per channel; {src.name} is 16-bit and was written as 8-bit "
+                     "(write .png to keep 16 bits)")
+    for note in notes:
+        print(f"litesr upscale: note: {note}", file=sys.stderr)
+    fmt = output_format(dst)
+    size = f"{w * s}x{h * s} ({w * s * h * s / 1e6:.1f} MP), "
+    strips = upscale_strips(model, picture.rgb, tile=args.tile or None, overlap=args.tile_overlap, device=device,
+                            progress=tile_progress(progress_mode, args.log_interval, what=f"output {size}",
+                                                   prefix="litesr upscale"),
+                            description=f"{tag}{src.name}", precision=args.precision,
+                            self_ensemble=args.self_ensemble)
+    write_strips(dst, strips, w * s, h * s, alpha=alpha, grayscale=picture.grayscale, icc=picture.icc,
+                 exif=picture.exif, quality=args.quality, lossless=fmt == "WEBP" and picture.lossless)
+    depth = " 16-bit" if picture.bits == 16 and keeps_16_bit(dst, picture.grayscale, alpha is not None) else ""
+    return f"{src} -> {dst} ({w}x{h} -> {w * s}x{h * s}{depth})"

@@ -17,17 +17,18 @@ from typing import Iterator
 
 import numpy as np
 
+from ..errors import LitesrError, NotFoundError
 from ..io import image_files, is_grayscale_file, read_image
 from .imresize import imresize, modcrop
 
 __all__ = ["BenchmarkImage", "BenchmarkSet", "BenchmarkNotFoundError", "BenchmarkMismatchError", "available_sets"]
 
 
-class BenchmarkNotFoundError(FileNotFoundError):
+class BenchmarkNotFoundError(NotFoundError):
     """A data directory, set, or LR file is missing; the message names the path."""
 
 
-class BenchmarkMismatchError(ValueError):
+class BenchmarkMismatchError(LitesrError, ValueError):
     """An HR/LR pair whose sizes do not correspond at the requested scale; the message names both files."""
 
 

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from ..errors import NotFoundError, UsageError
 from ..io import IMAGE_SUFFIXES, image_files, read_image
 
 
@@ -30,10 +31,10 @@ class ImagePair:
 def list_images(folder: str | Path) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"training data folder not found: {folder}")
+        raise NotFoundError(f"training data folder not found: {folder}")
     files = image_files(folder)
     if not files:
-        raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in training folder {folder}")
+        raise NotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in training folder {folder}")
     return files
 
 
@@ -58,7 +59,7 @@ def load_hr_folders(folders: Sequence[str | Path], scale: int, min_hr_size: int 
             lr = cache.get(path, f"lr_x{scale}", downscale) if cache else downscale()
             pairs.append(ImagePair(path.name, hr, lr))
     if not pairs:
-        raise ValueError(f"no training image in {', '.join(map(str, folders))} is at least {min_hr_size} px "
+        raise UsageError(f"no training image in {', '.join(map(str, folders))} is at least {min_hr_size} px "
                          "on both sides; lower --patch-size")
     return pairs
 
@@ -71,7 +72,7 @@ def load_paired_folders(hr_folder: str | Path, lr_folder: str | Path, scale: int
     """
     hr_files, lr_files = list_images(hr_folder), list_images(lr_folder)
     if len(hr_files) != len(lr_files):
-        raise ValueError(f"{hr_folder} has {len(hr_files)} images but {lr_folder} has {len(lr_files)}")
+        raise UsageError(f"{hr_folder} has {len(hr_files)} images but {lr_folder} has {len(lr_files)}")
     cache = ArrayCache(cache_dir) if cache_dir else None
     decode = (lambda p: cache.get(p, "image", lambda: read_image(p))) if cache else read_image
     pairs = []
@@ -79,7 +80,7 @@ def load_paired_folders(hr_folder: str | Path, lr_folder: str | Path, scale: int
         lr = decode(lp)
         hr = decode(hp)[: lr.shape[0] * scale, : lr.shape[1] * scale]
         if hr.shape[0] != lr.shape[0] * scale or hr.shape[1] != lr.shape[1] * scale:
-            raise ValueError(f"{hp} ({hr.shape[1]}x{hr.shape[0]}) is smaller than x{scale} of {lp}")
+            raise UsageError(f"{hp} ({hr.shape[1]}x{hr.shape[0]}) is smaller than x{scale} of {lp}")
         pairs.append(ImagePair(hp.name, hr, lr))
     return pairs
 
@@ -123,7 +124,7 @@ class PatchDataset(Dataset):
     def __init__(self, pairs: list[ImagePair], scale: int, patch_size: int, repeat: int = 1, augment: bool = True,
                  seed: int = 0) -> None:
         if patch_size % scale:
-            raise ValueError(f"HR patch size {patch_size} must be a multiple of the scale {scale}")
+            raise UsageError(f"HR patch size {patch_size} must be a multiple of the scale {scale}")
         self.pairs, self.scale, self.patch_size = pairs, scale, patch_size
         self.repeat, self.augment, self.seed = max(1, repeat), augment, seed
         self.epoch_length = len(pairs) * self.repeat

@@ -16,10 +16,12 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import nn
 
+from ..errors import LitesrError, UnknownNameError
+
 StateDict = Mapping[str, torch.Tensor]
 
 
-class CheckpointError(ValueError):
+class CheckpointError(LitesrError, ValueError):
     """A checkpoint does not fit the requested or detected architecture (message says which key and why)."""
 
 
@@ -92,7 +94,7 @@ def resolve_architecture(name: str) -> Architecture:
         return ARCHITECTURES[VARIANTS[key].arch]
     if key in ARCHITECTURES:
         return ARCHITECTURES[key]
-    raise KeyError(f"unknown architecture {name!r}; supported: {', '.join(known_names())}")
+    raise UnknownNameError(f"unknown architecture {name!r}; supported: {', '.join(known_names())}")
 
 
 def resolve_variant(name: str) -> Variant:
@@ -100,4 +102,4 @@ def resolve_variant(name: str) -> Variant:
     key = name.strip().lower().replace("_", "-")
     if key in VARIANTS:
         return VARIANTS[key]
-    raise KeyError(f"unknown model {name!r}; choose one of: {', '.join(sorted(VARIANTS))} (see `litesr models`)")
+    raise UnknownNameError(f"unknown model {name!r}; choose one of: {', '.join(sorted(VARIANTS))} (see `litesr models`)")

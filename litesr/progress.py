@@ -1,0 +1,72 @@
+"""Progress of long jobs, on a terminal and in a log: a bar where stderr is a terminal, else plain lines at a
+steady interval; and one line with the expected time before a long job (after its first tile has run)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Callable, TextIO
+
+#: A job whose first tile predicts more than this many seconds gets an estimate line before it runs on.
+ESTIMATE_AFTER_S = 10.0
+
+
+def duration(seconds: float) -> str:
+    """``42 s``, ``7 min``, ``2 h 05 min``."""
+    seconds = max(0.0, seconds)
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
+
+
+class TileProgress:
+    """Progress over the tiles of one image. ``mode``: ``"bar"`` (tqdm), ``"lines"`` (a plain line every
+    ``interval`` seconds), or ``"off"``. ``say`` prints one line (above the bar on a terminal)."""
+
+    def __init__(self, total: int, description: str, mode: str, interval: float, what: str = "",
+                 stream: TextIO | None = None, prefix: str = "litesr") -> None:
+        self.total, self.description, self.mode, self.interval = total, description, mode, interval
+        self.what, self.prefix = what, prefix
+        self.stream = stream or sys.stderr
+        self.done = 0
+        self.start = self.last = time.monotonic()
+        self.bar = None
+        if mode == "bar" and total > 1:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=description, unit="tile", leave=False, dynamic_ncols=True,
+                            file=self.stream)
+
+    def say(self, line: str) -> None:
+        if self.bar is not None:
+            self.bar.write(line, file=self.stream)
+        else:
+            print(line, file=self.stream, flush=True)
+
+    def update(self, n: int = 1) -> None:
+        self.done += n
+        now = time.monotonic()
+        elapsed = now - self.start
+        left = elapsed / self.done * (self.total - self.done)
+        if self.done == n and self.total > 1 and elapsed + left > ESTIMATE_AFTER_S and self.mode != "off":
+            self.say(f"{self.prefix}: {self.description}: {self.what}{self.total} tiles, "
+                     f"about {duration(elapsed + left)} in all")
+            self.last = now  # the next progress line comes one interval after the estimate
+        if self.bar is not None:
+            self.bar.update(n)
+        elif self.mode == "lines" and now - self.last >= self.interval and self.done < self.total:
+            self.last = now
+            self.say(f"{self.prefix}: {self.description}: {self.done}/{self.total} tiles "
+                     f"({100 * self.done // self.total}%), {duration(elapsed)} elapsed, about {duration(left)} left")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def tile_progress(mode: str, interval: float, what: str = "",
+                  prefix: str = "litesr") -> Callable[[int, str], TileProgress]:
+    """A factory for ``litesr.inference.upscale_strips(progress=...)``."""
+    return lambda total, description: TileProgress(total, description, mode, interval, what, prefix=prefix)
