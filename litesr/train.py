@@ -12,14 +12,13 @@ computes exactly what the uninterrupted run would have (data sampling is a funct
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
 import signal
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,129 +27,9 @@ import torch.distributed as dist
 from torch import nn
 
 from .checkpoint import create_model, read_state_dict, save_model, to_official_keys
-from .errors import DivergedError, LitesrError, NotFoundError
+from .errors import DivergedError
 from .io import atomic_path
-
-
-class ConfigError(LitesrError, ValueError):
-    """A training config or flag is wrong; the message says which and why."""
-
-
-@dataclass
-class TrainConfig:
-    """Every knob of a run. YAML files set these fields by name; command-line flags override them."""
-
-    arch: str = "elan-light"
-    scale: int = 4
-    model_config: dict[str, Any] = field(default_factory=dict)  # overrides of the variant (e.g. m_elan: 8)
-    train_data: list[str] = field(default_factory=list)  # HR folders (LR made with MATLAB bicubic)
-    train_lr_data: str | None = None  # optional LR folder paired with a single HR folder
-    cache_dir: str | None = None  # decoded images and bicubic LR as memory-mapped .npy files (fast restarts)
-    val_data: str | None = None  # benchmark root in EDSR layout
-    val_sets: list[str] = field(default_factory=lambda: ["Set5"])
-    iters: int = 500_000
-    batch_size: int = 64  # global batch, split over DDP processes
-    patch_size: int = 256  # HR patch side
-    repeat: int = 1  # passes over the image list per epoch
-    lr: float = 2e-4
-    betas: tuple[float, float] = (0.9, 0.99)
-    weight_decay: float = 0.0
-    schedule: str = "multistep"  # multistep | cosine
-    milestones: list[int] = field(default_factory=list)  # multistep: iterations where lr *= gamma
-    gamma: float = 0.5
-    warmup_iters: int = 0
-    min_lr: float = 1e-7  # cosine floor
-    grad_clip: float | None = None  # max global grad norm
-    ema_decay: float | None = 0.999
-    amp: str = "off"  # off | bf16 | auto (bf16 where the device runs it fast)
-    seed: int = 0
-    workers: int = 2
-    log_every: int = 50
-    val_every: int = 5000
-    ckpt_every: int = 1000  # iterations ...
-    ckpt_minutes: float = 5.0  # ... or minutes, whichever comes first
-    init_weights: str | None = None  # start from these weights (keys of matching shape; e.g. x4 body for x2)
-    out: str = "runs/elan-light_x4"
-    device: str = "auto"
-
-    @classmethod
-    def from_sources(cls, yaml_path: str | None = None, **overrides: Any) -> "TrainConfig":
-        values: dict[str, Any] = {}
-        if yaml_path:
-            values.update(_read_yaml(yaml_path))
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - names)
-        if unknown:
-            raise ConfigError(f"unknown config key(s): {', '.join(unknown)} (valid: {', '.join(sorted(names))})")
-        if isinstance(values.get("train_data"), str):
-            values["train_data"] = [values["train_data"]]
-        if isinstance(values.get("val_sets"), str):
-            values["val_sets"] = [s for s in values["val_sets"].split(",") if s]
-        if "betas" in values:
-            values["betas"] = tuple(values["betas"])
-        config = cls(**values)
-        config.validate()
-        return config
-
-    def validate(self) -> None:
-        import inspect
-
-        from .models.registry import ARCHITECTURES, resolve_variant
-
-        try:
-            variant = resolve_variant(self.arch)
-        except KeyError as exc:
-            raise ConfigError(exc.args[0]) from None
-        accepted = set(inspect.signature(ARCHITECTURES[variant.arch].build).parameters) - {"scale", "self"}
-        wrong = sorted(set(self.model_config) - accepted)
-        if wrong:
-            raise ConfigError(f"model_config key(s) {', '.join(wrong)} do not apply to {variant.arch} "
-                              f"(valid: {', '.join(sorted(accepted))})")
-        checks = [
-            (self.scale in (2, 3, 4), f"scale must be 2, 3 or 4, not {self.scale}"),
-            (bool(self.train_data), "no training data: set train_data in the config or pass --train-data DIR"),
-            (self.iters > 0, f"iters must be positive, not {self.iters}"),
-            (self.batch_size > 0, f"batch_size must be positive, not {self.batch_size}"),
-            (self.patch_size > 0 and self.patch_size % self.scale == 0,
-             f"patch_size (HR) must be a positive multiple of the scale {self.scale}, not {self.patch_size}"),
-            (self.lr > 0, f"lr must be positive, not {self.lr}"),
-            (self.schedule in ("multistep", "cosine"), f"schedule must be multistep or cosine, not {self.schedule!r}"),
-            (self.amp in ("off", "bf16", "auto"), f"amp must be off, bf16 or auto, not {self.amp!r}"),
-            (self.ema_decay is None or 0 < self.ema_decay < 1, f"ema_decay must be in (0, 1), not {self.ema_decay}"),
-            (self.workers >= 0, "workers must be >= 0"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(message)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["betas"] = list(self.betas)
-        return d
-
-
-def _read_yaml(path: str | os.PathLike) -> dict[str, Any]:
-    import yaml
-
-    path = Path(path)
-    if not path.is_file():
-        packaged = Path(__file__).resolve().parent / "configs" / f"{path.stem}.yaml"
-        if packaged.is_file() and path.parent == Path("."):
-            path = packaged
-        else:
-            raise NotFoundError(f"config file not found: {path} (packaged configs: {', '.join(packaged_configs())})")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path} must hold a mapping of config keys, not {type(data).__name__}")
-    return data
-
-
-def packaged_configs() -> list[str]:
-    return sorted(p.stem for p in (Path(__file__).resolve().parent / "configs").glob("*.yaml"))
+from .train_config import ConfigError, TrainConfig, packaged_configs  # noqa: F401 (litesr.train's API)
 
 
 # --------------------------------------------------------------------------------------------- helpers

@@ -126,12 +126,12 @@ def test_resume_rules(few_images, tmp_path):
 
 
 def test_packaged_recipes_parse():
-    from litesr.train import _read_yaml, packaged_configs
+    from litesr.train_config import packaged_configs, read_recipe
 
     names = packaged_configs()
     assert {"elan-light_x4", "elan_x4", "esrt_x4", "grformer_x4", "swinir-light_x4"} <= set(names)
     for name in names:
-        config = TrainConfig.from_sources(name, train_data=None if "train_data" in _read_yaml(name) else ["HR"])
+        config = TrainConfig.from_sources(name, train_data=None if "train_data" in read_recipe(name) else ["HR"])
         assert config.patch_size % config.scale == 0
 
 
@@ -260,3 +260,44 @@ def test_sigterm_to_the_process_group_checkpoints_and_exits_cleanly(few_images, 
     assert proc.returncode == 0, err[-3000:]
     step = torch.load(out / "state.pt", weights_only=True)["step"]
     assert step >= 2 and f"stopped at step {step} of 100000, checkpointed" in err
+
+
+def test_recipes_extend_each_other(tmp_path):
+    from litesr.train_config import CONFIG_DIR, read_recipe
+
+    x2, x4 = read_recipe("elan-light_x2"), read_recipe("elan-light_x4")
+    assert x2 == {**x4, "scale": 2}
+    assert read_recipe("elan-light_x3") == {**x4, "scale": 3, "patch_size": 255}
+    for path in CONFIG_DIR.glob("*.yaml"):  # packaged recipes name no path of this repository
+        assert "../" not in path.read_text() and "shared/" not in path.read_text(), path.name
+    (tmp_path / "a.yaml").write_text("extends: b.yaml\nlr: 1.0e-3\n")
+    (tmp_path / "b.yaml").write_text("extends: a.yaml\n")
+    with pytest.raises(ConfigError, match="in a circle: a.yaml -> b.yaml -> a.yaml"):
+        read_recipe(tmp_path / "a.yaml")
+    (tmp_path / "c.yaml").write_text("extends: nowhere\n")
+    with pytest.raises(FileNotFoundError, match="config file not found: nowhere"):
+        read_recipe(tmp_path / "c.yaml")
+    (tmp_path / "d.yaml").write_text("extends: elan-light_x4_cpu\nscale: 2\npatch_size: 64\n")  # packaged base
+    assert TrainConfig.from_sources(tmp_path / "d.yaml", train_data=["HR"]).lr == 4e-4
+
+
+def test_every_config_field_has_its_flag(capsys):
+    import dataclasses
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = capsys.readouterr().out
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        assert (flag in text) == f.metadata.get("cli", True), flag
+
+
+def test_flags_reach_the_config(few_images, tmp_path):
+    out = tmp_path / "flags"
+    assert main(["train", "--config", tiny_yaml(tmp_path), "--scale", "2", "--train-data", str(few_images),
+                 "--iters", "1", "--batch-size", "2", "--patch-size", "32", "--workers", "0", "--betas", "0.8", "0.9",
+                 "--milestones", "5", "7", "--min-lr", "1e-6", "--val-sets", "Set5,Set14", "--out", str(out),
+                 "--device", "cpu", "--quiet"]) == 0
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["betas"] == [0.8, 0.9] and saved["milestones"] == [5, 7] and saved["min_lr"] == 1e-6
+    assert saved["val_sets"] == ["Set5", "Set14"] and saved["model_config"] == TINY

@@ -17,63 +17,48 @@ best.safetensors (best validation PSNR), metrics.jsonl and config.yaml.
 """
 
 
+#: Element type of each annotation a config field can have on the command line.
+_ARG_TYPES = {"int": int, "float": float, "str": str, "str | None": str, "float | None": float, "list[str]": str,
+              "list[int]": int, "tuple[float, float]": float}
+
+
 def register(sub: argparse._SubParsersAction) -> None:
+    import dataclasses
+
     from . import example_formatter
-    from ..train import packaged_configs
+    from ..train_config import TrainConfig, packaged_configs
 
     p = sub.add_parser(
         "train",
         help="train a model (paper recipes, resume, torchrun/DDP)",
         description="Train a super-resolution model with L1 loss and Adam on HR image folders (LR made with "
-        "MATLAB-compatible bicubic) or paired HR/LR folders, validating on benchmark sets.",
+        "MATLAB-compatible bicubic) or paired HR/LR folders, validating on benchmark sets. Every flag below "
+        "--config sets the recipe key of the same name (--batch-size: batch_size) and overrides the recipe's "
+        "value, on --resume too.",
         epilog=EXAMPLES.format(configs=", ".join(packaged_configs())),
         formatter_class=example_formatter,
     )
     p.add_argument("--config", metavar="YAML", help="recipe file, or the name of a packaged recipe")
-    p.add_argument("--arch", help="model variant to train (see `litesr models`)")
-    p.add_argument("--scale", type=int, choices=(2, 3, 4))
-    p.add_argument("--train-data", nargs="+", metavar="DIR", help="HR image folder(s)")
-    p.add_argument("--train-lr-data", metavar="DIR", help="LR folder paired with a single HR folder")
-    p.add_argument("--cache-dir", metavar="DIR", help="keep decoded images and bicubic LR here as memory-mapped "
-                                                      ".npy files: restarts skip decoding, data need not fit in RAM")
-    p.add_argument("--val-data", metavar="DIR", help="benchmark root (EDSR layout: <Set>/HR, <Set>/LR_bicubic/X<s>)")
-    p.add_argument("--val-sets", metavar="A,B", help="validation sets (default Set5); the first picks 'best'")
-    p.add_argument("--iters", type=int, help="total iterations")
-    p.add_argument("--batch-size", type=int, help="global batch size")
-    p.add_argument("--patch-size", type=int, help="HR patch side (a multiple of the scale)")
-    p.add_argument("--lr", type=float, help="base learning rate")
-    p.add_argument("--schedule", choices=("multistep", "cosine"))
-    p.add_argument("--warmup-iters", type=int)
-    p.add_argument("--grad-clip", type=float, metavar="NORM", help="clip the global gradient norm to NORM "
-                                                                    "(steadies a run that diverged)")
-    p.add_argument("--ema-decay", type=float, help="EMA decay of the weights (e.g. 0.999)")
-    p.add_argument("--amp", choices=("off", "bf16", "auto"), help="bf16 autocast (auto: where the device is fast)")
-    p.add_argument("--workers", type=int, help="data loader worker processes")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--log-every", type=int, metavar="N", help="log loss/lr/speed every N iterations")
-    p.add_argument("--val-every", type=int, metavar="N", help="validate every N iterations")
-    p.add_argument("--ckpt-every", type=int, metavar="N", help="checkpoint every N iterations")
-    p.add_argument("--ckpt-minutes", type=float, metavar="M", help="... or every M minutes")
-    p.add_argument("--init-weights", metavar="PATH", help="start from these weights (matching keys/shapes)")
-    p.add_argument("--out", metavar="DIR", help="run folder")
+    for f in dataclasses.fields(TrainConfig):
+        meta = dict(f.metadata)
+        if not meta.pop("cli", True):
+            continue
+        meta.setdefault("type", _ARG_TYPES[f.type])
+        p.add_argument("--" + f.name.replace("_", "-"), **meta)  # default None: the recipe's value stands
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    p.add_argument("--device", help="cpu, cuda or auto")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or progress lines")
     p.set_defaults(func=run)
 
 
-OVERRIDES = ("arch", "scale", "train_data", "train_lr_data", "cache_dir", "val_data", "val_sets", "iters", "batch_size",
-             "patch_size", "lr", "schedule", "warmup_iters", "grad_clip", "ema_decay", "amp", "workers", "seed", "log_every", "val_every",
-             "ckpt_every", "ckpt_minutes", "init_weights", "out", "device")
-
-
 def run(args: argparse.Namespace) -> int:
+    import dataclasses
     from pathlib import Path
 
     from ..io import check_writable
-    from ..train import TrainConfig, train
+    from ..train import train
+    from ..train_config import TrainConfig
 
-    overrides = {k: getattr(args, k) for k in OVERRIDES}
+    overrides = {f.name: getattr(args, f.name, None) for f in dataclasses.fields(TrainConfig)}
     config_file = args.config
     if args.resume and not config_file and args.out and (Path(args.out) / "config.yaml").is_file():
         config_file = str(Path(args.out) / "config.yaml")  # a bare --resume continues with the run's own config

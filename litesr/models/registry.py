@@ -20,6 +20,9 @@ from ..errors import LitesrError, UnknownNameError
 
 StateDict = Mapping[str, torch.Tensor]
 
+#: The upscaling factors litesr's models, recipes and commands support.
+SCALES: tuple[int, ...] = (2, 3, 4)
+
 
 class CheckpointError(LitesrError, ValueError):
     """A checkpoint does not fit the requested or detected architecture (message says which key and why)."""
@@ -58,7 +61,7 @@ class Variant:
     name: str
     arch: str
     config: dict[str, Any]
-    scales: tuple[int, ...] = (2, 3, 4)
+    scales: tuple[int, ...] = SCALES
     description: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -1,0 +1,170 @@
+"""What a training run is told: one dataclass whose fields are the YAML recipe keys and the ``litesr train`` flags.
+
+Each field is declared once, with its help text and command-line details in its metadata; ``litesr train``
+generates its flags from these fields (``--batch-size`` for ``batch_size``), and a recipe file sets them by name.
+Recipes are YAML files, packaged in ``litesr/configs`` or anywhere else; ``extends: NAME`` makes one recipe the
+other's values plus its own (``elan-light_x2`` is ``elan-light_x4`` at scale 2).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import LitesrError, NotFoundError
+from .models.registry import SCALES
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+
+
+class ConfigError(LitesrError, ValueError):
+    """A training config or flag is wrong; the message says which and why."""
+
+
+def option(default: Any, help: str, **cli: Any) -> Any:
+    """A config field: its default, the help text of its flag, and argparse details (``nargs``, ``metavar``,
+    ``choices``, ``type``); ``cli=False`` keeps it out of the command line (recipe files only)."""
+    kind = {"default_factory": default} if callable(default) else {"default": default}
+    return field(**kind, metadata={"help": help, **cli})
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of a run. YAML files set these fields by name; command-line flags override them."""
+
+    arch: str = option("elan-light", "model variant to train (see `litesr models`)")
+    scale: int = option(4, "upscaling factor", choices=SCALES)
+    model_config: dict[str, Any] = option(dict, "overrides of the variant's sizes (e.g. m_elan: 8)", cli=False)
+    train_data: list[str] = option(list, "HR image folder(s); LR made with MATLAB-compatible bicubic",
+                                   nargs="+", metavar="DIR")
+    train_lr_data: str | None = option(None, "LR folder paired with a single HR folder", metavar="DIR")
+    cache_dir: str | None = option(None, "keep decoded images and bicubic LR here as memory-mapped .npy files: "
+                                         "restarts skip decoding, data need not fit in RAM", metavar="DIR")
+    val_data: str | None = option(None, "benchmark root (EDSR layout: <Set>/HR, <Set>/LR_bicubic/X<s>)",
+                                  metavar="DIR")
+    val_sets: list[str] = option(lambda: ["Set5"], "validation sets (default Set5); the first picks 'best'",
+                                 metavar="A,B", type=str)
+    iters: int = option(500_000, "total iterations")
+    batch_size: int = option(64, "global batch size (split over torchrun processes)")
+    patch_size: int = option(256, "HR patch side (a multiple of the scale)")
+    repeat: int = option(1, "passes over the image list per epoch")
+    lr: float = option(2e-4, "base learning rate")
+    betas: tuple[float, float] = option((0.9, 0.99), "Adam betas", nargs=2, metavar=("B1", "B2"))
+    weight_decay: float = option(0.0, "Adam weight decay")
+    schedule: str = option("multistep", "learning-rate schedule after the warm-up", choices=("multistep", "cosine"))
+    milestones: list[int] = option(list, "multistep: iterations where the lr is multiplied by gamma", nargs="+",
+                                   metavar="N")
+    gamma: float = option(0.5, "multistep: lr factor at each milestone")
+    warmup_iters: int = option(0, "iterations of linear lr warm-up")
+    min_lr: float = option(1e-7, "cosine: the lr at the last iteration")
+    grad_clip: float | None = option(None, "clip the global gradient norm to this (steadies a run that diverged)",
+                                     metavar="NORM")
+    ema_decay: float | None = option(0.999, "EMA decay of the weights (e.g. 0.999)")
+    amp: str = option("off", "bf16 autocast (auto: where the device is fast)", choices=("off", "bf16", "auto"))
+    seed: int = option(0, "seed of the weights and the data sampling")
+    workers: int = option(2, "data loader worker processes")
+    log_every: int = option(50, "log loss/lr/speed every N iterations", metavar="N")
+    val_every: int = option(5000, "validate every N iterations", metavar="N")
+    ckpt_every: int = option(1000, "checkpoint every N iterations ...", metavar="N")
+    ckpt_minutes: float = option(5.0, "... or every M minutes, whichever comes first", metavar="M")
+    init_weights: str | None = option(None, "start from these weights (keys of matching shape; e.g. a x4 body for "
+                                            "x2)", metavar="PATH")
+    out: str | None = option(None, "run folder (default runs/<arch>_x<scale>)", metavar="DIR")
+    device: str = option("auto", "cpu, cuda, cuda:N or auto")
+
+    @classmethod
+    def from_sources(cls, yaml_path: str | os.PathLike | None = None, **overrides: Any) -> "TrainConfig":
+        """A recipe file's values (if any), then every override that is not ``None``; validated."""
+        values: dict[str, Any] = {}
+        if yaml_path:
+            values.update(read_recipe(yaml_path))
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ConfigError(f"unknown config key(s): {', '.join(unknown)} (valid: {', '.join(sorted(names))})")
+        if isinstance(values.get("train_data"), str):
+            values["train_data"] = [values["train_data"]]
+        if isinstance(values.get("val_sets"), str):
+            values["val_sets"] = [s for s in values["val_sets"].split(",") if s]
+        if "betas" in values:
+            values["betas"] = tuple(values["betas"])
+        config = cls(**values)
+        if config.out is None:
+            config.out = f"runs/{config.arch}_x{config.scale}"
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        import inspect
+
+        from .models.registry import ARCHITECTURES, resolve_variant
+
+        try:
+            variant = resolve_variant(self.arch)
+        except LitesrError as exc:
+            raise ConfigError(str(exc)) from None
+        accepted = set(inspect.signature(ARCHITECTURES[variant.arch].build).parameters) - {"scale", "self"}
+        wrong = sorted(set(self.model_config) - accepted)
+        if wrong:
+            raise ConfigError(f"model_config key(s) {', '.join(wrong)} do not apply to {variant.arch} "
+                              f"(valid: {', '.join(sorted(accepted))})")
+        checks = [
+            (self.scale in SCALES, f"scale must be one of {', '.join(map(str, SCALES))}, not {self.scale}"),
+            (bool(self.train_data), "no training data: set train_data in the config or pass --train-data DIR"),
+            (self.iters > 0, f"iters must be positive, not {self.iters}"),
+            (self.batch_size > 0, f"batch_size must be positive, not {self.batch_size}"),
+            (self.patch_size > 0 and self.patch_size % self.scale == 0,
+             f"patch_size (HR) must be a positive multiple of the scale {self.scale}, not {self.patch_size}"),
+            (self.lr > 0, f"lr must be positive, not {self.lr}"),
+            (self.schedule in ("multistep", "cosine"), f"schedule must be multistep or cosine, not {self.schedule!r}"),
+            (self.amp in ("off", "bf16", "auto"), f"amp must be off, bf16 or auto, not {self.amp!r}"),
+            (self.ema_decay is None or 0 < self.ema_decay < 1, f"ema_decay must be in (0, 1), not {self.ema_decay}"),
+            (self.workers >= 0, "workers must be >= 0"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["betas"] = list(self.betas)
+        return d
+
+
+def read_recipe(path: str | os.PathLike, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The keys of a recipe file (a path, or the name of a packaged recipe), with ``extends:`` resolved: the named
+    recipe's values first, then this file's."""
+    import yaml
+
+    path = _find_recipe(Path(path), _seen[-1].parent if _seen else None)
+    if path in _seen:
+        raise ConfigError(f"recipes extend each other in a circle: {' -> '.join(p.name for p in (*_seen, path))}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping of config keys, not {type(data).__name__}")
+    base = data.pop("extends", None)
+    if base is None:
+        return data
+    if not isinstance(base, str):
+        raise ConfigError(f"{path}: extends must name one recipe, not {base!r}")
+    return {**read_recipe(base, (*_seen, path)), **data}
+
+
+def _find_recipe(path: Path, beside: Path | None) -> Path:
+    """A file as given, else beside the recipe that extends it, else a packaged recipe of that name."""
+    for candidate in (path, beside / path if beside and not path.is_absolute() else None,
+                      CONFIG_DIR / f"{path.stem}.yaml" if path.parent == Path(".") else None):
+        if candidate is not None and candidate.is_file():
+            return candidate.resolve()
+    raise NotFoundError(f"config file not found: {path} (packaged configs: {', '.join(packaged_configs())})")
+
+
+def packaged_configs() -> list[str]:
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
