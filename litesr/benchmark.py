@@ -1,6 +1,7 @@
 """Efficiency of SR models: parameters, FLOPs/MACs, latency and peak memory.
 
-The conventions are those the specs used to measure the official code, so the numbers compare one to one:
+The conventions are those used to measure the official code (its counts are pinned in ``tests/test_benchmark.py``),
+so the numbers compare one to one:
 
 - **FLOPs**: ``torch.utils.flop_counter.FlopCounterMode`` over one forward on the meta device (shapes only, no
   compute, any size): convolutions and matmuls, attention included (SDPA counts as its two matmuls); norms,

@@ -1,7 +1,7 @@
 """ELAN: Efficient Long-Range Attention Network (Zhang et al., ECCV 2022).
 
-Faithful to github.com/xindongzhang/ELAN @97ab3fa (``models/elan_network.py``, ``models/elan_block.py``); see
-``shared/specs/elan_esrt.md`` §1. Reading order: ELAN → ELAB (block) → LFE (shift-convs) → GMSA (attention).
+Faithful to github.com/xindongzhang/ELAN @97ab3fa (``models/elan_network.py``, ``models/elan_block.py``).
+Reading order: ELAN → ELAB (block) → LFE (shift-convs) → GMSA (attention).
 
 The official network works on 0..255 images; litesr's convention is [0, 1], so ``ours(x) = official(255·x) / 255``.
 State-dict keys are the official ones, fixed constants included (mean-shift convs, one-hot shift kernels).

@@ -1,7 +1,7 @@
 """ESRT: Efficient Super-Resolution Transformer (Lu et al., CVPRW 2022).
 
 Faithful to github.com/luissen/ESRT @311c6b3 (``model/esrt.py``, ``model/common.py``, ``util/transformer.py``,
-``util/tools.py``); see ``shared/specs/elan_esrt.md`` §2. Reading order, top-down:
+``util/tools.py``). Reading order, top-down:
 
     ESRT ─ head → body.0 (``Un``: LCB = 3 × HPB, then LTB) → reduce → tail       + up (a skip branch on the head)
     HPB (``Updownblock``) ─ ARFB encoder, high-frequency split, ARFB decoders, CA, ARFB out

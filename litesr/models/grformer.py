@@ -1,8 +1,8 @@
 """GRFormer: Grouped Residual Self-Attention for Lightweight Single Image Super-Resolution (2024).
 
-Faithful to github.com/sisrformer/GRFormer @9e0c952 (``basicsr/archs/GRFormer_arch.py``, class ``GRFormer``);
-see ``shared/specs/grformer_swinir.md`` §4. Reading order: GRFormer → Group → GRSAB (block, post-norm) → GRSA
-(grouped residual attention with ES-RPB) and the FFN with its depthwise-conv branch.
+Faithful to github.com/sisrformer/GRFormer @9e0c952 (``basicsr/archs/GRFormer_arch.py``, class ``GRFormer``).
+Reading order: GRFormer → Group → GRSAB (block, post-norm) → GRSA (grouped residual attention with ES-RPB) and
+the FFN with its depthwise-conv branch.
 
 Quirks kept on purpose (each changes the output measurably):
 - windows alternate 8×32 (blocks 0, 1, 4, 5, …) and 32×8 (blocks 2, 3, …): ``(i // 2) % 2``;

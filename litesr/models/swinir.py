@@ -1,7 +1,7 @@
 """SwinIR-light: Image Restoration Using Swin Transformer (Liang et al., ICCVW 2021), lightweight SR variant.
 
 Faithful to github.com/JingyunLiang/SwinIR @6545850 (``models/network_swinir.py``, upsampler
-``pixelshuffledirect``, ``resi_connection='1conv'``); see ``shared/specs/grformer_swinir.md`` §3.
+``pixelshuffledirect``, ``resi_connection='1conv'``).
 Reading order: SwinIR → RSTB (group) → SwinBlock (pre-norm) → WindowAttention.
 
 State-dict keys are the official ones, so public SwinIR-light checkpoints load unchanged. The computed buffers
