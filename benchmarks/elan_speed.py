@@ -90,7 +90,7 @@ def build(arch: str, scale: int):
 
 
 def worker(args) -> None:
-    from litesr.benchmark import profile_forward
+    from litesr.efficiency import profile_forward
 
     torch.set_num_threads(args.threads)
     model = build(args.arch, args.scale)

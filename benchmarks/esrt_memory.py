@@ -5,7 +5,7 @@
     python benchmarks/esrt_memory.py --device cuda
 
 Every measurement runs in a fresh subprocess (so one run's allocator state and peak cannot leak into another),
-through ``litesr.benchmark``: memory = growth of the peak over the first forward (CPU: resident high-water mark
+through ``litesr.efficiency``: memory = growth of the peak over the first forward (CPU: resident high-water mark
 minus the resident set before; CUDA: ``max_memory_allocated`` minus the allocation before), latency = median of
 ``--runs`` timed forwards after it.
 
@@ -36,8 +36,8 @@ def naive_score_bytes(size: int, batch: int = 1) -> int:
 
 
 def measure(args: argparse.Namespace, size: int, mode: str, limit_gib: float | None = None) -> dict:
-    """One ESRT forward path at one size, in a fresh process (``litesr.benchmark.measure_isolated``)."""
-    from litesr.benchmark import BenchSpec, measure_isolated
+    """One ESRT forward path at one size, in a fresh process (``litesr.efficiency.measure_isolated``)."""
+    from litesr.efficiency import BenchSpec, measure_isolated
 
     spec = BenchSpec("esrt", args.scale, size, size, args.device, runs=args.runs, warmup=1, threads=args.threads,
                      attributes={"attention": mode}, memory_limit_gib=limit_gib or 0.0)

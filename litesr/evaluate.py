@@ -1,6 +1,6 @@
 """The standard SR evaluation protocol: the one behind the published IMDN, PAN, SwinIR and ELAN tables.
 
-For every image of a benchmark set (``litesr.data.benchmark``): the uint8 LR image → float /255 → the model on
+For every image of a benchmark set (``litesr.data.testsets``): the uint8 LR image → float /255 → the model on
 the whole image (float32, inference mode) → clamp to [0, 1] → ×255, rounded → uint8, scored against the
 modcropped HR image on the Y channel with ``crop_border = scale`` (``litesr.metrics``). A set's score is the
 mean of its per-image scores. ``shared/data/reference_scores.json`` states the same protocol; this module
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .data.benchmark import BenchmarkSet
+from .data.testsets import BenchmarkSet
 from .data.imresize import imresize
 from .errors import UsageError
 from .io import image_to_tensor, tensor_to_image, write_image

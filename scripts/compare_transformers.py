@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 import litesr
-from litesr.benchmark import count_flops, count_parameters, hd_input_size, profile_forward
+from litesr.efficiency import count_flops, count_parameters, hd_input_size, profile_forward
 
 REPO = Path(__file__).resolve().parents[1]
 ORDER = ("swinir-light", "elan-light", "esrt", "grformer")  # the baseline first, then the three papers

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from litesr.cli import main
-from litesr.data.benchmark import BenchmarkSet
+from litesr.data.testsets import BenchmarkSet
 from litesr.data.imresize import imresize, modcrop
 from litesr.io import read_image
 

@@ -238,7 +238,7 @@ class _Nearest(torch.nn.Module):
 
 
 def test_upscale_array_memory_is_the_uint8_output_not_a_float_one():
-    from litesr.benchmark import _start_rss_peak
+    from litesr.efficiency import _start_rss_peak
     from litesr.inference import upscale_array
 
     rgb = np.random.default_rng(0).integers(0, 256, (768, 768, 3), dtype=np.uint8)  # output 3072²×3: 27 MiB

@@ -513,7 +513,7 @@ def test_internal_bugs_keep_their_traceback(tiny, tmp_path, monkeypatch):
 
 def test_error_classes_share_one_base():
     from litesr.cli import UsageError
-    from litesr.data.benchmark import BenchmarkNotFoundError
+    from litesr.data.testsets import BenchmarkNotFoundError
     from litesr.errors import LitesrError
     from litesr.io import ImageReadError
     from litesr.models.registry import CheckpointError, resolve_variant

@@ -52,7 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import os
 
-    from ..benchmark import BenchSpec, count_flops, count_layer_macs, count_parameters, hd_input_size, measure_isolated
+    from ..efficiency import BenchSpec, count_flops, count_layer_macs, count_parameters, hd_input_size, measure_isolated
     from ..checkpoint import load_model
     from ..inference import pick_device
     from ..io import check_writable

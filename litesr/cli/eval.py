@@ -56,7 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data.benchmark import available_sets
+    from ..data.testsets import available_sets
     from ..checkpoint import model_label
     from ..evaluate import evaluate, evaluate_bicubic
     from ..inference import pick_device

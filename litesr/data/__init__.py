@@ -1,4 +1,4 @@
-"""Data: ``imresize`` (the MATLAB-compatible bicubic every SR benchmark was made with), ``benchmark`` (EDSR-layout
+"""Data: ``imresize`` (the MATLAB-compatible bicubic every SR benchmark was made with), ``testsets`` (EDSR-layout
 test sets) and ``training`` (patch datasets). Import from the submodules, e.g.
 ``from litesr.data.imresize import imresize, modcrop``.
 """

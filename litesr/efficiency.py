@@ -1,6 +1,6 @@
 """Efficiency of SR models: parameters, FLOPs/MACs, latency and peak memory.
 
-The conventions are those used to measure the official code (its counts are pinned in ``tests/test_benchmark.py``),
+The conventions are those used to measure the official code (its counts are pinned in ``tests/test_efficiency.py``),
 so the numbers compare one to one:
 
 - **FLOPs**: ``torch.utils.flop_counter.FlopCounterMode`` over one forward on the meta device (shapes only, no
@@ -207,7 +207,7 @@ def measure_isolated(spec: BenchSpec, timeout: float | None = None) -> dict:
     if spec.threads:
         env.update(OMP_NUM_THREADS=str(spec.threads), MKL_NUM_THREADS=str(spec.threads))
     env.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # spinning OpenMP workers collapse on a busy machine
-    cmd = [sys.executable, "-m", "litesr.benchmark", json.dumps(asdict(spec))]
+    cmd = [sys.executable, "-m", "litesr.efficiency", json.dumps(asdict(spec))]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
     except subprocess.TimeoutExpired:

@@ -1,4 +1,4 @@
-"""Efficiency measurement: MAC counts against the official code's (specs) and the papers', latency/memory workers,
+"""litesr.efficiency: MAC counts against the official code's (specs) and the papers', latency/memory workers,
 and the `litesr bench` command."""
 
 import json
@@ -6,7 +6,7 @@ import json
 import pytest
 
 import litesr
-from litesr.benchmark import BenchSpec, count_flops, count_layer_macs, count_parameters, hd_input_size, measure_isolated
+from litesr.efficiency import BenchSpec, count_flops, count_layer_macs, count_parameters, hd_input_size, measure_isolated
 from litesr.cli import main
 
 HD_X4 = (180, 320)  # the LR of a 1280×720 output
