@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
@@ -40,7 +39,7 @@ def evaluate(
     gray: str = "rgb",
     self_ensemble: bool = False,
     device: str | torch.device = "cpu",
-    progress: bool = True,
+    progress: bool | str = True,
     save_images: str | os.PathLike | None = None,
     precision: str = "fp32",
 ) -> dict:
@@ -49,7 +48,8 @@ def evaluate(
     Returns ``{set: {"psnr_y", "ssim_y", "images", "lr_generated", "per_image": {name: {"psnr_y", "ssim_y"}}}}``.
     ``gray`` picks the grayscale-HR convention (``"rgb"`` model tables, ``"raw"`` MATLAB-era tables; see
     ``litesr.metrics``). ``self_ensemble`` averages the 8 flips/rotations (before quantisation).
-    ``save_images`` writes each SR image to ``<dir>/<set>/<name>.png``. The model is moved to ``device``.
+    ``progress``: ``True`` shows a bar on a terminal and a plain line every 30 s in a log, ``False`` nothing; a
+    mode (``"bar"``, ``"lines"``, ``"off"``) forces one. ``save_images`` writes each SR image to ``<dir>/<set>/<name>.png``. The model is moved to ``device``.
     ``precision`` ``"bf16"``/``"fp16"`` runs it under autocast, to measure what the faster precision costs; the
     protocol (and the published numbers) are fp32.
     """
@@ -82,7 +82,7 @@ def evaluate_bicubic(
     scale: int,
     *,
     gray: str = "rgb",
-    progress: bool = True,
+    progress: bool | str = True,
     save_images: str | os.PathLike | None = None,
 ) -> dict:
     """The "Bicubic" row of the tables: each LR image upscaled ×``scale`` by MATLAB bicubic, scored like a model."""
@@ -108,7 +108,7 @@ def _evaluate_sets(
     sets: str | Iterable[str],
     scale: int,
     gray: str,
-    progress: bool,
+    progress: bool | str,
     save_images: str | os.PathLike | None,
 ) -> dict:
     if gray not in GRAY_CONVENTIONS:
@@ -118,14 +118,16 @@ def _evaluate_sets(
     return {b.name: _evaluate_set(upscale, b, gray, progress, save_images) for b in benchmarks}
 
 
-def _evaluate_set(upscale: Upscaler, bench: BenchmarkSet, gray: str, progress: bool, save_images) -> dict:
-    from tqdm import tqdm
+def _evaluate_set(upscale: Upscaler, bench: BenchmarkSet, gray: str, progress: bool | str, save_images) -> dict:
+    from .progress import LOG_INTERVAL_S, TileProgress, progress_mode
 
     s = bench.scale
     per_image = {}
-    for img in tqdm(bench, total=len(bench), desc=f"{bench.name} x{s}", unit="img", file=sys.stderr,
-                    disable=not progress, leave=False):
+    mode = progress if isinstance(progress, str) else progress_mode(quiet=not progress)
+    meter = TileProgress(len(bench), f"{bench.name} x{s}", mode, LOG_INTERVAL_S, unit="image")
+    for img in bench:
         sr = upscale(img.lr)
+        meter.update()
         if sr.shape != img.hr.shape:
             raise UsageError(f"{bench.name}/{img.name}: the output is {sr.shape[1]}×{sr.shape[0]}, the modcropped HR "
                              f"is {img.hr.shape[1]}×{img.hr.shape[0]}: does the model really upscale x{s}?")
@@ -133,6 +135,7 @@ def _evaluate_set(upscale: Upscaler, bench: BenchmarkSet, gray: str, progress: b
             write_image(sr, Path(save_images) / bench.name / f"{img.name}.png")
         hr = img.hr[..., 0] if img.hr_is_gray else img.hr  # H×W tells the metrics this HR image is grayscale
         per_image[img.name] = {"psnr_y": psnr_y(sr, hr, s, gray=gray), "ssim_y": ssim_y(sr, hr, s, gray=gray)}
+    meter.close()
     return {
         "psnr_y": float(np.mean([v["psnr_y"] for v in per_image.values()])),
         "ssim_y": float(np.mean([v["ssim_y"] for v in per_image.values()])),

@@ -1,5 +1,6 @@
 """Progress of long jobs, on a terminal and in a log: a bar where stderr is a terminal, else plain lines at a
-steady interval; and one line with the expected time before a long job (after its first tile has run)."""
+steady interval; and one line with the expected time before a long job (after its first step has run).
+Used for the tiles of an upscale and the images of an evaluation; training logs its own steps."""
 
 from __future__ import annotations
 
@@ -9,6 +10,15 @@ from typing import Callable, TextIO
 
 #: A job whose first tile predicts more than this many seconds gets an estimate line before it runs on.
 ESTIMATE_AFTER_S = 10.0
+
+
+#: Seconds between two progress lines in a log, unless a command is told otherwise.
+LOG_INTERVAL_S = 30.0
+
+
+def progress_mode(quiet: bool = False) -> str:
+    """``"off"`` when asked to be quiet, ``"bar"`` on a terminal, else ``"lines"`` (stderr goes to a log)."""
+    return "off" if quiet else ("bar" if sys.stderr.isatty() else "lines")
 
 
 def duration(seconds: float) -> str:
@@ -22,13 +32,13 @@ def duration(seconds: float) -> str:
 
 
 class TileProgress:
-    """Progress over the tiles of one image. ``mode``: ``"bar"`` (tqdm), ``"lines"`` (a plain line every
-    ``interval`` seconds), or ``"off"``. ``say`` prints one line (above the bar on a terminal)."""
+    """Progress over the tiles of one image (or other ``unit``s). ``mode``: ``"bar"`` (tqdm), ``"lines"`` (a plain
+    line every ``interval`` seconds), or ``"off"``. ``say`` prints one line (above the bar on a terminal)."""
 
     def __init__(self, total: int, description: str, mode: str, interval: float, what: str = "",
-                 stream: TextIO | None = None, prefix: str = "litesr") -> None:
+                 stream: TextIO | None = None, prefix: str = "litesr", unit: str = "tile") -> None:
         self.total, self.description, self.mode, self.interval = total, description, mode, interval
-        self.what, self.prefix = what, prefix
+        self.what, self.prefix, self.unit = what, prefix, unit
         self.stream = stream or sys.stderr
         self.done = 0
         self.start = self.last = time.monotonic()
@@ -36,7 +46,7 @@ class TileProgress:
         if mode == "bar" and total > 1:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, desc=description, unit="tile", leave=False, dynamic_ncols=True,
+            self.bar = tqdm(total=total, desc=description, unit=unit, leave=False, dynamic_ncols=True,
                             file=self.stream)
 
     def say(self, line: str) -> None:
@@ -51,14 +61,14 @@ class TileProgress:
         elapsed = now - self.start
         left = elapsed / self.done * (self.total - self.done)
         if self.done == n and self.total > 1 and elapsed + left > ESTIMATE_AFTER_S and self.mode != "off":
-            self.say(f"{self.prefix}: {self.description}: {self.what}{self.total} tiles, "
+            self.say(f"{self.prefix}: {self.description}: {self.what}{self.total} {self.unit}s, "
                      f"about {duration(elapsed + left)} in all")
             self.last = now  # the next progress line comes one interval after the estimate
         if self.bar is not None:
             self.bar.update(n)
         elif self.mode == "lines" and now - self.last >= self.interval and self.done < self.total:
             self.last = now
-            self.say(f"{self.prefix}: {self.description}: {self.done}/{self.total} tiles "
+            self.say(f"{self.prefix}: {self.description}: {self.done}/{self.total} {self.unit}s "
                      f"({100 * self.done // self.total}%), {duration(elapsed)} elapsed, about {duration(left)} left")
 
     def close(self) -> None:

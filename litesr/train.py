@@ -29,6 +29,7 @@ from torch import nn
 from .checkpoint import create_model, read_state_dict, save_model, to_official_keys
 from .errors import DivergedError
 from .io import atomic_path
+from .progress import duration
 from .train_config import ConfigError, TrainConfig, packaged_configs  # noqa: F401 (litesr.train's API)
 
 
@@ -351,7 +352,7 @@ class Trainer:
                     if not on_terminal:
                         eta = (c.iters - self.step) / max(record["it_per_s"], 1e-9)
                         say(f"step {self.step}/{c.iters}  loss {mean_loss:.4f}  lr {record['lr']:.2e}  "
-                            f"{record['it_per_s']:.2f} it/s  eta {_duration(eta)}")
+                            f"{record['it_per_s']:.2f} it/s  eta {duration(eta)}")
                     t_log, step_log, loss_sum, loss_n = now, self.step, torch.zeros_like(loss_sum), 0
                 if c.val_data and (self.step % c.val_every == 0 or self.step == c.iters):
                     record = self.validate()
@@ -399,11 +400,6 @@ def _leave_stop_signals_to_the_trainer(worker_id: int) -> None:
     a worker killed first would crash the run before it could checkpoint."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(seconds)
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
 
 
 def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> Path:

@@ -130,3 +130,20 @@ def test_eval_in_bf16_measures_what_the_faster_precision_costs(tmp_path, set5):
     assert docs["bf16"]["precision"] == "bf16" and docs["fp32"]["precision"] == "fp32"
     fp32, bf16 = (docs[p]["results"]["Set5"]["psnr_y"] for p in ("fp32", "bf16"))
     assert fp32 != bf16 and abs(fp32 - bf16) < 0.1
+
+
+def test_a_folder_without_sets_is_one_line(tmp_path, capsys):
+    assert main(["eval", "--data", str(tmp_path), "--bicubic", "--scale", "2"]) == 2
+    assert "no benchmark sets (folders with an HR/ folder) in" in _error_line(capsys)
+
+
+def test_evaluation_progress_in_a_log(set5, monkeypatch, capsys):
+    import litesr.progress
+    from litesr.evaluate import evaluate_bicubic
+
+    monkeypatch.setattr(litesr.progress, "LOG_INTERVAL_S", 0.0)  # a line after every image
+    evaluate_bicubic(set5.parent, ["Set5"], 4, progress="lines")
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split(" images")[0] for line in lines] == [f"litesr: Set5 x4: {i}/5" for i in range(1, 5)]
+    evaluate_bicubic(set5.parent, ["Set5"], 4, progress=False)
+    assert capsys.readouterr().err == ""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 EXAMPLES = """examples:
   litesr eval --data ../shared/data/benchmarks --weights IMDN_x4.pth
@@ -60,18 +59,20 @@ def run(args: argparse.Namespace) -> int:
     from ..checkpoint import model_label
     from ..evaluate import evaluate, evaluate_bicubic
     from ..inference import pick_device
+    from ..errors import NotFoundError
     from ..io import check_writable
+    from ..progress import progress_mode
 
     sets = _set_names(args.sets) if args.sets else _default_sets(available_sets(args.data))
     if not sets:
-        raise FileNotFoundError(f"no benchmark sets (folders with an HR/ folder) in {args.data}")
+        raise NotFoundError(f"no benchmark sets (folders with an HR/ folder) in {args.data}")
     device = pick_device(args.device)
     for path, folder in ((args.json, False), (args.save_images, True)):
         if path:
             check_writable(path, folder=folder)  # before the minutes of computing, not after
     model = resolve_eval_model(args, device)
     scale = model.scale if model is not None else args.scale
-    progress = sys.stderr.isatty()
+    progress = progress_mode()
     rows, results, bicubic = [], None, None
     if model is not None:
         results = evaluate(model, args.data, sets, scale, gray=args.gray, self_ensemble=args.self_ensemble,
