@@ -41,3 +41,16 @@ def relative_error(out: torch.Tensor, ref: torch.Tensor) -> float:
 
 
 TOLERANCE = 2e-5
+
+
+class NearestX4(torch.nn.Module):
+    """A stand-in x4 model (nearest upsampling): memory measured with it is the pipeline's, not a network's."""
+
+    scale, size_multiple = 4, 1
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.ones(()))
+
+    def forward(self, x):
+        return torch.nn.functional.interpolate(x, scale_factor=4, mode="nearest") * self.w

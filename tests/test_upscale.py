@@ -13,7 +13,7 @@ import litesr
 from litesr.cli import main
 from litesr.inference import plan_tiles, upscale_tensor
 from litesr.io import image_to_tensor, read_image
-from conftest import BENCHMARKS, load_vector
+from conftest import BENCHMARKS, NearestX4, load_vector
 
 LR_IMAGE = BENCHMARKS / "Set14" / "LR_bicubic" / "X4" / "baboonx4.png"
 
@@ -224,26 +224,13 @@ def test_upscale_array_equals_the_float_path(elan_weights):
         assert np.array_equal(upscale_array(model, rgb, tile=tile, overlap=16), expected)
 
 
-class _Nearest(torch.nn.Module):
-    """A stand-in x4 model (nearest upsampling) for measuring the memory of the tiling itself."""
-
-    scale, size_multiple = 4, 1
-
-    def __init__(self):
-        super().__init__()
-        self.w = torch.nn.Parameter(torch.ones(()))
-
-    def forward(self, x):
-        return torch.nn.functional.interpolate(x, scale_factor=4, mode="nearest") * self.w
-
-
 def test_upscale_array_memory_is_the_uint8_output_not_a_float_one():
     from litesr.efficiency import _start_rss_peak
     from litesr.inference import upscale_array
 
     rgb = np.random.default_rng(0).integers(0, 256, (768, 768, 3), dtype=np.uint8)  # output 3072²×3: 27 MiB
     before, peak = _start_rss_peak()
-    out = upscale_array(_Nearest(), rgb, tile=128, overlap=8)
+    out = upscale_array(NearestX4(), rgb, tile=128, overlap=8)
     growth = peak() - before
     assert out.shape == (3072, 3072, 3) and np.array_equal(out[::4, ::4], rgb)
     assert growth < 27 * 2**20 + 40 * 2**20, f"{growth / 2**20:.0f} MiB (a float32 output alone is 108 MiB)"

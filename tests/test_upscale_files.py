@@ -19,6 +19,7 @@ from PIL import Image, ImageCms
 import litesr
 from litesr.cli import main
 from litesr.inference import upscale_array
+from conftest import NearestX4
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -542,19 +543,6 @@ def test_readme_keeps_the_ci_lines_and_says_how_to_get_a_cpu_build():
 
 # ------------------------------------------------------------------ bounded output memory
 
-class _Nearest(torch.nn.Module):
-    """A stand-in x4 model (nearest upsampling): the memory measured is the pipeline's, not a network's."""
-
-    scale, size_multiple = 4, 1
-
-    def __init__(self):
-        super().__init__()
-        self.w = torch.nn.Parameter(torch.ones(()))
-
-    def forward(self, x):
-        return torch.nn.functional.interpolate(x, scale_factor=4, mode="nearest") * self.w
-
-
 def test_png_output_is_streamed_in_strips_not_held_whole(tmp_path):
     """numpy reports its buffers to tracemalloc: a deterministic peak of the arrays the pipeline holds (the model's
     tensors are one tile's, and not counted)."""
@@ -565,7 +553,7 @@ def test_png_output_is_streamed_in_strips_not_held_whole(tmp_path):
 
     y, x = np.mgrid[0:3072, 0:256]
     tall = np.stack([x % 256, y % 256, (x * y) % 251], 2).astype(np.uint8)  # output 1024×12288×3: 36 MiB whole
-    model = _Nearest()
+    model = NearestX4()
     tracemalloc.start()
     try:
         write_strips(tmp_path / "big.png", upscale_strips(model, tall, tile=128, overlap=8), 1024, 12288)
