@@ -25,6 +25,14 @@ DEFAULT_OVERLAP = 32
 #: benchmarks/precision_speed.py; fp16 is meant for GPUs).
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
+#: What ``upscale`` runs in unless told otherwise (see :func:`resolve_precision`).
+DEFAULT_PRECISION = "fp32"
+
+
+def resolve_precision(model: nn.Module, device: torch.device, precision: str) -> str:
+    """The concrete precision (a key of ``PRECISIONS``) that ``precision`` means for ``model`` on ``device``."""
+    return precision
+
 
 def precision_context(device: torch.device, precision: str) -> ContextManager:
     """Autocast to ``precision`` on ``device`` (a no-op for fp32); the model's output is cast back to float32."""
@@ -76,6 +84,14 @@ def plan_tiles(height: int, width: int, tile: int, overlap: int, align: int = 1)
 
     return [Tile(y0, y1, x0, x1, cy0, cy1, cx0, cx1)
             for y0, y1, cy0, cy1 in spans(height) for x0, x1, cx0, cx1 in spans(width)]
+
+
+def plan_for(model: nn.Module, h: int, w: int, tile: int | None = DEFAULT_TILE,
+             overlap: int = DEFAULT_OVERLAP) -> list[Tile]:
+    """The tiles an H×W image is cut into for ``model``: one tile when it fits, else :func:`plan_tiles`."""
+    if tile is None or (h <= tile and w <= tile):
+        return [Tile(0, h, 0, w, 0, h, 0, w)]  # the whole image in one pass
+    return plan_tiles(h, w, tile, overlap, getattr(model, "size_multiple", 1))
 
 
 def upscale(
@@ -154,9 +170,7 @@ class _TiledRunner:
         precision_context(self.device, precision)  # fails fast on an unknown precision
 
     def plan(self, h: int, w: int) -> list[Tile]:
-        if self.tile is None or (h <= self.tile and w <= self.tile):
-            return [Tile(0, h, 0, w, 0, h, 0, w)]  # the whole image in one pass
-        return plan_tiles(h, w, self.tile, self.overlap, getattr(self.model, "size_multiple", 1))
+        return plan_for(self.model, h, w, self.tile, self.overlap)
 
     def forward(self, patch: torch.Tensor) -> torch.Tensor:
         with precision_context(self.device, self.precision):
