@@ -86,6 +86,45 @@ def window_reverse(windows: torch.Tensor, wh: int, ww: int, h: int, w: int) -> t
     return x.reshape(-1, h, w, c)
 
 
+def window_order(h: int, w: int, ws: int, shift: int = 0, device: torch.device | None = None) -> torch.Tensor:
+    """Token order of ``roll(−shift) → window_partition`` as one gather index into the H·W tokens of a map.
+
+    ``tokens.index_select(1, order)`` on (B, H·W, C) equals :func:`window_partition` of the map rolled by
+    (−shift, −shift), flattened to (B, H·W, C): one copy instead of two. ``y.index_select(1, argsort(order))``
+    undoes it. Cached per size in eager mode; computed inline (from the traced sizes) while tracing, compiling
+    or exporting, so a graph does not freeze the size it was traced at.
+    """
+    if torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export():
+        return _window_order(h, w, ws, shift, device)
+    return _cached_window_order(int(h), int(w), ws, shift, device)
+
+
+def window_unorder(h: int, w: int, ws: int, shift: int = 0, device: torch.device | None = None) -> torch.Tensor:
+    """Inverse permutation of :func:`window_order`: window-partition order back to row-major, rolled back."""
+    if torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export():
+        return torch.argsort(_window_order(h, w, ws, shift, device))
+    return _cached_window_unorder(int(h), int(w), ws, shift, device)
+
+
+def _window_order(h, w, ws: int, shift: int, device) -> torch.Tensor:
+    idx = torch.arange(h * w, device=device).view(1, h, w, 1)
+    if shift:
+        idx = torch.roll(idx, shifts=(-shift, -shift), dims=(1, 2))
+    return window_partition(idx, ws, ws).reshape(-1)
+
+
+@lru_cache(maxsize=64)
+def _cached_window_order(h: int, w: int, ws: int, shift: int, device) -> torch.Tensor:
+    with torch.inference_mode(False):
+        return _window_order(h, w, ws, shift, device)
+
+
+@lru_cache(maxsize=64)
+def _cached_window_unorder(h: int, w: int, ws: int, shift: int, device) -> torch.Tensor:
+    with torch.inference_mode(False):
+        return torch.argsort(_window_order(h, w, ws, shift, device))
+
+
 @lru_cache(maxsize=32)
 def relative_position_index(wh: int, ww: int) -> torch.Tensor:
     """(N, N) int64 index into a ((2wh−1)(2ww−1))-row bias table; row = query token, column = key token."""
