@@ -7,8 +7,8 @@
    ratios hold even on a busy machine: eager fp32, eager bf16 (autocast), the official op sequence in fp32
    (ELAN: ``benchmarks/elan_speed.py``'s re-expression of the official forward, same weights) and, where
    available, onnxruntime on an exported graph and ``torch.compile``.
-4. ``upscale``: ``litesr.inference.upscale_array`` on a square uint8 image with the default settings
-   (default tile/overlap/precision), the end-to-end number a user sees, ÷ the floor of the precision it ran in.
+4. ``upscale``: ``litesr.inference.upscale_array`` on a square uint8 image with ``litesr upscale``'s defaults
+   (default tile/overlap, ``--precision auto``), the end-to-end number a user sees, ÷ the floor of the precision it ran in.
 
     python benchmarks/floor.py                                  # shipped ELAN-light x4, LR 128 and 256
     python benchmarks/floor.py --arch swinir-light esrt --sizes 128 --runtimes eager onnx compile
@@ -203,7 +203,7 @@ def upscale_row(model, name: str, size: int, runs: int, peak: dict) -> None:
     flops = model_flops(model, size)
 
     def run():
-        return inference.upscale_array(model, image, device="cpu")
+        return inference.upscale_array(model, image, device="cpu", precision=inference.DEFAULT_PRECISION)
 
     run()
     ts = []

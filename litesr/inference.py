@@ -20,18 +20,47 @@ from torch import nn
 DEFAULT_TILE = 256
 DEFAULT_OVERLAP = 32
 
-#: Compute precisions of ``upscale``/``eval``. fp32 is the default and the one that matches the official code;
-#: bf16/fp16 run the model under autocast (bf16: 1.7–2.3× faster on an AVX-512 BF16 CPU, see
-#: benchmarks/precision_speed.py; fp16 is meant for GPUs).
+#: Concrete compute precisions. fp32 matches the official code (``eval``'s default); bf16/fp16 run the model under
+#: autocast (bf16: 1.7-2.6x faster for ELAN-light on an AVX-512 BF16 CPU, benchmarks/floor.py; fp16 is for GPUs).
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
-#: What ``upscale`` runs in unless told otherwise (see :func:`resolve_precision`).
-DEFAULT_PRECISION = "fp32"
+#: What ``upscale`` runs in unless told otherwise (see :func:`resolve_precision`); ``eval`` keeps fp32.
+DEFAULT_PRECISION = "auto"
+
+#: The values ``--precision`` accepts: ``auto`` and the concrete precisions.
+PRECISION_CHOICES = ("auto", *PRECISIONS)
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bf16 natively: CUDA GPUs with bf16, CPUs with AVX-512 BF16 or AMX."""
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+        return any(probe() for probe in probes if probe is not None)
+    return False
 
 
 def resolve_precision(model: nn.Module, device: torch.device, precision: str) -> str:
-    """The concrete precision (a key of ``PRECISIONS``) that ``precision`` means for ``model`` on ``device``."""
-    return precision
+    """The concrete precision (a key of ``PRECISIONS``) that ``precision`` means for ``model`` on ``device``.
+
+    ``auto``: bf16 where the hardware runs it natively and it pays for this architecture (CUDA: every
+    architecture; CPU: those registered with ``cpu_bf16``, decided by measurement), else fp32. Never fp16:
+    Swin-type models overflow in fp16 (NaN/black output), so fp16 is only ever used when asked for.
+    """
+    if precision != "auto":
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISION_CHOICES)}, not {precision!r}")
+        return precision
+    from .models.registry import ARCHITECTURES
+
+    device = torch.device(device)
+    if not native_bf16(device):
+        return "fp32"
+    if device.type == "cuda":
+        return "bf16"
+    arch = ARCHITECTURES.get(getattr(model, "arch_name", ""))
+    return "bf16" if arch is not None and arch.cpu_bf16 else "fp32"
 
 
 def precision_context(device: torch.device, precision: str) -> ContextManager:
@@ -102,7 +131,7 @@ def upscale(
     tile: int | None = DEFAULT_TILE,
     overlap: int = DEFAULT_OVERLAP,
     device: str | torch.device | None = None,
-    precision: str = "fp32",
+    precision: str = DEFAULT_PRECISION,
     self_ensemble: bool = False,
 ):
     """Super-resolve one image and return it in the form it came in.
@@ -165,9 +194,9 @@ class _TiledRunner:
                  self_ensemble: bool) -> None:
         self.model, self.tile, self.overlap = model, tile, overlap
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
-        self.precision, self.self_ensemble = precision, self_ensemble
+        self.precision = resolve_precision(model, self.device, precision)
+        self.self_ensemble = self_ensemble
         self.scale = int(model.scale)
-        precision_context(self.device, precision)  # fails fast on an unknown precision
 
     def plan(self, h: int, w: int) -> list[Tile]:
         return plan_for(self.model, h, w, self.tile, self.overlap)
