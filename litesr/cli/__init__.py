@@ -15,6 +15,7 @@ from ..models.registry import CheckpointError
 from . import bench as bench_cmd
 from . import convert as convert_cmd
 from . import eval as eval_cmd
+from . import export as export_cmd
 from . import models as models_cmd
 from . import train as train_cmd
 from . import upscale as upscale_cmd
@@ -28,7 +29,7 @@ class UsageError(ValueError):
 USER_ERRORS = (UsageError, CheckpointError, ImageReadError, FileNotFoundError, KeyError, ValueError,
                FloatingPointError)  # the last: a training run that diverged
 
-COMMANDS = [upscale_cmd, eval_cmd, train_cmd, bench_cmd, convert_cmd, models_cmd]
+COMMANDS = [upscale_cmd, eval_cmd, train_cmd, bench_cmd, convert_cmd, export_cmd, models_cmd]
 
 
 def build_parser() -> argparse.ArgumentParser:

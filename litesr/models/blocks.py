@@ -17,6 +17,12 @@ from torch import nn
 DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)
 
 
+def is_exporting() -> bool:
+    """True while a graph is traced, compiled or exported: sizes must then flow through the graph as values
+    (no size-keyed caches, no Python branches on sizes), or the graph freezes the size it was traced at."""
+    return torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export()
+
+
 def pad_to_multiple(x: torch.Tensor, multiple: int | tuple[int, int], mode: str = "reflect") -> torch.Tensor:
     """Pad an NCHW tensor at the bottom/right so H and W become multiples of ``multiple``.
 
@@ -27,6 +33,8 @@ def pad_to_multiple(x: torch.Tensor, multiple: int | tuple[int, int], mode: str 
     mh, mw = (multiple, multiple) if isinstance(multiple, int) else multiple
     h, w = x.shape[-2:]
     ph, pw = (-h) % mh, (-w) % mw
+    if is_exporting():  # one pad computed from the traced size, so the graph pads whatever size it is given
+        return F.pad(x, (0, pw, 0, ph), mode=mode)
     if ph == 0 and pw == 0:
         return x
     if mode != "reflect":
@@ -94,14 +102,14 @@ def window_order(h: int, w: int, ws: int, shift: int = 0, device: torch.device |
     undoes it. Cached per size in eager mode; computed inline (from the traced sizes) while tracing, compiling
     or exporting, so a graph does not freeze the size it was traced at.
     """
-    if torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export():
+    if is_exporting():
         return _window_order(h, w, ws, shift, device)
     return _cached_window_order(int(h), int(w), ws, shift, device)
 
 
 def window_unorder(h: int, w: int, ws: int, shift: int = 0, device: torch.device | None = None) -> torch.Tensor:
     """Inverse permutation of :func:`window_order`: window-partition order back to row-major, rolled back."""
-    if torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export():
+    if is_exporting():
         return torch.argsort(_window_order(h, w, ws, shift, device))
     return _cached_window_unorder(int(h), int(w), ws, shift, device)
 
