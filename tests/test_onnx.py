@@ -13,9 +13,12 @@ from litesr.onnx import EXPORT_TOLERANCE, ExportError, OnnxModel, check_export, 
 
 #: small configurations of each architecture, so an export takes seconds
 SMALL = {
-    "elan-light": dict(m_elan=4),
+    "elan-light": dict(m_elan=4),  # two blocks: unshifted and shifted, attention shared in each
+    "esrt": dict(n_feats=16),
+    "grformer": dict(depths=[2], num_heads=[3]),  # one group: a plain and a shifted block
     "imdn": {},
     "pan": {},
+    "swinir-light": dict(depths=[2], num_heads=[6]),
 }
 
 

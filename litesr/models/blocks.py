@@ -365,10 +365,59 @@ def _put_windows(out: torch.Tensor, rows, cols, value: torch.Tensor) -> None:
     out[:, r.to(out.device)[:, None], c.to(out.device)[None, :]] = value
 
 
-@lru_cache(maxsize=64)
+class TracedWindowGeometry:
+    """:class:`WindowGeometry` for a graph being traced, compiled or exported: H and W may be traced values, so
+    nothing branches on them and the shifted-window mask is built by tensor ops inside the graph (the explicit
+    matmul/softmax attention with the official (nW, N, N) mask). Same arithmetic as the official code."""
+
+    def __init__(self, h, w, window: tuple[int, int], shift: tuple[int, int] | None, fill: float,
+                 device: torch.device | None = None) -> None:
+        self.h, self.w = h, w
+        self.wh, self.ww = window
+        self.shift = tuple(shift) if shift is not None and any(shift) else None
+        self.fill, self.device = fill, device
+
+    partition = WindowGeometry.partition
+    reverse = WindowGeometry.reverse
+
+    def mask(self) -> torch.Tensor:
+        """The official mask from in-graph labels: region 0 before the last window, 1 in it before the last
+        ``shift`` pixels, 2 in those (the official label slices for any size ≥ the window)."""
+        sh, sw = self.shift
+        rows = torch.arange(self.h, device=self.device)
+        cols = torch.arange(self.w, device=self.device)
+        r = (rows >= self.h - self.wh).long() + (rows >= self.h - sh).long()
+        c = (cols >= self.w - self.ww).long() + (cols >= self.w - sw).long()
+        labels = (r[:, None] * 3 + c[None, :]).to(torch.float32).reshape(1, self.h, self.w, 1)
+        windows = window_partition(labels, self.wh, self.ww).squeeze(-1)
+        diff = windows[:, None, :] - windows[:, :, None]
+        return diff.ne(0).to(torch.float32) * self.fill
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None,
+               fused: bool = True) -> torch.Tensor:
+        attn = q @ k.transpose(-2, -1)
+        if bias is not None:
+            attn = attn + bias.unsqueeze(0)
+        if self.shift is not None:
+            mask = self.mask().to(attn.dtype)
+            n_heads, n = attn.shape[1], attn.shape[-1]
+            attn = attn.view(-1, mask.shape[0], n_heads, n, n) + mask[None, :, None]
+            attn = attn.view(-1, n_heads, n, n)
+        return attn.softmax(dim=-1) @ v
+
+
 def window_geometry(h: int, w: int, window: tuple[int, int], shift: tuple[int, int] | None, fill: float,
-                    device: torch.device | None = None) -> WindowGeometry:
-    """Cached :class:`WindowGeometry`: one per padded runtime size and block kind, shared by all blocks."""
+                    device: torch.device | None = None) -> WindowGeometry | TracedWindowGeometry:
+    """The :class:`WindowGeometry` of a padded runtime size and block kind, cached and shared by all blocks; a
+    :class:`TracedWindowGeometry` while exporting (sizes are graph values then)."""
+    if is_exporting():
+        return TracedWindowGeometry(h, w, tuple(window), None if shift is None else tuple(shift), fill, device)
+    return _cached_window_geometry(h, w, tuple(window), None if shift is None else tuple(shift), fill, device)
+
+
+@lru_cache(maxsize=64)
+def _cached_window_geometry(h: int, w: int, window: tuple[int, int], shift: tuple[int, int] | None, fill: float,
+                            device: torch.device | None = None) -> WindowGeometry:
     with torch.inference_mode(False):  # cached tensors must stay usable by later autograd (training) calls
         return WindowGeometry(h, w, tuple(window), None if shift is None else tuple(shift), fill, device)
 
