@@ -158,6 +158,7 @@ def main() -> None:
     ap.add_argument("--gemm", type=int, default=2048, help="side of the square matmul that sets the peak")
     ap.add_argument("--runtimes", nargs="+", default=["eager", "official", "onnx"],
                     choices=("eager", "official", "onnx", "compile"))
+    ap.add_argument("--onnx-dir", type=Path, help="keep exported graphs here and reuse them (export takes ~30 s)")
     ap.add_argument("--upscale", type=int, nargs="*", default=[256],
                     help="square image sizes for the end-to-end `upscale` row (default settings)")
     args = ap.parse_args()
@@ -171,6 +172,8 @@ def main() -> None:
     head = (f"{'model':>16} {'LR':>5} {'GFLOP':>6} {'path':>18} {'seconds':>8} {'floor s':>8} {'÷floor':>7} "
             f"{'official÷':>9}")
     with tempfile.TemporaryDirectory() as tmp:
+        tmp = args.onnx_dir or tmp
+        Path(tmp).mkdir(parents=True, exist_ok=True)
         for arch in args.arch:
             model, origin = load(arch, args.scale)
             name = f"{arch} x{args.scale}"

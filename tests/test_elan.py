@@ -66,14 +66,14 @@ def test_shift_and_its_gradient_equal_the_official_depthwise_conv(shape):
     assert torch.equal(torch.autograd.grad(ours, x, g)[0], torch.autograd.grad(official, x, g)[0])
 
 
-@pytest.mark.parametrize("sdpa_min_window", [4, 16, 99])
-def test_attention_paths_match_the_official_vectors(monkeypatch, sdpa_min_window):
-    """Fused SDPA with the shared map recomputed from Q (windows >= the threshold) and the explicit map reused by
-    the next GMSA (below it): every mix stays inside the fp32 tolerance. Inputs a/b/c/d include sizes that are not
-    multiples of the windows (padding) and shifted blocks."""
+@pytest.mark.parametrize("how", ["explicit", "sdpa"])
+def test_attention_paths_match_the_official_vectors(monkeypatch, how):
+    """Both ways a window group's attention can run (the explicit map reused by the sharing GMSA; fused SDPA
+    with the map recomputed from Q) stay inside the fp32 tolerance, at every window size. Inputs a/b/c/d include
+    sizes that are not multiples of the windows (padding), batch 2, and shifted blocks."""
     from litesr.models import elan
 
-    monkeypatch.setattr(elan, "SDPA_MIN_WINDOW", sdpa_min_window)
+    monkeypatch.setattr(elan, "ATTENTION_POLICY", {torch.float32: {4: how, 8: how, 16: how}})
     state, tensors, _ = load_vector("elan_light_x4")
     model = litesr.load_model(state)
     with torch.inference_mode():
@@ -109,7 +109,12 @@ def psnr_255(a: torch.Tensor, b: torch.Tensor) -> float:
 BF16_MIN_PSNR = 40.0
 
 
-def test_bf16_path_within_psnr_bound():
+@pytest.mark.parametrize("how", ["explicit", "sdpa", None])
+def test_bf16_path_within_psnr_bound(monkeypatch, how):
+    from litesr.models import elan
+
+    if how is not None:  # None: the shipped policy
+        monkeypatch.setattr(elan, "ATTENTION_POLICY", {torch.bfloat16: {4: how, 8: how, 16: how}})
     state, tensors, _ = load_vector("elan_light_x4")
     model = litesr.load_model(state)
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):

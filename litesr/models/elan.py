@@ -193,15 +193,17 @@ class _ShiftThen1x1(nn.Module):
                                       error_msgs)
 
 
-#: fp32 windows at least this wide run softmax(Q Qᵀ)V as one fused SDPA call, and the GMSA that shares the map
-#: recomputes it from the stored Q instead of reading a stored map: measured 1.3x faster for the whole fp32
-#: forward at LR 128² (benchmarks/floor.py); smaller windows and bf16 keep the explicit map and reuse it, which
-#: measured faster there (bf16 SDPA on CPU gains nothing at head width 20).
-SDPA_MIN_WINDOW = 16
+#: How a window group's attention runs, by dtype and window size: "explicit" computes the official
+#: softmax(Q Qᵀ) map and the GMSA that shares it reuses it; "sdpa" runs one fused SDPA call (scale=1) and the
+#: sharing GMSA recomputes it from the stored Q, so the 16×16-window map never exists. Measured in one run
+#: (2-core EPYC AVX-512 BF16, shipped ELAN-light x4, LR 128²/256²): fp32 16×16 windows sdpa 0.53/2.45 s vs
+#: explicit 0.64/3.34 s; bf16 explicit 0.34/1.49 s vs sdpa 0.40/1.55 s, and vs explicit in cache-sized window
+#: chunks with the map recomputed 0.40/1.56 s (not kept). Smaller windows: explicit (benchmarks/floor.py).
+ATTENTION_POLICY = {torch.float32: {16: "sdpa"}}
 
 
-def _fused(ws: int, dtype: torch.dtype) -> bool:
-    return dtype == torch.float32 and ws >= SDPA_MIN_WINDOW
+def _policy(ws: int, dtype: torch.dtype) -> str:
+    return ATTENTION_POLICY.get(dtype, {}).get(ws, "explicit")
 
 
 class GMSA(nn.Module):
@@ -243,13 +245,14 @@ class GMSA(nn.Module):
         for k, (group, ws) in enumerate(zip(groups, self.window_sizes)):
             shift = ws // 2 if self.shifted else 0
             tokens = group.index_select(1, window_order(h, w, ws, shift, x.device)).view(-1, ws * ws, group.shape[-1])
+            how = _policy(ws, tokens.dtype)
             if self.calc_attn:
                 q, v = tokens.chunk(2, dim=-1)
-                attn = q if _fused(ws, q.dtype) else torch.softmax(q @ q.transpose(-2, -1), dim=-1)
+                attn = q if how != "explicit" else torch.softmax(q @ q.transpose(-2, -1), dim=-1)
             else:
                 attn, v = attns[k], tokens
-            if _fused(ws, attn.dtype):  # attn holds Q: softmax(Q Qᵀ)V fused, the map never stored
-                y = F.scaled_dot_product_attention(attn[:, None], attn[:, None], v[:, None], scale=1.0)
+            if how == "sdpa":  # attn holds Q, not the map
+                y = F.scaled_dot_product_attention(attn[:, None], attn[:, None], v[:, None], scale=1.0)[:, 0]
             else:
                 y = attn @ v
             y = y.reshape(b, h * w, -1)
