@@ -64,11 +64,27 @@ def load(arch: str, scale: int):
 
 
 def official_path(model):
-    """The official op sequence for the architectures a benchmark re-expresses, else None."""
+    """The official op sequence for the architectures a benchmark re-expresses (ELAN), else the official attention
+    arithmetic inside litesr's forward: Swin-type models with the explicit path (full (nW, N, N) mask,
+    matmul/softmax/matmul, as the official code computes it), ESRT with the official EMHA loop; None for CNNs."""
     if model.arch_name == "elan":
         from elan_speed import official_forward
 
         return lambda x: official_forward(model, x)
+    if model.arch_name in ("swinir", "grformer"):
+        import copy
+
+        from litesr.models.blocks import set_fused_attention
+
+        return set_fused_attention(copy.deepcopy(model), False)
+    if model.arch_name == "esrt":  # the official EMHA loop, verbatim (split_attention mode "naive")
+        import copy
+
+        naive = copy.deepcopy(model)
+        for m in naive.modules():
+            if hasattr(m, "mode"):
+                m.mode = "naive"
+        return naive
     return None
 
 
