@@ -17,7 +17,7 @@ from torch import nn
 
 from .base import SRModel
 from .blocks import MeanShift, PixelShuffleUpsampler, pad_to_multiple
-from .blocks import window_order, window_unorder
+from .blocks import is_exporting, window_order, window_unorder
 from .registry import Architecture, CheckpointError, Variant, register_architecture, register_variant
 from .statedict import nested_depths, pixel_shuffle_scale, rgb_input_width
 
@@ -194,16 +194,40 @@ class _ShiftThen1x1(nn.Module):
 
 
 #: How a window group's attention runs, by dtype and window size: "explicit" computes the official
-#: softmax(Q Qᵀ) map and the GMSA that shares it reuses it; "sdpa" runs one fused SDPA call (scale=1) and the
-#: sharing GMSA recomputes it from the stored Q, so the 16×16-window map never exists. Measured in one run
-#: (2-core EPYC AVX-512 BF16, shipped ELAN-light x4, LR 128²/256²): fp32 16×16 windows sdpa 0.53/2.45 s vs
-#: explicit 0.64/3.34 s; bf16 explicit 0.34/1.49 s vs sdpa 0.40/1.55 s, and vs explicit in cache-sized window
-#: chunks with the map recomputed 0.40/1.56 s (not kept). Smaller windows: explicit (benchmarks/floor.py).
-ATTENTION_POLICY = {torch.float32: {16: "sdpa"}}
+#: softmax(Q Qᵀ) map and the GMSA that shares it reuses it; "chunked" is the same arithmetic (bit-identical) a few
+#: windows at a time, so each chunk's scores are soft-maxed and multiplied by V while in cache, and the map is
+#: still stored for the sharing GMSA (inference only: it writes through ``out=``); "sdpa" runs one fused SDPA call
+#: (scale=1) and the sharing GMSA recomputes it from the stored Q, so the 16×16-window map never exists.
+#: Measured on the 16×16 windows (2-core EPYC AVX-512 BF16, shipped ELAN-light x4, whole forward at LR 128²/256²,
+#: two interleaved runs, A then B): fp32 sdpa 0.53/2.45 s vs explicit 0.64/3.34 s (A), sdpa 0.49/1.30 s vs
+#: chunked 0.61/1.53 s (B); bf16 explicit 0.34/1.49 s vs sdpa 0.40/1.55 s (A), chunked 0.33/0.82 s vs explicit
+#: 0.34/0.94 s (B). Chunking the 8×8 windows too, or 2^18-2^19-element chunks, did no better. Other windows: explicit.
+ATTENTION_POLICY = {torch.float32: {16: "sdpa"}, torch.bfloat16: {16: "chunked"}}
+#: "chunked": elements of one chunk's map (16 windows of 16×16: 2 MiB in bf16)
+CHUNK_ELEMENTS = 1 << 20
 
 
 def _policy(ws: int, dtype: torch.dtype) -> str:
-    return ATTENTION_POLICY.get(dtype, {}).get(ws, "explicit")
+    how = ATTENTION_POLICY.get(dtype, {}).get(ws, "explicit")
+    if how == "chunked" and (torch.is_grad_enabled() or is_exporting()):
+        return "explicit"  # out= writes have no autograd, and a loop over windows would freeze a traced size
+    return how
+
+
+def _chunked_attention(q: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(softmax(Q Qᵀ), softmax(Q Qᵀ)·V) for (windows, N, d) Q and V, a cache-sized chunk of windows at a time."""
+    w, n, _ = q.shape
+    step = max(1, CHUNK_ELEMENTS // (n * n))
+    maps = q.new_empty(w, n, n)
+    out = v.new_empty(v.shape)
+    scores = q.new_empty(min(step, w), n, n)
+    for i in range(0, w, step):
+        qc = q[i:i + step]
+        sc = scores[:qc.shape[0]]
+        torch.bmm(qc, qc.transpose(-2, -1), out=sc)
+        torch._softmax(sc, -1, False, out=maps[i:i + step])
+        torch.bmm(maps[i:i + step], v[i:i + step], out=out[i:i + step])
+    return maps, out
 
 
 class GMSA(nn.Module):
@@ -248,13 +272,19 @@ class GMSA(nn.Module):
             how = _policy(ws, tokens.dtype)
             if self.calc_attn:
                 q, v = tokens.chunk(2, dim=-1)
-                attn = q if how != "explicit" else torch.softmax(q @ q.transpose(-2, -1), dim=-1)
+                if how == "sdpa":  # the sharing GMSA gets Q, not the map
+                    attn, y = q, F.scaled_dot_product_attention(q[:, None], q[:, None], v[:, None], scale=1.0)[:, 0]
+                elif how == "chunked":
+                    attn, y = _chunked_attention(q, v)
+                else:
+                    attn = torch.softmax(q @ q.transpose(-2, -1), dim=-1)
+                    y = attn @ v
             else:
                 attn, v = attns[k], tokens
-            if how == "sdpa":  # attn holds Q, not the map
-                y = F.scaled_dot_product_attention(attn[:, None], attn[:, None], v[:, None], scale=1.0)[:, 0]
-            else:
-                y = attn @ v
+                if how == "sdpa":
+                    y = F.scaled_dot_product_attention(attn[:, None], attn[:, None], v[:, None], scale=1.0)[:, 0]
+                else:
+                    y = attn @ v
             y = y.reshape(b, h * w, -1)
             ys.append(y.index_select(1, window_unorder(h, w, ws, shift, x.device)))
             new_attns.append(attn)
