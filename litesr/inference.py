@@ -21,7 +21,7 @@ DEFAULT_TILE = 256
 DEFAULT_OVERLAP = 32
 
 #: Concrete compute precisions. fp32 matches the official code (``eval``'s default); bf16/fp16 run the model under
-#: autocast (bf16: 1.7-2.6x faster for ELAN-light on an AVX-512 BF16 CPU, benchmarks/floor.py; fp16 is for GPUs).
+#: autocast (bf16: 1.4-1.5x faster than fp32 for ELAN-light on an AVX-512 BF16 CPU, benchmarks/floor.py; fp16 is for GPUs).
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 #: What ``upscale`` runs in unless told otherwise (see :func:`resolve_precision`); ``eval`` keeps fp32.

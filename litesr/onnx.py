@@ -30,12 +30,18 @@ class ExportError(RuntimeError):
     """The exported graph does not reproduce the PyTorch model."""
 
 
-def _require_onnxruntime():
+class MissingExtraError(ImportError, ValueError):
+    """onnx/onnxruntime are not installed (a ValueError too, so the CLI reports it in one line)."""
+
+
+def _require(module: str):
+    import importlib
+
     try:
-        import onnxruntime
+        return importlib.import_module(module)
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError('ONNX support needs the optional extra: pip install "litesr[onnx]"') from exc
-    return onnxruntime
+        raise MissingExtraError(f'{module} is not installed; ONNX support needs the optional extra: '
+                                'pip install "litesr[onnx]"') from exc
 
 
 def export_onnx(model: nn.Module, path: str | os.PathLike, opset: int = DEFAULT_OPSET,
@@ -44,8 +50,8 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, opset: int = DEFAULT_
 
     The file records ``arch``, ``scale`` and ``size_multiple`` as metadata, which :class:`OnnxModel` reads.
     """
-    import onnx
-
+    onnx = _require("onnx")
+    _require("onnxruntime")  # the export is checked with it before it is written
     path = Path(path)
     model = model.float().eval().cpu()
     x = torch.rand(1, 3, *trace_size)
@@ -100,7 +106,7 @@ class OnnxModel(nn.Module):
 
     def __init__(self, path: str | os.PathLike, threads: int | None = None) -> None:
         super().__init__()
-        ort = _require_onnxruntime()
+        ort = _require("onnxruntime")
         self.path = Path(path)
         if not self.path.is_file():
             raise FileNotFoundError(f"ONNX file not found: {self.path}")

@@ -74,6 +74,6 @@ def add_precision_argument(parser: argparse.ArgumentParser, note: str = "", defa
     parser.add_argument(
         "--precision", choices=PRECISION_CHOICES, default=default,
         help=f"compute precision (default {default}). fp32 is identical to the official code; bf16 runs the model "
-        "under autocast (ELAN-light: 1.9-2.6x faster on an AVX-512 BF16 CPU, < 0.01 dB PSNR change on Set5/Set14); "
+        "under autocast (ELAN-light: 1.4-1.5x faster on an AVX-512 BF16 CPU, < 0.01 dB PSNR change on Set5/Set14); "
         "auto picks bf16 where the hardware runs it natively and it was measured faster for the architecture, "
         "else fp32, never fp16 (fp16 is for GPUs, and breaks Swin-type models)" + (f"; {note}" if note else ""))

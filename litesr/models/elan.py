@@ -317,8 +317,8 @@ def detect_config(state) -> dict | None:
     }
 
 
-# cpu_bf16: bf16 autocast 1.9-2.6x faster than fp32 for ELAN-light at LR 128-256² on a 2-core AVX-512 BF16 EPYC
-# (benchmarks/floor.py).
+# cpu_bf16: bf16 autocast 1.4-1.5x faster than the fp32 fast path for ELAN-light at LR 128-256² on a 2-core
+# AVX-512 BF16 EPYC (benchmarks/floor.py).
 register_architecture(Architecture(name="elan", build=ELAN, detect=detect_config, paper=PAPER, cpu_bf16=True))
 register_variant(Variant(
     name="elan-light", arch="elan", config=dict(c_elan=60, m_elan=24, n_share=1, r_expand=2),
