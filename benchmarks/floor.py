@@ -174,12 +174,18 @@ def main() -> None:
     ap.add_argument("--gemm", type=int, default=2048, help="side of the square matmul that sets the peak")
     ap.add_argument("--runtimes", nargs="+", default=["eager", "official", "onnx"],
                     choices=("eager", "official", "onnx", "compile"))
+    ap.add_argument("--reuse-freed-memory", action="store_true",
+                    help="apply litesr.inference.reuse_freed_memory() first, as `litesr upscale`/`eval` do (all rows)")
     ap.add_argument("--onnx-dir", type=Path, help="keep exported graphs here and reuse them (export takes ~30 s)")
     ap.add_argument("--upscale", type=int, nargs="*", default=[256],
                     help="square image sizes for the end-to-end `upscale` row (default settings)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.reuse_freed_memory:
+        from litesr.inference import reuse_freed_memory
+
+        print(f"# reuse_freed_memory applied: {reuse_freed_memory()} (every row, the official one included)")
 
     peak = {"fp32": gemm_peak(torch.float32, args.gemm), "bf16": gemm_peak(torch.bfloat16, args.gemm)}
     print(f"CPU: {cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}")
