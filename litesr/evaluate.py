@@ -49,11 +49,12 @@ def evaluate(
     ``gray`` picks the grayscale-HR convention (``"rgb"`` model tables, ``"raw"`` MATLAB-era tables; see
     ``litesr.metrics``). ``self_ensemble`` averages the 8 flips/rotations (before quantisation).
     ``progress``: ``True`` shows a bar on a terminal and a plain line every 30 s in a log, ``False`` nothing; a
-    mode (``"bar"``, ``"lines"``, ``"off"``) forces one. ``save_images`` writes each SR image to ``<dir>/<set>/<name>.png``. The model is moved to ``device``.
-    ``precision`` ``"bf16"``/``"fp16"`` runs it under autocast, to measure what the faster precision costs; the
+    mode (``"bar"``, ``"lines"``, ``"off"``) forces one. ``save_images`` writes each SR image to
+    ``<dir>/<set>/<name>.png``. The model is moved to ``device``. ``precision`` ``"bf16"``/``"fp16"`` (or ``"auto"``,
+    see ``inference.resolve_precision``) runs it under autocast, to measure what the faster precision costs; the
     protocol (and the published numbers) are fp32.
     """
-    from .inference import pick_device, precision_context
+    from .inference import pick_device, precision_context, resolve_precision
 
     if not isinstance(model, nn.Module):
         raise TypeError(f"evaluate: model must be a torch nn.Module, got {type(model).__name__}"
@@ -64,7 +65,7 @@ def evaluate(
         raise UsageError(f"the model is a x{model_scale} model but x{scale} evaluation was requested")
     device = pick_device(device)
     model = model.eval().to(device)
-    precision_context(device, precision)  # fails fast on an unknown precision
+    precision = resolve_precision(model, device, precision)  # "auto" made concrete; fails fast on an unknown one
     compute = _full_float32 if precision == "fp32" else (lambda: precision_context(device, precision))
 
     def upscale(lr: np.ndarray) -> np.ndarray:

@@ -22,10 +22,47 @@ from .errors import UsageError
 DEFAULT_TILE = 256
 DEFAULT_OVERLAP = 32
 
-#: Compute precisions of ``upscale``/``eval``. fp32 is the default and the one that matches the official code;
-#: bf16/fp16 run the model under autocast (bf16: 1.7–2.3× faster on an AVX-512 BF16 CPU, see
-#: benchmarks/precision_speed.py; fp16 is meant for GPUs).
+#: Concrete compute precisions. fp32 matches the official code (``eval``'s default); bf16/fp16 run the model under
+#: autocast (bf16: 1.4-1.5x faster than fp32 for ELAN-light on an AVX-512 BF16 CPU, benchmarks/floor.py; fp16 is for GPUs).
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+#: What ``upscale`` runs in unless told otherwise (see :func:`resolve_precision`); ``eval`` keeps fp32.
+DEFAULT_PRECISION = "auto"
+
+#: The values ``--precision`` accepts: ``auto`` and the concrete precisions.
+PRECISION_CHOICES = ("auto", *PRECISIONS)
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bf16 natively: CUDA GPUs with bf16, CPUs with AVX-512 BF16 or AMX."""
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+        return any(probe() for probe in probes if probe is not None)
+    return False
+
+
+def resolve_precision(model: nn.Module, device: torch.device, precision: str) -> str:
+    """The concrete precision (a key of ``PRECISIONS``) that ``precision`` means for ``model`` on ``device``.
+
+    ``auto``: bf16 where the hardware runs it natively and it pays for this architecture (CUDA: every
+    architecture; CPU: those registered with ``cpu_bf16``, decided by measurement), else fp32. Never fp16:
+    Swin-type models overflow in fp16 (NaN/black output), so fp16 is only ever used when asked for.
+    """
+    if precision != "auto":
+        if precision not in PRECISIONS:
+            raise UsageError(f"precision must be one of {', '.join(PRECISION_CHOICES)}, not {precision!r}")
+        return precision
+    from .models.registry import ARCHITECTURES
+
+    device = torch.device(device)
+    if not native_bf16(device):
+        return "fp32"
+    if device.type == "cuda":
+        return "bf16"
+    arch = ARCHITECTURES.get(getattr(model, "arch_name", ""))
+    return "bf16" if arch is not None and arch.cpu_bf16 else "fp32"
 
 
 def precision_context(device: torch.device, precision: str) -> ContextManager:
@@ -80,6 +117,14 @@ def plan_tiles(height: int, width: int, tile: int, overlap: int, align: int = 1)
             for y0, y1, cy0, cy1 in spans(height) for x0, x1, cx0, cx1 in spans(width)]
 
 
+def plan_for(model: nn.Module, h: int, w: int, tile: int | None = DEFAULT_TILE,
+             overlap: int = DEFAULT_OVERLAP) -> list[Tile]:
+    """The tiles an H×W image is cut into for ``model``: one tile when it fits, else :func:`plan_tiles`."""
+    if tile is None or (h <= tile and w <= tile):
+        return [Tile(0, h, 0, w, 0, h, 0, w)]  # the whole image in one pass
+    return plan_tiles(h, w, tile, overlap, getattr(model, "size_multiple", 1))
+
+
 def upscale(
     image,
     model: nn.Module | str | None = None,
@@ -88,7 +133,7 @@ def upscale(
     tile: int | None = DEFAULT_TILE,
     overlap: int = DEFAULT_OVERLAP,
     device: str | torch.device | None = None,
-    precision: str = "fp32",
+    precision: str = DEFAULT_PRECISION,
     self_ensemble: bool = False,
     max_pixels: int | None = None,
 ):
@@ -190,8 +235,8 @@ def _check_upscale_arguments(image, model, scale, tile, overlap, precision, max_
         raise ValueError(f"upscale: tile must be a positive int or None (whole image), got {tile!r}")
     if isinstance(overlap, bool) or not isinstance(overlap, int) or overlap < 0:
         raise ValueError(f"upscale: overlap must be an int >= 0, got {overlap!r}")
-    if precision not in PRECISIONS:
-        raise ValueError(f"upscale: precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision not in PRECISION_CHOICES:
+        raise ValueError(f"upscale: precision must be one of {', '.join(PRECISION_CHOICES)}, got {precision!r}")
     if max_pixels is not None and (isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 0):
         raise ValueError(f"upscale: max_pixels must be an int >= 0 or None, got {max_pixels!r}")
 
@@ -239,14 +284,12 @@ class _TiledRunner:
                  self_ensemble: bool) -> None:
         self.model, self.tile, self.overlap = model, tile, overlap
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
-        self.precision, self.self_ensemble = precision, self_ensemble
+        self.precision = resolve_precision(model, self.device, precision)
+        self.self_ensemble = self_ensemble
         self.scale = int(model.scale)
-        precision_context(self.device, precision)  # fails fast on an unknown precision
 
     def plan(self, h: int, w: int) -> list[Tile]:
-        if self.tile is None or (h <= self.tile and w <= self.tile):
-            return [Tile(0, h, 0, w, 0, h, 0, w)]  # the whole image in one pass
-        return plan_tiles(h, w, self.tile, self.overlap, getattr(self.model, "size_multiple", 1))
+        return plan_for(self.model, h, w, self.tile, self.overlap)
 
     def forward(self, patch: torch.Tensor) -> torch.Tensor:
         with precision_context(self.device, self.precision):
@@ -394,6 +437,29 @@ def _progress(total: int, description: str):
     from tqdm import tqdm
 
     return tqdm(total=total, desc=description, unit="tile", leave=False, dynamic_ncols=True)
+
+
+def reuse_freed_memory() -> bool:
+    """Ask glibc to keep freed large blocks for reuse instead of returning them to the OS (``mallopt``).
+
+    A forward allocates and frees many tensors of several MiB; by default glibc serves each from a fresh
+    ``mmap`` and unmaps it when freed, so every one is page-faulted in again. Keeping them (mmap threshold 1 GiB,
+    trim threshold 2 GiB) made the shipped ELAN-light x4 forward at LR 128² 1.18-1.35x faster on a 2-core EPYC
+    (fp32 and bf16; ``benchmarks/malloc_reuse.py``), at the cost of a resident set that stays at its peak. Process
+    wide, so only the command line calls it (``litesr upscale``/``eval``). Returns whether it applied (glibc only).
+    """
+    import ctypes
+    import ctypes.util
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3
+        return bool(libc.mallopt(m_mmap_threshold, 1 << 30)) and bool(libc.mallopt(m_trim_threshold, 1 << 31))
+    except (OSError, AttributeError):  # not glibc (musl has no mallopt)
+        return False
 
 
 def pick_device(name: str | torch.device | None) -> torch.device:

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .errors import NotFoundError
+from .errors import NotFoundError, UsageError
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
@@ -36,6 +36,13 @@ def resolve_model(
     """Load ``weights`` (arch/scale detected unless given); without weights, the shipped model for the request."""
     from .checkpoint import load_model
 
+    if weights and str(weights).lower().endswith(".onnx"):  # an exported graph: run by onnxruntime on the CPU
+        from .onnx import OnnxModel
+
+        model = OnnxModel(weights)
+        if scale is not None and int(scale) != model.scale:
+            raise UsageError(f"{weights} is a x{model.scale} model but x{scale} was requested")
+        return model
     if weights:
         return load_model(weights, arch=arch, scale=scale, device=device)
     want_arch = arch or DEFAULT_ARCH

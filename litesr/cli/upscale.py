@@ -41,7 +41,7 @@ EXTENSIONS = {"png": ".png", "jpg": ".jpg", "webp": ".webp", "tif": ".tif"}
 
 def register(sub: argparse._SubParsersAction) -> None:
     from . import add_precision_argument, example_formatter
-    from ..inference import DEFAULT_OVERLAP, DEFAULT_TILE
+    from ..inference import DEFAULT_OVERLAP, DEFAULT_PRECISION, DEFAULT_TILE
     from ..io import DEFAULT_MAX_PIXELS
 
     p = sub.add_parser(
@@ -81,7 +81,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tile-overlap", type=int, default=DEFAULT_OVERLAP, metavar="M",
                    help=f"LR context pixels around each tile (default {DEFAULT_OVERLAP})")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, mps or auto (default: auto)")
-    add_precision_argument(p)
+    add_precision_argument(p, default=DEFAULT_PRECISION)
     p.add_argument("--self-ensemble", action="store_true",
                    help="average the outputs of the 8 flips/transpositions: 8x the time for a small gain "
                         "(+0.20 dB on Set5 with the shipped x4)")

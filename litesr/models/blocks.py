@@ -17,6 +17,12 @@ from torch import nn
 DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)
 
 
+def is_exporting() -> bool:
+    """True while a graph is traced, compiled or exported: sizes must then flow through the graph as values
+    (no size-keyed caches, no Python branches on sizes), or the graph freezes the size it was traced at."""
+    return torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export()
+
+
 def pad_to_multiple(x: torch.Tensor, multiple: int | tuple[int, int], mode: str = "reflect") -> torch.Tensor:
     """Pad an NCHW tensor at the bottom/right so H and W become multiples of ``multiple``.
 
@@ -27,6 +33,8 @@ def pad_to_multiple(x: torch.Tensor, multiple: int | tuple[int, int], mode: str 
     mh, mw = (multiple, multiple) if isinstance(multiple, int) else multiple
     h, w = x.shape[-2:]
     ph, pw = (-h) % mh, (-w) % mw
+    if is_exporting():  # one pad computed from the traced size, so the graph pads whatever size it is given
+        return F.pad(x, (0, pw, 0, ph), mode=mode)
     if ph == 0 and pw == 0:
         return x
     if mode != "reflect":
@@ -84,6 +92,45 @@ def window_reverse(windows: torch.Tensor, wh: int, ww: int, h: int, w: int) -> t
     c = windows.shape[-1]
     x = windows.reshape(-1, h // wh, w // ww, wh, ww, c).permute(0, 1, 3, 2, 4, 5)
     return x.reshape(-1, h, w, c)
+
+
+def window_order(h: int, w: int, ws: int, shift: int = 0, device: torch.device | None = None) -> torch.Tensor:
+    """Token order of ``roll(−shift) → window_partition`` as one gather index into the H·W tokens of a map.
+
+    ``tokens.index_select(1, order)`` on (B, H·W, C) equals :func:`window_partition` of the map rolled by
+    (−shift, −shift), flattened to (B, H·W, C): one copy instead of two. ``y.index_select(1, argsort(order))``
+    undoes it. Cached per size in eager mode; computed inline (from the traced sizes) while tracing, compiling
+    or exporting, so a graph does not freeze the size it was traced at.
+    """
+    if is_exporting():
+        return _window_order(h, w, ws, shift, device)
+    return _cached_window_order(int(h), int(w), ws, shift, device)
+
+
+def window_unorder(h: int, w: int, ws: int, shift: int = 0, device: torch.device | None = None) -> torch.Tensor:
+    """Inverse permutation of :func:`window_order`: window-partition order back to row-major, rolled back."""
+    if is_exporting():
+        return torch.argsort(_window_order(h, w, ws, shift, device))
+    return _cached_window_unorder(int(h), int(w), ws, shift, device)
+
+
+def _window_order(h, w, ws: int, shift: int, device) -> torch.Tensor:
+    idx = torch.arange(h * w, device=device).view(1, h, w, 1)
+    if shift:
+        idx = torch.roll(idx, shifts=(-shift, -shift), dims=(1, 2))
+    return window_partition(idx, ws, ws).reshape(-1)
+
+
+@lru_cache(maxsize=64)
+def _cached_window_order(h: int, w: int, ws: int, shift: int, device) -> torch.Tensor:
+    with torch.inference_mode(False):
+        return _window_order(h, w, ws, shift, device)
+
+
+@lru_cache(maxsize=64)
+def _cached_window_unorder(h: int, w: int, ws: int, shift: int, device) -> torch.Tensor:
+    with torch.inference_mode(False):
+        return torch.argsort(_window_order(h, w, ws, shift, device))
 
 
 @lru_cache(maxsize=32)
@@ -318,10 +365,59 @@ def _put_windows(out: torch.Tensor, rows, cols, value: torch.Tensor) -> None:
     out[:, r.to(out.device)[:, None], c.to(out.device)[None, :]] = value
 
 
-@lru_cache(maxsize=64)
+class TracedWindowGeometry:
+    """:class:`WindowGeometry` for a graph being traced, compiled or exported: H and W may be traced values, so
+    nothing branches on them and the shifted-window mask is built by tensor ops inside the graph (the explicit
+    matmul/softmax attention with the official (nW, N, N) mask). Same arithmetic as the official code."""
+
+    def __init__(self, h, w, window: tuple[int, int], shift: tuple[int, int] | None, fill: float,
+                 device: torch.device | None = None) -> None:
+        self.h, self.w = h, w
+        self.wh, self.ww = window
+        self.shift = tuple(shift) if shift is not None and any(shift) else None
+        self.fill, self.device = fill, device
+
+    partition = WindowGeometry.partition
+    reverse = WindowGeometry.reverse
+
+    def mask(self) -> torch.Tensor:
+        """The official mask from in-graph labels: region 0 before the last window, 1 in it before the last
+        ``shift`` pixels, 2 in those (the official label slices for any size ≥ the window)."""
+        sh, sw = self.shift
+        rows = torch.arange(self.h, device=self.device)
+        cols = torch.arange(self.w, device=self.device)
+        r = (rows >= self.h - self.wh).long() + (rows >= self.h - sh).long()
+        c = (cols >= self.w - self.ww).long() + (cols >= self.w - sw).long()
+        labels = (r[:, None] * 3 + c[None, :]).to(torch.float32).reshape(1, self.h, self.w, 1)
+        windows = window_partition(labels, self.wh, self.ww).squeeze(-1)
+        diff = windows[:, None, :] - windows[:, :, None]
+        return diff.ne(0).to(torch.float32) * self.fill
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None,
+               fused: bool = True) -> torch.Tensor:
+        attn = q @ k.transpose(-2, -1)
+        if bias is not None:
+            attn = attn + bias.unsqueeze(0)
+        if self.shift is not None:
+            mask = self.mask().to(attn.dtype)
+            n_heads, n = attn.shape[1], attn.shape[-1]
+            attn = attn.view(-1, mask.shape[0], n_heads, n, n) + mask[None, :, None]
+            attn = attn.view(-1, n_heads, n, n)
+        return attn.softmax(dim=-1) @ v
+
+
 def window_geometry(h: int, w: int, window: tuple[int, int], shift: tuple[int, int] | None, fill: float,
-                    device: torch.device | None = None) -> WindowGeometry:
-    """Cached :class:`WindowGeometry`: one per padded runtime size and block kind, shared by all blocks."""
+                    device: torch.device | None = None) -> WindowGeometry | TracedWindowGeometry:
+    """The :class:`WindowGeometry` of a padded runtime size and block kind, cached and shared by all blocks; a
+    :class:`TracedWindowGeometry` while exporting (sizes are graph values then)."""
+    if is_exporting():
+        return TracedWindowGeometry(h, w, tuple(window), None if shift is None else tuple(shift), fill, device)
+    return _cached_window_geometry(h, w, tuple(window), None if shift is None else tuple(shift), fill, device)
+
+
+@lru_cache(maxsize=64)
+def _cached_window_geometry(h: int, w: int, window: tuple[int, int], shift: tuple[int, int] | None, fill: float,
+                            device: torch.device | None = None) -> WindowGeometry:
     with torch.inference_mode(False):  # cached tensors must stay usable by later autograd (training) calls
         return WindowGeometry(h, w, tuple(window), None if shift is None else tuple(shift), fill, device)
 

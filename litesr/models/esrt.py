@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import SRModel
+from .blocks import is_exporting
 from .registry import Architecture, CheckpointError, Variant, register_architecture, register_variant
 
 PAPER = "Lu et al., Transformer for Single Image Super-Resolution, CVPR Workshops (NTIRE) 2022"
@@ -271,7 +272,24 @@ class LTB(nn.Module):
         tokens = F.unfold(x, PATCH, padding=PATCH // 2).transpose(1, 2)  # B, N, 9C
         tokens = tokens + self.atten(self.norm1(tokens))
         tokens = tokens + self.mlp(self.norm2(tokens))
+        if is_exporting():
+            return fold_as_shifted_sum(tokens.transpose(1, 2), size)
         return F.fold(tokens.transpose(1, 2), size, PATCH, padding=PATCH // 2)
+
+
+def fold_as_shifted_sum(cols: torch.Tensor, size) -> torch.Tensor:
+    """``F.fold(cols, size, 3, padding=1)`` as the sum of 9 shifted slices: the ONNX exporters cannot express
+    col2im with a size known only at run time. Pixel (y, x) sums tap (a, b) of the token at (y+1−a, x+1−b);
+    the same terms as col2im, summed in another order (float rounding only)."""
+    h, w = size
+    b = cols.shape[0]
+    taps = F.pad(cols.reshape(b, -1, PATCH, PATCH, h, w), (1, 1, 1, 1))
+    out = None
+    for a in range(PATCH):
+        for c in range(PATCH):
+            term = taps[:, :, a, c, 2 - a:2 - a + h, 2 - c:2 - c + w]
+            out = term if out is None else out + term
+    return out
 
 
 class MLP(nn.Module):
@@ -320,6 +338,19 @@ def feature_split(n: int) -> list[tuple[int, int]]:
     return [(s, min(s + size, n)) for s in range(0, n, size)] if n else []
 
 
+def _traced_split_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
+    """The :func:`feature_split` segments with N//4 taken from the traced size (an export is not frozen at the
+    size it was traced at): four segments and the (possibly empty) remainder, each as explicit attention."""
+    n = q.shape[-2]
+    size = n // 4
+    bounds = [(i * size, (i + 1) * size) for i in range(4)] + [(4 * size, n)]
+    output = []
+    for s, e in bounds:
+        attn = (q[..., s:e, :] @ k[..., s:e, :].transpose(-2, -1)) * scale
+        output.append(attn.softmax(dim=-1) @ v[..., s:e, :])
+    return torch.cat(output, dim=-2)
+
+
 def split_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, mode: str) -> torch.Tensor:
     """softmax(Q Kᵀ · scale) V within each :func:`feature_split` segment of the token axis of (B, heads, N, d).
 
@@ -330,6 +361,8 @@ def split_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: fl
     ``chunked``: the official arithmetic, one block of queries at a time (exact: softmax rows are independent),
                  each score block under :data:`CHUNK_SCORES` floats.
     """
+    if is_exporting():
+        return _traced_split_attention(q, k, v, scale)
     segments = [(q[..., s:e, :], k[..., s:e, :], v[..., s:e, :]) for s, e in feature_split(q.shape[-2])]
     if mode == "naive":
         output = []
@@ -404,6 +437,8 @@ def detect_config(state) -> dict | None:
     return {"scale": scale, "n_feats": n_feats}
 
 
+# cpu_bf16 stays off: bf16 autocast gains only with a channels-last path (1.33x measured) that litesr's ESRT does
+# not have yet; auto runs it in fp32 on CPU.
 register_architecture(Architecture(name="esrt", build=ESRT, detect=detect_config, paper=PAPER))
 register_variant(Variant(
     name="esrt", arch="esrt", config=dict(n_feats=32),

@@ -116,7 +116,9 @@ def detect_config(state) -> dict | None:
     return {"scale": scale, "nf": nf, "num_modules": num_modules}
 
 
-register_architecture(Architecture(name="imdn", build=IMDN, detect=detect_config, paper=PAPER))
+# cpu_bf16: bf16 autocast measured faster on a 2-core AVX-512 BF16 EPYC: IMDN x4 1.83x at LR 128², random weights
+# (benchmarks/precision_speed.py --arch imdn --sizes 128).
+register_architecture(Architecture(name="imdn", build=IMDN, detect=detect_config, paper=PAPER, cpu_bf16=True))
 register_variant(Variant(
     name="imdn", arch="imdn", config=dict(nf=64, num_modules=6),
     description="IMDN: 64 channels, 6 information multi-distillation modules with contrast-aware attention",

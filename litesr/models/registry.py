@@ -41,6 +41,9 @@ class Architecture:
                   accepted in a checkpoint and discarded, never required.
     official_buffers: ``official_buffers(model, img_size) -> {key: tensor}``, those computed buffers as the
                   official constructor makes them, for files the official code must load strictly.
+    cpu_bf16:     whether ``--precision auto`` runs this family in bf16 on a CPU with native bf16 (AVX-512 BF16 or
+                  AMX): set only where bf16 autocast was measured faster than fp32 there (see each registration).
+                  On CUDA auto means bf16 for every family that supports it.
     """
 
     name: str
@@ -49,6 +52,7 @@ class Architecture:
     paper: str
     ignored_keys: str | None = None
     official_buffers: Callable[[nn.Module, int], dict] | None = None
+    cpu_bf16: bool = False
 
     def ignores(self, key: str) -> bool:
         return self.ignored_keys is not None and re.search(self.ignored_keys, key) is not None

@@ -225,9 +225,12 @@ def official_buffers(model: nn.Module, img_size: int = 64) -> dict[str, torch.Te
     return official_window_buffers(model, SwinBlock, img_size, MASK_FILL, ("relative_position_index",))
 
 
+# cpu_bf16: bf16 autocast 1.2-1.4x faster than fp32 for SwinIR-light x4 at LR 128² on a 2-core AVX-512 BF16 EPYC
+# (benchmarks/precision_speed.py --arch swinir-light; 49 dB from fp32 with random weights).
 register_architecture(Architecture(
     name="swinir", build=SwinIR, detect=detect_config, paper=PAPER,
     ignored_keys=r"\.attn\.relative_position_index$|\.attn_mask$", official_buffers=official_buffers,
+    cpu_bf16=True,
 ))
 register_variant(Variant(
     name="swinir-light", arch="swinir",

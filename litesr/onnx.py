@@ -1,0 +1,136 @@
+"""ONNX export of any litesr model with dynamic height and width, and an onnxruntime-backed model object.
+
+Needs the optional extra: ``pip install "litesr[onnx]"`` (onnx, onnxruntime).
+
+Export uses the TorchScript-based exporter (``torch.onnx.export(dynamo=False)``) at opset 18 (ESRT's ``F.fold``
+needs it). Sizes flow through the graph as values: while exporting, the models pad with one ``F.pad`` computed
+from the traced size and build window orders/masks from it (``litesr.models.blocks.is_exporting``), so the graph
+is not frozen at the size it was traced at. Every export is then *checked*: onnxruntime runs it at two sizes
+(one not a multiple of any window) and its output must match PyTorch's within ``EXPORT_TOLERANCE`` (relative to
+the largest output value), or the export fails instead of writing a silently wrong file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .errors import LitesrError, NotFoundError, UsageError
+
+#: max|onnxruntime − PyTorch| ≤ EXPORT_TOLERANCE · max|PyTorch| at every checked size.
+EXPORT_TOLERANCE = 1e-4
+DEFAULT_OPSET = 18
+#: LR sizes every export is checked at: a window multiple and an odd size that exercises the in-graph padding.
+CHECK_SIZES = ((48, 64), (37, 53))
+
+
+class ExportError(RuntimeError):
+    """The exported graph does not reproduce the PyTorch model."""
+
+
+class MissingExtraError(LitesrError, ImportError):
+    """onnx/onnxruntime are not installed: the message names the extra to install."""
+
+
+def _require(module: str):
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise MissingExtraError(f'{module} is not installed; ONNX support needs the optional extra: '
+                                'pip install "litesr[onnx]"') from exc
+
+
+def export_onnx(model: nn.Module, path: str | os.PathLike, opset: int = DEFAULT_OPSET,
+                check_sizes=CHECK_SIZES, trace_size: tuple[int, int] = (64, 64)) -> Path:
+    """Export ``model`` (fp32, eval) to ``path`` with dynamic batch, height and width; check it; return the path.
+
+    The file records ``arch``, ``scale`` and ``size_multiple`` as metadata, which :class:`OnnxModel` reads.
+    """
+    onnx = _require("onnx")
+    _require("onnxruntime")  # the export is checked with it before it is written
+    path = Path(path)
+    model = model.float().eval().cpu()
+    x = torch.rand(1, 3, *trace_size)
+    tmp = path.with_name(path.name + ".part")
+    with torch.no_grad():
+        torch.onnx.export(
+            model, (x,), str(tmp), opset_version=opset, dynamo=False, input_names=["lr"], output_names=["sr"],
+            dynamic_axes={"lr": {0: "batch", 2: "height", 3: "width"},
+                          "sr": {0: "batch", 2: "out_height", 3: "out_width"}},
+        )
+    proto = onnx.load(str(tmp))
+    meta = {"arch": getattr(model, "arch_name", type(model).__name__), "scale": str(int(model.scale)),
+            "size_multiple": str(int(getattr(model, "size_multiple", 1))), "producer": "litesr"}
+    for key, value in meta.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(proto, str(tmp))
+    try:
+        check_export(model, tmp, check_sizes)
+    except Exception:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, path)
+    return path
+
+
+def check_export(model: nn.Module, path: str | os.PathLike, sizes=CHECK_SIZES) -> list[float]:
+    """Relative max error of the ONNX graph against ``model`` at each LR size; raises :class:`ExportError`."""
+    runtime = OnnxModel(path)
+    errors = []
+    torch.manual_seed(0)
+    for h, w in sizes:
+        x = torch.rand(1, 3, h, w)
+        with torch.inference_mode():
+            ref = model(x).float()
+        out = runtime(x)
+        if out.shape != ref.shape:
+            raise ExportError(f"{path}: output {tuple(out.shape)} at LR {h}x{w}, PyTorch gives {tuple(ref.shape)}")
+        err = ((out - ref).abs().max() / ref.abs().max().clamp_min(1e-12)).item()
+        errors.append(err)
+        if not err <= EXPORT_TOLERANCE:
+            raise ExportError(f"{path}: onnxruntime differs from PyTorch by {err:.2e} (relative) at LR {h}x{w}; "
+                              f"limit {EXPORT_TOLERANCE:g}")
+    return errors
+
+
+class OnnxModel(nn.Module):
+    """An exported litesr model run by onnxruntime, usable where litesr expects a model (``upscale``, ``eval``):
+    NCHW float32 in [0, 1] → NCHW float32. Always computes in fp32 (``--precision`` autocast does not apply)."""
+
+    arch_name = "onnx"
+
+    def __init__(self, path: str | os.PathLike, threads: int | None = None) -> None:
+        super().__init__()
+        ort = _require("onnxruntime")
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise NotFoundError(f"ONNX file not found: {self.path}")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or torch.get_num_threads()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        meta = self.session.get_modelmeta().custom_metadata_map
+        if "scale" not in meta:
+            raise UsageError(f"{self.path} was not exported by litesr (no scale metadata); use `litesr export`")
+        self.exported_arch = meta.get("arch", "?")
+        self.scale = int(meta["scale"])
+        self.size_multiple = int(meta.get("size_multiple", 1))
+        self.input_name = self.session.get_inputs()[0].name
+        self.register_buffer("_device_anchor", torch.zeros(0), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        lr = np.ascontiguousarray(x.detach().float().cpu().numpy())
+        return torch.from_numpy(self.session.run(None, {self.input_name: lr})[0])
+
+    def parameters(self, recurse: bool = True):
+        yield self._device_anchor
+
+    def extra_repr(self) -> str:
+        return f"{self.path.name}: {self.exported_arch} x{self.scale}, onnxruntime CPU"
