@@ -7,7 +7,7 @@
    ratios hold even on a busy machine: eager fp32, eager bf16 (autocast), the official op sequence in fp32
    (ELAN: ``benchmarks/elan_speed.py``'s re-expression of the official forward, same weights) and, where
    available, onnxruntime on an exported graph and ``torch.compile``.
-4. ``upscale``: ``litesr.inference.upscale_array`` on a square uint8 image with ``litesr upscale``'s defaults
+4. ``upscale``: ``litesr.tiling.upscale_array`` on a square uint8 image with ``litesr upscale``'s defaults
    (default tile/overlap, ``--precision auto``), the end-to-end number a user sees, ÷ the floor of the precision it ran in.
 
     python benchmarks/floor.py                                  # shipped ELAN-light x4, LR 128 and 256
@@ -108,7 +108,7 @@ def model_flops(model, size: int) -> int:
 
 def paths_for(model, x: torch.Tensor, runtimes: list[str], tmp: Path) -> dict:
     """name → (callable, precision of its floor)."""
-    from litesr.inference import precision_context
+    from litesr.runtime import precision_context
 
     cpu = torch.device("cpu")
     paths = {}
@@ -175,7 +175,7 @@ def main() -> None:
     ap.add_argument("--runtimes", nargs="+", default=["eager", "official", "onnx"],
                     choices=("eager", "official", "onnx", "compile"))
     ap.add_argument("--reuse-freed-memory", action="store_true",
-                    help="apply litesr.inference.reuse_freed_memory() first, as `litesr upscale`/`eval` do (all rows)")
+                    help="apply litesr.runtime.reuse_freed_memory() first, as `litesr upscale`/`eval` do (all rows)")
     ap.add_argument("--onnx-dir", type=Path, help="keep exported graphs here and reuse them (export takes ~30 s)")
     ap.add_argument("--upscale", type=int, nargs="*", default=[256],
                     help="square image sizes for the end-to-end `upscale` row (default settings)")
@@ -183,7 +183,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.reuse_freed_memory:
-        from litesr.inference import reuse_freed_memory
+        from litesr.runtime import reuse_freed_memory
 
         print(f"# reuse_freed_memory applied: {reuse_freed_memory()} (every row, the official one included)")
 

@@ -9,10 +9,9 @@ reproduces its numbers to 0.01 dB (``tests/test_reference_models.py``).
 
 from __future__ import annotations
 
-import contextlib
 import os
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable
 
 import numpy as np
 import torch
@@ -22,7 +21,7 @@ from .data.testsets import BenchmarkSet
 from .data.imresize import imresize
 from .errors import UsageError
 from .io import image_to_tensor, tensor_to_image, write_image
-from .inference import self_ensemble_forward
+from .runtime import self_ensemble_forward
 from .metrics import GRAY_CONVENTIONS, psnr_y, ssim_y
 
 __all__ = ["evaluate", "evaluate_bicubic", "self_ensemble_forward"]
@@ -51,10 +50,10 @@ def evaluate(
     ``progress``: ``True`` shows a bar on a terminal and a plain line every 30 s in a log, ``False`` nothing; a
     mode (``"bar"``, ``"lines"``, ``"off"``) forces one. ``save_images`` writes each SR image to
     ``<dir>/<set>/<name>.png``. The model is moved to ``device``. ``precision`` ``"bf16"``/``"fp16"`` (or ``"auto"``,
-    see ``inference.resolve_precision``) runs it under autocast, to measure what the faster precision costs; the
+    see ``litesr.runtime.resolve_precision``) runs it under autocast, to measure what the faster precision costs; the
     protocol (and the published numbers) are fp32.
     """
-    from .inference import pick_device, precision_context, resolve_precision
+    from .runtime import full_float32, pick_device, precision_context, resolve_precision
 
     if not isinstance(model, nn.Module):
         raise TypeError(f"evaluate: model must be a torch nn.Module, got {type(model).__name__}"
@@ -66,7 +65,7 @@ def evaluate(
     device = pick_device(device)
     model = model.eval().to(device)
     precision = resolve_precision(model, device, precision)  # "auto" made concrete; fails fast on an unknown one
-    compute = _full_float32 if precision == "fp32" else (lambda: precision_context(device, precision))
+    compute = full_float32 if precision == "fp32" else (lambda: precision_context(device, precision))
 
     def upscale(lr: np.ndarray) -> np.ndarray:
         x = image_to_tensor(lr).to(device)
@@ -88,19 +87,6 @@ def evaluate_bicubic(
 ) -> dict:
     """The "Bicubic" row of the tables: each LR image upscaled ×``scale`` by MATLAB bicubic, scored like a model."""
     return _evaluate_sets(lambda lr: imresize(lr, scale), data_dir, sets, scale, gray, progress, save_images)
-
-
-@contextlib.contextmanager
-def _full_float32() -> Iterator[None]:
-    """The reference numbers are float32; on CUDA, cuDNN would run convolutions in TF32 (10-bit mantissa)."""
-    saved = torch.backends.cudnn.allow_tf32, torch.get_float32_matmul_precision()
-    torch.backends.cudnn.allow_tf32 = False
-    torch.set_float32_matmul_precision("highest")
-    try:
-        yield
-    finally:
-        torch.backends.cudnn.allow_tf32 = saved[0]
-        torch.set_float32_matmul_precision(saved[1])
 
 
 def _evaluate_sets(

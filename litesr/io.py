@@ -426,7 +426,7 @@ def write_strips(path: str | os.PathLike, strips: Iterable[np.ndarray], width: i
     the other formats are assembled and handed to Pillow. uint16 strips stay 16-bit where the format can
     (:func:`keeps_16_bit`), else they are rounded to 8 bits. ``icc``/``exif`` are embedded where the format can
     hold them; ``quality`` sets JPEG and lossy WebP; ``lossless`` makes WebP lossless. ``alpha`` is an ``H×W``
-    array, or anything sliced by rows like one (``litesr.inference.UpscaledAlpha`` computes the rows asked).
+    array, or anything sliced by rows like one (``litesr.api.UpscaledAlpha`` computes the rows asked).
     """
     path = Path(path)
     fmt, has_alpha = FORMATS.get(path.suffix.lower(), ("PNG", True))

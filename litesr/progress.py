@@ -78,5 +78,5 @@ class TileProgress:
 
 def tile_progress(mode: str, interval: float, what: str = "",
                   prefix: str = "litesr") -> Callable[[int, str], TileProgress]:
-    """A factory for ``litesr.inference.upscale_strips(progress=...)``."""
+    """A factory for ``litesr.tiling.upscale_strips(progress=...)``."""
     return lambda total, description: TileProgress(total, description, mode, interval, what, prefix=prefix)

@@ -68,19 +68,6 @@ def lr_lambda(config: TrainConfig):
     return factor
 
 
-def bf16_is_fast(device: torch.device) -> bool:
-    """bf16 autocast pays off on GPUs with bf16 and on CPUs with AVX-512 BF16 or AMX."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    if device.type == "cpu":
-        try:
-            flags = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            return False
-        return "avx512_bf16" in flags or "amx_bf16" in flags
-    return False
-
-
 def warmed_up_ema(decay: float):
     """EMA update for ``AveragedModel`` whose decay ramps as (1+n)/(10+n) up to ``decay``.
 
@@ -114,7 +101,7 @@ def init_from(model: nn.Module, path: str) -> list[str]:
 
 class Trainer:
     def __init__(self, config: TrainConfig, resume: bool = False, progress: bool = True) -> None:
-        from .inference import pick_device
+        from .runtime import native_bf16, pick_device
 
         self.config = config
         self.dist = Distributed.from_env()
@@ -130,7 +117,7 @@ class Trainer:
         self.device = device
         if config.batch_size % self.dist.world_size:
             raise ConfigError(f"batch_size {config.batch_size} is not divisible by {self.dist.world_size} processes")
-        self.amp = config.amp == "bf16" or (config.amp == "auto" and bf16_is_fast(device))
+        self.amp = config.precision == "bf16" or (config.precision == "auto" and native_bf16(device))
 
         torch.manual_seed(config.seed)
         self.model = create_model(config.arch, config.scale, **config.model_config).to(device)

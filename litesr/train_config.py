@@ -18,6 +18,10 @@ from .errors import LitesrError, NotFoundError
 from .models.registry import SCALES
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+#: Training precisions: the words of ``--precision`` everywhere (fp16 is not offered for training).
+TRAIN_PRECISIONS = ("fp32", "bf16", "auto")
+#: The key earlier recipes and run folders used for the precision, and what its values mean now.
+LEGACY_AMP = {"off": "fp32", "bf16": "bf16", "auto": "auto"}
 
 
 class ConfigError(LitesrError, ValueError):
@@ -63,7 +67,8 @@ class TrainConfig:
     grad_clip: float | None = option(None, "clip the global gradient norm to this (steadies a run that diverged)",
                                      metavar="NORM")
     ema_decay: float | None = option(0.999, "EMA decay of the weights (e.g. 0.999)")
-    amp: str = option("off", "bf16 autocast (auto: where the device is fast)", choices=("off", "bf16", "auto"))
+    precision: str = option("fp32", "fp32, bf16 (autocast) or auto: bf16 wherever the device computes it natively "
+                                    "(CUDA with bf16, AVX-512 BF16 / AMX CPUs)", choices=TRAIN_PRECISIONS)
     seed: int = option(0, "seed of the weights and the data sampling")
     workers: int = option(2, "data loader worker processes")
     log_every: int = option(50, "log loss/lr/speed every N iterations", metavar="N")
@@ -81,6 +86,9 @@ class TrainConfig:
         values: dict[str, Any] = {}
         if yaml_path:
             values.update(read_recipe(yaml_path))
+        if "amp" in values:  # run folders and recipes written before "precision" was the one word
+            amp = values.pop("amp")
+            values.setdefault("precision", LEGACY_AMP.get(amp, amp))
         values.update({k: v for k, v in overrides.items() if v is not None})
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - names)
@@ -121,7 +129,8 @@ class TrainConfig:
              f"patch_size (HR) must be a positive multiple of the scale {self.scale}, not {self.patch_size}"),
             (self.lr > 0, f"lr must be positive, not {self.lr}"),
             (self.schedule in ("multistep", "cosine"), f"schedule must be multistep or cosine, not {self.schedule!r}"),
-            (self.amp in ("off", "bf16", "auto"), f"amp must be off, bf16 or auto, not {self.amp!r}"),
+            (self.precision in TRAIN_PRECISIONS,
+             f"precision must be one of {', '.join(TRAIN_PRECISIONS)}, not {self.precision!r}"),
             (self.ema_decay is None or 0 < self.ema_decay < 1, f"ema_decay must be in (0, 1), not {self.ema_decay}"),
             (self.workers >= 0, "workers must be >= 0"),
         ]

@@ -57,7 +57,7 @@ def test_esrt_padded_head_sdpa_matches_naive_and_stays_small():
 
 
 def test_tiled_upscale_on_gpu_matches_cpu():
-    from litesr.inference import upscale_tensor
+    from litesr.tiling import upscale_tensor
 
     state, _, _ = load_vector("swinir_light_x4")
     model = litesr.load_model(state).eval()

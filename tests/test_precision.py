@@ -4,16 +4,16 @@ import pytest
 import torch
 
 import litesr
-from litesr import inference
+from litesr import runtime, tiling
 from litesr.cli import build_parser
 from litesr.models.registry import ARCHITECTURES
 
 
 @pytest.mark.parametrize("variant", ["elan-light", "esrt", "grformer", "imdn", "pan", "swinir-light"])
 def test_auto_follows_the_registry_on_a_bf16_cpu(monkeypatch, variant):
-    monkeypatch.setattr(inference, "native_bf16", lambda device: True)
+    monkeypatch.setattr(runtime, "native_bf16", lambda device: True)
     model = litesr.create_model(variant, 2)
-    got = inference.resolve_precision(model, torch.device("cpu"), "auto")
+    got = runtime.resolve_precision(model, torch.device("cpu"), "auto")
     assert got == ("bf16" if ARCHITECTURES[model.arch_name].cpu_bf16 else "fp32")
 
 
@@ -24,15 +24,15 @@ def test_auto_measured_choices():
 
 
 def test_auto_is_fp32_without_native_bf16_and_never_fp16(monkeypatch):
-    monkeypatch.setattr(inference, "native_bf16", lambda device: False)
+    monkeypatch.setattr(runtime, "native_bf16", lambda device: False)
     model = litesr.create_model("elan-light", 2)
     for device in ("cpu", "cuda"):
-        assert inference.resolve_precision(model, torch.device(device), "auto") == "fp32"
-    monkeypatch.setattr(inference, "native_bf16", lambda device: True)
-    assert inference.resolve_precision(litesr.create_model("swinir-light", 2), torch.device("cuda"), "auto") == "bf16"
-    assert inference.resolve_precision(model, torch.device("cpu"), "fp16") == "fp16"  # only when asked
+        assert runtime.resolve_precision(model, torch.device(device), "auto") == "fp32"
+    monkeypatch.setattr(runtime, "native_bf16", lambda device: True)
+    assert runtime.resolve_precision(litesr.create_model("swinir-light", 2), torch.device("cuda"), "auto") == "bf16"
+    assert runtime.resolve_precision(model, torch.device("cpu"), "fp16") == "fp16"  # only when asked
     with pytest.raises(ValueError, match="precision"):
-        inference.resolve_precision(model, torch.device("cpu"), "fp8")
+        runtime.resolve_precision(model, torch.device("cpu"), "fp8")
 
 
 def test_cli_defaults_upscale_auto_eval_fp32():
@@ -46,9 +46,9 @@ def test_auto_upscale_runs_what_it_resolves_to(monkeypatch):
     torch.manual_seed(0)
     model = litesr.create_model("elan-light", 2).eval()
     x = torch.rand(1, 3, 20, 24)
-    want = inference.resolve_precision(model, torch.device("cpu"), "auto")
-    auto = inference.upscale_tensor(model, x, tile=None, precision="auto")
-    assert torch.equal(auto, inference.upscale_tensor(model, x, tile=None, precision=want))
+    want = runtime.resolve_precision(model, torch.device("cpu"), "auto")
+    auto = tiling.upscale_tensor(model, x, tile=None, precision="auto")
+    assert torch.equal(auto, tiling.upscale_tensor(model, x, tile=None, precision=want))
 
 
 def test_cli_upscale_and_eval_reuse_freed_memory(monkeypatch, tmp_path):
@@ -60,15 +60,15 @@ def test_cli_upscale_and_eval_reuse_freed_memory(monkeypatch, tmp_path):
     from litesr.cli import main
 
     calls = []
-    monkeypatch.setattr(inference, "reuse_freed_memory", lambda: calls.append(1) or True)
+    monkeypatch.setattr(runtime, "reuse_freed_memory", lambda: calls.append(1) or True)
     src = tmp_path / "in.png"
     Image.new("RGB", (8, 8)).save(src)
     assert main(["upscale", str(src), "-o", str(tmp_path / "out.png"), "--quiet"]) == 0
     assert calls == [1]
-    inference.upscale_tensor(litesr.create_model("pan", 2).eval(), torch.rand(1, 3, 8, 8))
+    tiling.upscale_tensor(litesr.create_model("pan", 2).eval(), torch.rand(1, 3, 8, 8))
     assert calls == [1]
     monkeypatch.undo()
     if sys.platform.startswith("linux"):
         import platform
 
-        assert inference.reuse_freed_memory() == (platform.libc_ver()[0] == "glibc")
+        assert runtime.reuse_freed_memory() == (platform.libc_ver()[0] == "glibc")

@@ -301,3 +301,16 @@ def test_flags_reach_the_config(few_images, tmp_path):
     saved = yaml.safe_load((out / "config.yaml").read_text())
     assert saved["betas"] == [0.8, 0.9] and saved["milestones"] == [5, 7] and saved["min_lr"] == 1e-6
     assert saved["val_sets"] == ["Set5", "Set14"] and saved["model_config"] == TINY
+
+
+def test_precision_is_the_one_word_and_old_run_folders_still_resume(few_images, tmp_path):
+    config = small_config(few_images, tmp_path / "w", precision="auto")
+    assert config.precision == "auto" and "amp" not in config.to_dict()
+    legacy = tmp_path / "legacy.yaml"
+    legacy.write_text(yaml.safe_dump({**config.to_dict(), "precision": None, "amp": "off"}))
+    values = yaml.safe_load(legacy.read_text())
+    del values["precision"]
+    legacy.write_text(yaml.safe_dump(values))
+    assert TrainConfig.from_sources(legacy).precision == "fp32"  # amp: off, as run folders before 2026-11-30 say
+    with pytest.raises(ConfigError, match="precision must be one of fp32, bf16, auto"):
+        small_config(few_images, tmp_path / "x", precision="fp16")

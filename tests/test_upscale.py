@@ -11,7 +11,7 @@ from PIL import Image
 
 import litesr
 from litesr.cli import main
-from litesr.inference import plan_tiles, upscale_tensor
+from litesr.tiling import plan_tiles, upscale_tensor
 from litesr.io import image_to_tensor, read_image
 from conftest import BENCHMARKS, NearestX4, load_vector
 
@@ -173,7 +173,7 @@ def test_palette_image_with_transparency(elan_weights, tmp_path):
 
 
 def test_self_ensemble_upscale_is_the_mean_of_the_eight_orientations(elan_weights, tmp_path):
-    from litesr.inference import self_ensemble_forward
+    from litesr.runtime import self_ensemble_forward
 
     model = litesr.load_model(elan_weights).eval()
     x = image_to_tensor(read_image(LR_IMAGE))[..., :24, :40]
@@ -214,7 +214,7 @@ def test_python_upscale_defaults_to_the_shipped_model():
 
 
 def test_upscale_array_equals_the_float_path(elan_weights):
-    from litesr.inference import upscale_array
+    from litesr.tiling import upscale_array
     from litesr.io import tensor_to_image
 
     model = litesr.load_model(elan_weights).eval()
@@ -226,7 +226,7 @@ def test_upscale_array_equals_the_float_path(elan_weights):
 
 def test_upscale_array_memory_is_the_uint8_output_not_a_float_one():
     from litesr.efficiency import _start_rss_peak
-    from litesr.inference import upscale_array
+    from litesr.tiling import upscale_array
 
     rgb = np.random.default_rng(0).integers(0, 256, (768, 768, 3), dtype=np.uint8)  # output 3072²×3: 27 MiB
     before, peak = _start_rss_peak()

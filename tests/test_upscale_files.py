@@ -18,7 +18,7 @@ from PIL import Image, ImageCms
 
 import litesr
 from litesr.cli import main
-from litesr.inference import upscale_array
+from litesr.tiling import upscale_array
 from conftest import NearestX4
 
 REPO = Path(__file__).resolve().parents[1]
@@ -68,7 +68,7 @@ def test_output_under_a_file_fails_before_computing(tiny, tmp_path, capsys, monk
     src = tmp_path / "a.png"
     Image.fromarray(photo()).save(src)
     (tmp_path / "blocker").write_text("a file")
-    monkeypatch.setattr("litesr.inference.upscale_strips", lambda *a, **k: pytest.fail("computed first"))
+    monkeypatch.setattr("litesr.tiling.upscale_strips", lambda *a, **k: pytest.fail("computed first"))
     rc, _, err = cli(capsys, "upscale", src, "-o", tmp_path / "blocker" / "z.png", "--weights", tiny[0])
     assert rc == 2 and len(err) == 1 and "blocker" in err[0] and "z.png" in err[0] and ".tmp" not in err[0], err
     assert err[0].startswith("litesr upscale: error: cannot write")
@@ -550,7 +550,7 @@ def test_png_output_is_streamed_in_strips_not_held_whole(tmp_path):
     tensors are one tile's, and not counted)."""
     import tracemalloc
 
-    from litesr.inference import upscale_array, upscale_strips
+    from litesr.tiling import upscale_array, upscale_strips
     from litesr.io import write_strips
 
     y, x = np.mgrid[0:3072, 0:256]
@@ -599,7 +599,7 @@ def test_16_bit_colour_png_is_turned_upright(tiny, tmp_path, capsys):
 
 
 def test_alpha_upscaled_by_rows_equals_the_whole_resize():
-    from litesr.inference import UpscaledAlpha, upscale_alpha
+    from litesr.api import UpscaledAlpha, upscale_alpha
 
     rng = np.random.default_rng(3)
     for dtype, top in ((np.uint8, 255), (np.uint16, 65535)):

@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     if args.command in ("upscale", "eval"):
-        from ..inference import reuse_freed_memory
+        from ..runtime import reuse_freed_memory
 
         reuse_freed_memory()  # 1.2-1.35x faster forwards: freed tensors are reused, not page-faulted in again
     try:
@@ -79,7 +79,7 @@ def example_formatter(prog: str) -> argparse.HelpFormatter:
 
 
 def add_precision_argument(parser: argparse.ArgumentParser, note: str = "", default: str = "fp32") -> None:
-    from ..inference import PRECISION_CHOICES
+    from ..runtime import PRECISION_CHOICES
 
     parser.add_argument(
         "--precision", choices=PRECISION_CHOICES, default=default,

@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..efficiency import BenchSpec, count_flops, count_layer_macs, count_parameters, hd_input_size, measure_isolated
     from ..checkpoint import load_model
-    from ..inference import pick_device
+    from ..runtime import pick_device
     from ..io import check_writable
     from . import UsageError
 

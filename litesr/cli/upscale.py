@@ -41,7 +41,8 @@ EXTENSIONS = {"png": ".png", "jpg": ".jpg", "webp": ".webp", "tif": ".tif"}
 
 def register(sub: argparse._SubParsersAction) -> None:
     from . import add_precision_argument, example_formatter
-    from ..inference import DEFAULT_OVERLAP, DEFAULT_PRECISION, DEFAULT_TILE
+    from ..runtime import DEFAULT_PRECISION
+    from ..tiling import DEFAULT_OVERLAP, DEFAULT_TILE
     from ..io import DEFAULT_MAX_PIXELS
 
     p = sub.add_parser(
@@ -180,7 +181,7 @@ def plan(args: argparse.Namespace, scale: int) -> list[Job]:
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import LitesrError, UsageError
-    from ..inference import pick_device
+    from ..runtime import pick_device
     from ..pretrained import resolve_model
     from . import describe_os_error
 
@@ -233,7 +234,7 @@ def run(args: argparse.Namespace) -> int:
 
 def upscale_one(args: argparse.Namespace, model, device, job: Job, progress_mode: str, tag: str) -> str:
     """Read, upscale and write one image; returns the line that reports it."""
-    from ..inference import UpscaledAlpha, upscale_strips
+    from ..api import upscale_picture
     from ..io import check_output_size, keeps_16_bit, keeps_alpha, output_format, read_picture, write_strips
     from ..progress import tile_progress
 
@@ -243,27 +244,24 @@ def upscale_one(args: argparse.Namespace, model, device, job: Job, progress_mode
     h, w = picture.rgb.shape[:2]
     s = model.scale
     check_output_size(dst, w * s, h * s)
+    size = f"{w * s}x{h * s} ({w * s * h * s / 1e6:.1f} MP), "
+    up = upscale_picture(model, picture, tile=args.tile or None, overlap=args.tile_overlap, device=device,
+                         precision=args.precision, self_ensemble=args.self_ensemble,
+                         progress=tile_progress(progress_mode, args.log_interval, what=f"output {size}",
+                                                prefix="litesr upscale"),
+                         description=f"{tag}{src.name}")  # computed strip by strip as the output is written
     notes = []
-    alpha = None
-    if picture.alpha is not None:
-        if keeps_alpha(dst):
-            alpha = UpscaledAlpha(picture.alpha, s)  # computed strip by strip as the output is written
-        else:
-            notes.append(f"{dst.suffix} cannot store transparency; {src.name}'s alpha channel was dropped "
-                         "(write .png or .webp to keep it)")
+    alpha = up.alpha
+    if alpha is not None and not keeps_alpha(dst):
+        alpha = None
+        notes.append(f"{dst.suffix} cannot store transparency; {src.name}'s alpha channel was dropped "
+                     "(write .png or .webp to keep it)")
     if picture.bits == 16 and not keeps_16_bit(dst, picture.grayscale, alpha is not None):
         notes.append(f"{dst.suffix} holds 8 bits per channel; {src.name} is 16-bit and was written as 8-bit "
                      "(write .png to keep 16 bits)")
     for note in notes:
         print(f"litesr upscale: note: {note}", file=sys.stderr)
-    fmt = output_format(dst)
-    size = f"{w * s}x{h * s} ({w * s * h * s / 1e6:.1f} MP), "
-    strips = upscale_strips(model, picture.rgb, tile=args.tile or None, overlap=args.tile_overlap, device=device,
-                            progress=tile_progress(progress_mode, args.log_interval, what=f"output {size}",
-                                                   prefix="litesr upscale"),
-                            description=f"{tag}{src.name}", precision=args.precision,
-                            self_ensemble=args.self_ensemble)
-    write_strips(dst, strips, w * s, h * s, alpha=alpha, grayscale=picture.grayscale, icc=picture.icc,
-                 exif=picture.exif, quality=args.quality, lossless=fmt == "WEBP" and picture.lossless)
+    write_strips(dst, up.strips, up.width, up.height, alpha=alpha, grayscale=picture.grayscale, icc=picture.icc,
+                 exif=picture.exif, quality=args.quality, lossless=output_format(dst) == "WEBP" and picture.lossless)
     depth = " 16-bit" if picture.bits == 16 and keeps_16_bit(dst, picture.grayscale, alpha is not None) else ""
     return f"{src} -> {dst} ({w}x{h} -> {w * s}x{h * s}{depth})"

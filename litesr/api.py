@@ -1,0 +1,206 @@
+"""The Python-facing upscaler: ``litesr.upscale(image)`` for PIL images, arrays and paths, and
+:func:`upscale_picture`, the one picture pipeline (model for the RGB, bicubic for the alpha, metadata carried over)
+that the command line shares."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from .io import Picture
+from .runtime import DEFAULT_PRECISION, PRECISION_CHOICES
+from .tiling import DEFAULT_OVERLAP, DEFAULT_TILE, upscale_strips
+
+
+def upscale(
+    image,
+    model: nn.Module | str | None = None,
+    *,
+    scale: int | None = None,
+    tile: int | None = DEFAULT_TILE,
+    overlap: int = DEFAULT_OVERLAP,
+    device: str | torch.device | None = None,
+    precision: str = DEFAULT_PRECISION,
+    self_ensemble: bool = False,
+    max_pixels: int | None = None,
+):
+    """Super-resolve one image and return it in the form it came in.
+
+    ``image``: a PIL image, a uint8 or uint16 ``H×W`` / ``H×W×3`` / ``H×W×4`` numpy array, or a path. ``model``:
+    an ``nn.Module``, a checkpoint path, a variant name with shipped weights (``"elan-light"``), or None for the
+    shipped model of ``scale`` (default x4). PIL in → PIL out (transparency kept, upscaled bicubically); array in →
+    array out, same dtype and channels; path in → uint8 (or, for a 16-bit file, uint16) ``H×W×3`` array.
+    ``max_pixels`` refuses larger inputs (a path's size is read from its header). Wrong arguments raise
+    ``TypeError``/``ValueError`` naming the argument.
+
+        >>> big = litesr.upscale(Image.open("photo.png"))             # shipped ELAN-light x4
+        >>> big = litesr.upscale(array, "IMDN_x2.pth")                 # any supported checkpoint
+    """
+    import os
+
+    from PIL import Image
+
+    from .io import picture_from_pil, read_picture, to_pil
+    from .pretrained import resolve_model
+    from .runtime import pick_device
+
+    _check_upscale_arguments(image, model, scale, tile, overlap, precision, max_pixels)
+    if isinstance(model, nn.Module):
+        if scale is not None and int(model.scale) != int(scale):
+            raise ValueError(f"upscale: the model is a x{model.scale} model but x{scale} was requested (scale={scale})")
+        dev = pick_device(device) if device is not None else next(model.parameters()).device
+    else:
+        from .models import VARIANTS
+
+        dev = pick_device(None if device is None else str(device))
+        name = None if model is None else os.fspath(model)
+        if name is not None and name.lower() in VARIANTS and not Path(name).exists():
+            model = resolve_model(None, name, scale, dev)  # a variant name: its shipped weights
+        else:
+            model = resolve_model(name, None, scale, dev)
+    model = model.eval().to(dev)
+    if isinstance(image, Image.Image):
+        picture = picture_from_pil(image)
+    elif isinstance(image, np.ndarray):
+        if image.ndim == 2 or image.shape[2] in (1, 3, 4):
+            picture = _picture_from_array(image)
+        else:
+            raise ValueError(f"upscale: image array must be H×W, H×W×3 (RGB) or H×W×4 (RGBA), got shape "
+                             f"{image.shape}")
+    else:
+        picture = read_picture(image, max_pixels=max_pixels, keep_depth=True, metadata=False)
+    if max_pixels and picture.rgb.shape[0] * picture.rgb.shape[1] > max_pixels:
+        h, w = picture.rgb.shape[:2]
+        raise ValueError(f"upscale: image is {w}x{h} = {w * h:,} pixels, above max_pixels={max_pixels:,}")
+    result = upscale_picture(model, picture, tile=tile, overlap=overlap, device=dev, precision=precision,
+                             self_ensemble=self_ensemble).whole()
+    rgb, alpha = result.rgb, result.alpha
+    if isinstance(image, Image.Image):
+        return to_pil(rgb, alpha, picture.grayscale)
+    if isinstance(image, np.ndarray):
+        if image.ndim == 2 or image.shape[2] == 1:
+            gray = rgb[..., 0] if picture.grayscale else rgb.mean(axis=2).round().astype(rgb.dtype)
+            return gray if image.ndim == 2 else gray[..., None]
+        if image.shape[2] == 4:
+            a = alpha if alpha is not None else np.full(rgb.shape[:2], np.iinfo(rgb.dtype).max, rgb.dtype)
+            return np.dstack([rgb, a.astype(rgb.dtype)])
+    return rgb
+
+
+@dataclass
+class UpscaledPicture:
+    """A picture upscaled lazily: its RGB as horizontal strips (computed as they are consumed, once), its alpha as
+    rows computed on demand, and the source's metadata (grayscale, bit depth, ICC, EXIF, lossless) to write it
+    with. ``whole()`` computes everything into one :class:`~litesr.io.Picture`."""
+
+    strips: Iterator[np.ndarray]
+    alpha: UpscaledAlpha | None
+    width: int
+    height: int
+    source: Picture
+
+    def whole(self) -> Picture:
+        rgb = np.empty((self.height, self.width, 3), dtype=self.source.rgb.dtype)
+        row = 0
+        for strip in self.strips:
+            rgb[row:row + len(strip)] = strip
+            row += len(strip)
+        alpha = None if self.alpha is None else np.asarray(self.alpha)
+        return dataclasses.replace(self.source, rgb=rgb, alpha=alpha)
+
+
+def upscale_picture(model: nn.Module, picture: Picture, *, tile: int | None = DEFAULT_TILE,
+                    overlap: int = DEFAULT_OVERLAP, device: str | torch.device | None = None,
+                    precision: str = DEFAULT_PRECISION, self_ensemble: bool = False, progress=False,
+                    description: str = "tiles") -> UpscaledPicture:
+    """The one way a picture is upscaled, by ``litesr upscale`` and ``litesr.upscale`` alike: the RGB by the model,
+    tile by tile (:func:`litesr.tiling.upscale_strips`), the transparency by bicubic interpolation, the rest of the
+    picture (grayscale, depth, colour profile, EXIF) carried over. Nothing is computed until the strips are read."""
+    s = int(model.scale)
+    h, w = picture.rgb.shape[:2]
+    strips = upscale_strips(model, picture.rgb, tile, overlap, device, progress, description, precision,
+                            self_ensemble)
+    alpha = None if picture.alpha is None else UpscaledAlpha(picture.alpha, s)
+    return UpscaledPicture(strips, alpha, w * s, h * s, picture)
+
+
+def _picture_from_array(image: np.ndarray):
+    gray = image.ndim == 2 or image.shape[2] == 1
+    plane = image.reshape(image.shape[0], image.shape[1], -1)
+    rgb = np.repeat(plane, 3, axis=2) if gray else plane[..., :3]
+    alpha = plane[..., 3] if plane.shape[2] == 4 else None
+    return Picture(np.ascontiguousarray(rgb), None if alpha is None else np.ascontiguousarray(alpha), gray)
+
+
+def _check_upscale_arguments(image, model, scale, tile, overlap, precision, max_pixels) -> None:
+    """The checks of ``upscale``'s arguments: each error names the argument and what it accepts."""
+    import os
+
+    from PIL import Image
+
+    if isinstance(image, np.ndarray):
+        if image.dtype not in (np.uint8, np.uint16):
+            raise ValueError(f"upscale: image array must be uint8 or uint16 (0..255 / 0..65535), got {image.dtype}; "
+                             "convert floats with (a * 255).round().astype(np.uint8)")
+        if image.ndim not in (2, 3) or min(image.shape[:2]) < 1:
+            raise ValueError(f"upscale: image array must be H×W, H×W×3 or H×W×4 with H, W >= 1, got shape "
+                             f"{image.shape}")
+    elif not isinstance(image, (Image.Image, str, os.PathLike)):
+        hint = "; for a tensor use litesr.tiling.upscale_tensor(model, x)" if isinstance(image, torch.Tensor) else ""
+        raise TypeError(f"upscale: image must be a PIL image, a numpy array or a path, got {type(image).__name__}"
+                        + hint)
+    if model is not None and not isinstance(model, (nn.Module, str, os.PathLike)):
+        raise TypeError(f"upscale: model must be an nn.Module, a checkpoint path, a variant name or None, got "
+                        f"{type(model).__name__}")
+    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, int) or scale not in (2, 3, 4)):
+        raise ValueError(f"upscale: scale must be 2, 3, 4 or None, got {scale!r}")
+    if tile is not None and (isinstance(tile, bool) or not isinstance(tile, int) or tile < 1):
+        raise ValueError(f"upscale: tile must be a positive int or None (whole image), got {tile!r}")
+    if isinstance(overlap, bool) or not isinstance(overlap, int) or overlap < 0:
+        raise ValueError(f"upscale: overlap must be an int >= 0, got {overlap!r}")
+    if precision not in PRECISION_CHOICES:
+        raise ValueError(f"upscale: precision must be one of {', '.join(PRECISION_CHOICES)}, got {precision!r}")
+    if max_pixels is not None and (isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 0):
+        raise ValueError(f"upscale: max_pixels must be an int >= 0 or None, got {max_pixels!r}")
+
+
+def upscale_alpha(alpha, scale: int):
+    """Transparency is not image content the models were trained on: it is upscaled by bicubic interpolation
+    (uint8, or uint16 through a float image)."""
+    from PIL import Image
+
+    h, w = alpha.shape
+    if alpha.dtype == np.uint16:
+        big = Image.fromarray(alpha.astype(np.float32)).resize((w * scale, h * scale), Image.Resampling.BICUBIC)
+        return np.clip(np.round(np.array(big)), 0, 65535).astype(np.uint16)
+    return np.array(Image.fromarray(alpha).resize((w * scale, h * scale), Image.Resampling.BICUBIC))
+
+
+class UpscaledAlpha:
+    """:func:`upscale_alpha` of ``alpha``, computed for the rows asked (``lazy[r0:r1]``), so that a streamed output
+    never holds the whole upscaled transparency. Each slice resizes only the input rows it needs plus 3 rows of
+    context (bicubic reads 2), so its pixels equal those of the whole-image resize (tested)."""
+
+    def __init__(self, alpha: np.ndarray, scale: int) -> None:
+        self.alpha, self.scale = alpha, int(scale)
+        self.shape = (alpha.shape[0] * self.scale, alpha.shape[1] * self.scale)
+        self.dtype = alpha.dtype
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        start, stop, _ = rows.indices(self.shape[0])
+        s, h = self.scale, self.alpha.shape[0]
+        a0, a1 = max(0, start // s - 3), min(h, -(-stop // s) + 3)
+        return upscale_alpha(self.alpha[a0:a1], s)[start - a0 * s:stop - a0 * s]
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        whole = upscale_alpha(self.alpha, self.scale)
+        return whole if dtype is None else whole.astype(dtype)

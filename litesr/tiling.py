@@ -1,0 +1,217 @@
+"""Upscaling arrays and tensors of any size in bounded memory: overlapping tiles, each keeping only its core.
+
+Every output pixel comes from the one tile whose core contains it, computed with at least ``overlap`` LR pixels
+of real context on every side (or the true image border). So the result does not depend on where tiles fall
+beyond what the model sees past ``overlap`` pixels, and there are no blending seams to hide.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from .errors import UsageError
+from .runtime import precision_context, resolve_precision, self_ensemble_forward
+
+DEFAULT_TILE = 256
+DEFAULT_OVERLAP = 32
+
+@dataclass(frozen=True)
+class Tile:
+    """Input window ``[y0:y1, x0:x1]`` of the LR image and the core ``[cy0:cy1, cx0:cx1]`` it is responsible for."""
+
+    y0: int
+    y1: int
+    x0: int
+    x1: int
+    cy0: int
+    cy1: int
+    cx0: int
+    cx1: int
+
+
+def plan_tiles(height: int, width: int, tile: int, overlap: int, align: int = 1) -> list[Tile]:
+    """Cover an H×W image with cores of at most ``tile`` pixels, each padded by ``overlap`` pixels of context.
+
+    With ``align`` (the model's window multiple), tile windows start on the same grid as the whole-image pass
+    would use, so attention windows inside a tile coincide with the whole image's and only the outermost
+    context differs.
+    """
+    if tile <= 0:
+        raise UsageError(f"tile size must be positive, got {tile}")
+    if overlap < 0:
+        raise UsageError(f"tile overlap must be >= 0, got {overlap}")
+    align = max(1, int(align))
+    tile = max(align, tile - tile % align)
+    overlap = -(-overlap // align) * align
+
+    def spans(size: int) -> list[tuple[int, int, int, int]]:
+        n = max(1, math.ceil(size / tile))
+        step = -(-math.ceil(size / n) // align) * align  # near-equal cores on the alignment grid
+        out = []
+        for start in range(0, size, step):
+            end = min(size, start + step)
+            out.append((max(0, start - overlap), min(size, end + overlap), start, end))
+        return out
+
+    return [Tile(y0, y1, x0, x1, cy0, cy1, cx0, cx1)
+            for y0, y1, cy0, cy1 in spans(height) for x0, x1, cx0, cx1 in spans(width)]
+
+
+def plan_for(model: nn.Module, h: int, w: int, tile: int | None = DEFAULT_TILE,
+             overlap: int = DEFAULT_OVERLAP) -> list[Tile]:
+    """The tiles an H×W image is cut into for ``model``: one tile when it fits, else :func:`plan_tiles`."""
+    if tile is None or (h <= tile and w <= tile):
+        return [Tile(0, h, 0, w, 0, h, 0, w)]  # the whole image in one pass
+    return plan_tiles(h, w, tile, overlap, getattr(model, "size_multiple", 1))
+
+
+class _TiledRunner:
+    """What every tiled upscaling shares: the tile plan, the forward of one tile, and cutting out its core."""
+
+    def __init__(self, model: nn.Module, tile: int | None, overlap: int, device, precision: str,
+                 self_ensemble: bool) -> None:
+        self.model, self.tile, self.overlap = model, tile, overlap
+        self.device = torch.device(device) if device is not None else next(model.parameters()).device
+        self.precision = resolve_precision(model, self.device, precision)
+        self.self_ensemble = self_ensemble
+        self.scale = int(model.scale)
+
+    def plan(self, h: int, w: int) -> list[Tile]:
+        return plan_for(self.model, h, w, self.tile, self.overlap)
+
+    def forward(self, patch: torch.Tensor) -> torch.Tensor:
+        with precision_context(self.device, self.precision):
+            patch = patch.to(self.device)
+            y = self_ensemble_forward(self.model, patch) if self.self_ensemble else self.model(patch)
+            return y.float().cpu()
+
+    def core(self, y: torch.Tensor, t: Tile) -> torch.Tensor:
+        """The part of a tile's output that the tile is responsible for."""
+        s = self.scale
+        top, left = (t.cy0 - t.y0) * s, (t.cx0 - t.x0) * s
+        return y[..., top:top + (t.cy1 - t.cy0) * s, left:left + (t.cx1 - t.cx0) * s]
+
+    def tiles(self, tiles: list[Tile], progress, description: str) -> Iterator[Tile]:
+        factory = progress if callable(progress) else _progress
+        bar = factory(len(tiles), description) if progress and (len(tiles) > 1 or callable(progress)) else None
+        for t in tiles:
+            yield t
+            if bar is not None:
+                bar.update(1)
+        if bar is not None:
+            bar.close()
+
+
+@torch.inference_mode()
+def upscale_tensor(
+    model: nn.Module,
+    x: torch.Tensor,
+    tile: int | None = DEFAULT_TILE,
+    overlap: int = DEFAULT_OVERLAP,
+    device: str | torch.device | None = None,
+    progress: bool = False,
+    description: str = "tiles",
+    precision: str = "fp32",
+    self_ensemble: bool = False,
+) -> torch.Tensor:
+    """Super-resolve ``x`` (N×3×H×W in [0,1], any device) tile by tile; returns the output (float32) on the CPU.
+
+    ``tile=None`` (or a tile larger than the image) runs the whole image in one pass. ``precision``: see
+    ``PRECISIONS``. ``self_ensemble`` averages the 8 flips/transpositions of every tile (8× the time).
+    """
+    runner = _TiledRunner(model, tile, overlap, device, precision, self_ensemble)
+    n, c, h, w = x.shape
+    plan = runner.plan(h, w)
+    if len(plan) == 1:
+        return runner.forward(x)
+    s = runner.scale
+    out = torch.empty(n, c, h * s, w * s, dtype=torch.float32)
+    for t in runner.tiles(plan, progress, description):
+        y = runner.forward(x[..., t.y0:t.y1, t.x0:t.x1])
+        out[..., t.cy0 * s:t.cy1 * s, t.cx0 * s:t.cx1 * s] = runner.core(y, t)
+    return out
+
+
+@torch.inference_mode()
+def upscale_array(
+    model: nn.Module,
+    image: np.ndarray,
+    tile: int | None = DEFAULT_TILE,
+    overlap: int = DEFAULT_OVERLAP,
+    device: str | torch.device | None = None,
+    progress=False,
+    description: str = "tiles",
+    precision: str = "fp32",
+    self_ensemble: bool = False,
+) -> np.ndarray:
+    """uint8 ``H×W×3`` → uint8 ``sH×sW×3``, the same pixels as ``tensor_to_image(upscale_tensor(...))``
+    (uint16 in → uint16 out, the model seeing ``v / 65535``).
+
+    Only one tile is ever held in float: the result is written straight into the integer output, a quarter of a
+    float32 one, so the memory of a large image is its input and output bytes plus one tile's working set.
+    To hold only one strip of the output, use :func:`upscale_strips`.
+    """
+    h, w = image.shape[:2]
+    s = int(model.scale)
+    out = np.empty((h * s, w * s, 3), dtype=image.dtype)
+    row = 0
+    for strip in upscale_strips(model, image, tile, overlap, device, progress, description, precision,
+                                self_ensemble):
+        out[row:row + len(strip)] = strip
+        row += len(strip)
+    return out
+
+
+@torch.inference_mode()
+def upscale_strips(
+    model: nn.Module,
+    image: np.ndarray,
+    tile: int | None = DEFAULT_TILE,
+    overlap: int = DEFAULT_OVERLAP,
+    device: str | torch.device | None = None,
+    progress=False,
+    description: str = "tiles",
+    precision: str = "fp32",
+    self_ensemble: bool = False,
+) -> Iterator[np.ndarray]:
+    """Yield the output of uint8 (or uint16) ``H×W×3`` as horizontal strips, top to bottom: one row of tiles each.
+
+    Whoever consumes the strips (``litesr.io.write_strips`` encodes PNG as they come) holds one strip, not the
+    whole output. ``progress``: True for a bar, or a factory ``progress(total_tiles, description)`` returning an
+    object with ``update(n)`` and ``close()``.
+    """
+    from .io import image_to_tensor, tensor_to_image
+
+    if image.dtype not in (np.uint8, np.uint16) or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"image must be a uint8 or uint16 H×W×3 array, got {image.dtype} {image.shape}")
+    deep = image.dtype == np.uint16
+    runner = _TiledRunner(model, tile, overlap, device, precision, self_ensemble)
+    h, w = image.shape[:2]
+    s = runner.scale
+    strip = None
+    for t in runner.tiles(runner.plan(h, w), progress, description):
+        if t.cx0 == 0:
+            if strip is not None:
+                yield strip
+            strip = np.empty(((t.cy1 - t.cy0) * s, w * s, 3), dtype=image.dtype)
+        patch = image[t.y0:t.y1, t.x0:t.x1]
+        if deep:
+            x = torch.from_numpy(patch.astype(np.float32)).div_(65535.0).permute(2, 0, 1).unsqueeze(0)
+            core = runner.core(runner.forward(x), t)[0].clamp(0, 1).mul(65535.0).round()
+            strip[:, t.cx0 * s:t.cx1 * s] = core.to(torch.int32).permute(1, 2, 0).numpy().astype(np.uint16)
+        else:
+            strip[:, t.cx0 * s:t.cx1 * s] = tensor_to_image(runner.core(runner.forward(image_to_tensor(patch)), t))
+    if strip is not None:
+        yield strip
+
+
+def _progress(total: int, description: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=description, unit="tile", leave=False, dynamic_ncols=True)
