@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from .io import Picture
+from .models.registry import SCALES
 from .runtime import DEFAULT_PRECISION, PRECISION_CHOICES
 from .tiling import DEFAULT_OVERLAP, DEFAULT_TILE, upscale_strips
 
@@ -158,8 +159,8 @@ def _check_upscale_arguments(image, model, scale, tile, overlap, precision, max_
     if model is not None and not isinstance(model, (nn.Module, str, os.PathLike)):
         raise TypeError(f"upscale: model must be an nn.Module, a checkpoint path, a variant name or None, got "
                         f"{type(model).__name__}")
-    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, int) or scale not in (2, 3, 4)):
-        raise ValueError(f"upscale: scale must be 2, 3, 4 or None, got {scale!r}")
+    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, int) or scale not in SCALES):
+        raise ValueError(f"upscale: scale must be one of {', '.join(map(str, SCALES))} or None, got {scale!r}")
     if tile is not None and (isinstance(tile, bool) or not isinstance(tile, int) or tile < 1):
         raise ValueError(f"upscale: tile must be a positive int or None (whole image), got {tile!r}")
     if isinstance(overlap, bool) or not isinstance(overlap, int) or overlap < 0:

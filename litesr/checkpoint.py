@@ -19,6 +19,7 @@ from .errors import NotFoundError, UsageError
 from .models.layouts import KeyLayout, find_layout
 from .models.registry import (
     ARCHITECTURES,
+    SCALES,
     Architecture,
     CheckpointError,
     StateDict,
@@ -118,7 +119,7 @@ def scale_hint(source: str | os.PathLike | Mapping[str, Any]) -> int | None:
 
         with safe_open(str(path), framework="pt") as f:
             config = json.loads((f.metadata() or {}).get(METADATA_CONFIG, "{}"))
-        if config.get("scale") in (2, 3, 4):
+        if config.get("scale") in SCALES:
             return int(config["scale"])
     found = re.findall(r"x([234])(?![0-9])", path.stem.lower())
     return int(found[-1]) if len(set(found)) == 1 else None

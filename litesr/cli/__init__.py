@@ -13,6 +13,7 @@ import sys
 
 from .. import __version__
 from ..errors import LitesrError, UsageError
+from .options import describe_os_error
 from . import bench as bench_cmd
 from . import convert as convert_cmd
 from . import eval as eval_cmd
@@ -64,26 +65,3 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("litesr: interrupted", file=sys.stderr)
         return 130
-
-
-def describe_os_error(exc: OSError) -> str:
-    """One line for an OSError about a path: what failed and where, without Python's decoration."""
-    reason = exc.strerror or str(exc)
-    where = f"{exc.filename}" + (f" -> {exc.filename2}" if exc.filename2 else "")
-    return f"{where}: {reason}"
-
-
-def example_formatter(prog: str) -> argparse.HelpFormatter:
-    """Keeps the examples in an epilog laid out as written."""
-    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
-
-
-def add_precision_argument(parser: argparse.ArgumentParser, note: str = "", default: str = "fp32") -> None:
-    from ..runtime import PRECISION_CHOICES
-
-    parser.add_argument(
-        "--precision", choices=PRECISION_CHOICES, default=default,
-        help=f"compute precision (default {default}). fp32 is identical to the official code; bf16 runs the model "
-        "under autocast (ELAN-light: 1.4-1.5x faster on an AVX-512 BF16 CPU, < 0.01 dB PSNR change on Set5/Set14); "
-        "auto picks bf16 where the hardware runs it natively and it was measured faster for the architecture, "
-        "else fp32, never fp16 (fp16 is for GPUs, and breaks Swin-type models)" + (f"; {note}" if note else ""))

@@ -21,7 +21,8 @@ path works too. Compare figures from one run only: the machine (and its load) se
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from . import add_precision_argument, example_formatter
+    from ..models.registry import SCALES
+    from .options import add_device_argument, add_json_argument, add_precision_argument, example_formatter
 
     p = sub.add_parser(
         "bench",
@@ -32,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=example_formatter,
     )
     p.add_argument("models", nargs="+", metavar="MODEL", help="variant names (see `litesr models`) or checkpoints")
-    p.add_argument("--scale", type=int, choices=(2, 3, 4),
+    p.add_argument("--scale", type=int, choices=SCALES,
                    help="upscaling factor of named variants (default 4); a checkpoint's own scale is read from it "
                         "(give it only where the file cannot tell, as for PAN x2/x3)")
     p.add_argument("--sizes", type=int, nargs="+", default=[128], metavar="N",
@@ -40,12 +41,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--runs", type=int, default=5, help="timed forwards per size (default 5; median reported)")
     p.add_argument("--warmup", type=int, default=2, help="untimed forwards first (default 2)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's default)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 or mps (default: cpu)")
+    add_device_argument(p, default="cpu")
     add_precision_argument(p)
     p.add_argument("--macs-only", action="store_true", help="count parameters and MACs; no timing")
     p.add_argument("--timeout", type=float, default=None, metavar="S",
                    help="give up on one measurement after S seconds")
-    p.add_argument("--json", metavar="OUT", help="also write every figure to this JSON file")
+    add_json_argument(p, "every figure")
     p.set_defaults(func=run)
 
 
@@ -56,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     from ..checkpoint import load_model
     from ..runtime import pick_device
     from ..io import check_writable
-    from . import UsageError
+    from .options import UsageError
 
     if args.runs < 1 or args.warmup < 1:
         raise UsageError("--runs and --warmup must be at least 1")
@@ -98,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def format_table(results: list[dict], args: argparse.Namespace) -> str:
+    from .options import columns
+
     h, w = results[0]["macs_input"]
     scales = sorted({r["scale"] for r in results})
     mixed = len(scales) > 1
@@ -115,7 +118,6 @@ def format_table(results: list[dict], args: argparse.Namespace) -> str:
             else:
                 cells += [f"{m['latency']:.3f} s", f"{m['peak_bytes'] / 2**20:,.0f} MiB"]
         rows.append(cells)
-    widths = [max(len(row[i]) for row in rows + [headers]) for i in range(len(headers))]
     first = next((m for r in results for m in r["sizes"].values() if "error" not in m), None)
     where = f"{args.device}" + (f", {first['threads']} thread{'s' * (first['threads'] != 1)}" if first and args.device == "cpu" else "")
     head = (f"x{scales[0]}; MACs for a {w * scales[0]}x{h * scales[0]} output (LR {w}x{h})" if not mixed
@@ -123,8 +125,7 @@ def format_table(results: list[dict], args: argparse.Namespace) -> str:
     lines = [head
              + ("" if args.macs_only else f"; {where}, {args.precision}, median of {args.runs} after "
                 f"{args.warmup} warm-up, peak = memory growth over one forward (fresh process)")]
-    for row in [headers] + rows:  # model name left-aligned, figures right-aligned
-        lines.append("  ".join(c.rjust(wd) if i else c.ljust(wd) for i, (c, wd) in enumerate(zip(row, widths))))
+    lines += columns([headers] + rows, right=set(range(1, len(headers))))  # names left, figures right
     failures = [(r["model"], s, r["sizes"][s]["error"]) for r in results for s in sizes if "error" in r["sizes"][s]]
     lines += [f"{name} at {s}x{s} failed: {error}" for name, s, error in failures]
     return "\n".join(lines)

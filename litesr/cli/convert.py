@@ -19,7 +19,8 @@ file with strict=True.
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from . import example_formatter
+    from ..models.registry import SCALES
+    from .options import example_formatter
 
     p = sub.add_parser(
         "convert",
@@ -31,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("source", metavar="SRC", help="checkpoint to read (.safetensors, .pth, .pt)")
     p.add_argument("target", metavar="DST", help="file to write; .pth/.pt or .safetensors")
     p.add_argument("--arch", metavar="A", help="architecture or variant; detected if omitted")
-    p.add_argument("--scale", type=int, choices=(2, 3, 4), help="upscaling factor; read from the checkpoint")
+    p.add_argument("--scale", type=int, choices=SCALES, help="upscaling factor; read from the checkpoint")
     p.add_argument("--official-buffers", action="store_true",
                    help="also write the computed buffers the official SwinIR/GRFormer state dicts hold")
     p.add_argument("--img-size", type=int, default=64, metavar="N",
@@ -47,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     from ..checkpoint import article, load_model, model_label, official_state_dict, save_model
     from ..errors import NotFoundError
     from ..io import check_writable
-    from . import UsageError
+    from .options import UsageError
 
     source, target = Path(args.source), Path(args.target)
     if not source.is_file():

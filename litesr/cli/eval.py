@@ -20,7 +20,8 @@ STANDARD_SETS = ("Set5", "Set14", "B100", "BSD100", "Urban100", "Manga109")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from . import add_precision_argument, example_formatter
+    from .options import (add_device_argument, add_json_argument, add_model_arguments, add_precision_argument,
+                          example_formatter)
 
     p = sub.add_parser(
         "eval",
@@ -33,13 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--data", required=True, metavar="DIR", help="benchmark folder holding one folder per set")
     p.add_argument("--sets", metavar="A,B", help="comma-separated sets (default: every set found under --data)")
-    p.add_argument("--weights", metavar="PATH",
-                   help="checkpoint: .safetensors, or .pth/.pt read safely (weights_only); official key names")
-    p.add_argument("--arch", metavar="A", help="architecture or variant (e.g. imdn, pan); detected if omitted")
-    p.add_argument("--scale", type=int, choices=(2, 3, 4),
-                   help="upscaling factor; read from the checkpoint (PAN x2/x3: from the file name, else needed) and "
-                   "needed for bicubic-only runs")
-    p.add_argument("--json", metavar="OUT", help="also write the results to this JSON file")
+    add_model_arguments(p, "checkpoint: .safetensors, .pth/.pt (read safely, weights_only) or an exported .onnx; default: litesr's shipped weights for --arch/--scale", arch_example="imdn, pan", scale_note="needed for bicubic-only runs")
+    add_json_argument(p, "the results")
     p.add_argument("--save-images", metavar="DIR", help="write the SR images to DIR/<set>/<name>.png")
     p.add_argument("--self-ensemble", action="store_true",
                    help="average the outputs for the 8 flips/rotations of each input (x8 slower, the '+' rows)")
@@ -48,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gray", choices=("rgb", "raw"), default="rgb",
                    help="grayscale HR images (Set14 bridge): 'rgb' scores them on Y like colour images, as the "
                    "model tables do (default); 'raw' scores raw intensities, as the MATLAB-era bicubic tables do")
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, mps or auto (default: auto)")
+    add_device_argument(p)
     add_precision_argument(p, "the protocol and published numbers are fp32; bf16/fp16 measure what the faster "
                               "precision costs")
     p.set_defaults(func=run)
@@ -91,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
 def resolve_eval_model(args: argparse.Namespace, device):
     """The model to evaluate (from --weights/--arch/--scale, or a shipped one), or None for a bicubic-only run."""
     from ..pretrained import resolve_model
-    from . import UsageError
+    from .options import UsageError
 
     if args.bicubic and not args.weights and not args.arch:
         if args.scale is None:
@@ -102,15 +98,13 @@ def resolve_eval_model(args: argparse.Namespace, device):
 
 def format_table(rows: list[tuple[str, dict]], scale: int, gray: str) -> str:
     """PSNR / SSIM per set, one row per method, like the papers' tables."""
+    from .options import columns
+
     sets = list(rows[0][1])
     cells = [[f"{r[s]['psnr_y']:.2f} / {r[s]['ssim_y']:.4f}" for s in sets] for _, r in rows]
     headers = [f"{s}{'*' if rows[0][1][s]['lr_generated'] else ''} ({rows[0][1][s]['images']})" for s in sets]
-    width = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers)]
-    name_width = max(len("Method"), *(len(name) for name, _ in rows))
     lines = [f"x{scale}  PSNR (dB) / SSIM on Y, crop {scale}, grayscale HR scored as {gray}"]
-    lines.append("  ".join(["Method".ljust(name_width)] + [h.ljust(w) for h, w in zip(headers, width)]))
-    for (name, _), row in zip(rows, cells):
-        lines.append("  ".join([name.ljust(name_width)] + [c.ljust(w) for c, w in zip(row, width)]))
+    lines += columns([["Method", *headers]] + [[name, *row] for (name, _), row in zip(rows, cells)])
     if any(rows[0][1][s]["lr_generated"] for s in sets):
         lines.append(f"* no LR_bicubic/X{scale} folder: LR images made here by MATLAB-compatible bicubic")
     return "\n".join(line.rstrip() for line in lines)

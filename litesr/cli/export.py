@@ -17,7 +17,7 @@ fails unless it matches PyTorch within 1e-4 (relative).
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from . import example_formatter
+    from .options import add_model_arguments, example_formatter
     from ..onnx import DEFAULT_OPSET
 
     p = sub.add_parser(
@@ -26,9 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "with onnxruntime, and write it atomically.",
         epilog=EXAMPLES, formatter_class=example_formatter,
     )
-    p.add_argument("--weights", metavar="PATH", help="checkpoint (default: the shipped model of --arch/--scale)")
-    p.add_argument("--arch", metavar="A", help="architecture or variant; detected from the weights if omitted")
-    p.add_argument("--scale", type=int, choices=(2, 3, 4), help="upscaling factor; read from the checkpoint")
+    add_model_arguments(p, "checkpoint: .safetensors or .pth/.pt; default: litesr's shipped weights for --arch/--scale")
     p.add_argument("-o", "--output", required=True, metavar="OUT.onnx", help="ONNX file to write")
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET, metavar="N",
                    help=f"ONNX opset (default {DEFAULT_OPSET}; ESRT's fold needs >= 18)")
@@ -40,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..onnx import check_export, export_onnx
     from ..pretrained import resolve_model
-    from . import UsageError
+    from .options import UsageError
 
     out = Path(args.output)
     if out.suffix.lower() != ".onnx":

@@ -6,7 +6,7 @@ import argparse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from . import example_formatter
+    from .options import example_formatter
 
     p = sub.add_parser(
         "models",
@@ -24,6 +24,7 @@ def run(args: argparse.Namespace) -> int:
     from ..checkpoint import create_model
     from ..models import ARCHITECTURES, VARIANTS
     from ..pretrained import available_shipped
+    from .options import columns
 
     shipped = available_shipped()
     rows = []
@@ -35,7 +36,5 @@ def run(args: argparse.Namespace) -> int:
         rows.append((v.name, ",".join(f"x{s}" for s in v.scales), weights, f"{params:,} (x{scale})", v.arch,
                      ARCHITECTURES[v.arch].paper))
     header = ("name", "scales", "shipped weights", "parameters", "family", "paper")
-    widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header) - 1)]
-    for r in [header] + rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r[:-1], widths)) + "  " + r[-1])
+    print("\n".join(columns([list(header)] + [list(r) for r in rows], last_free=True)))
     return 0

@@ -25,7 +25,7 @@ _ARG_TYPES = {"int": int, "float": float, "str": str, "str | None": str, "float 
 def register(sub: argparse._SubParsersAction) -> None:
     import dataclasses
 
-    from . import example_formatter
+    from .options import example_formatter
     from ..train_config import TrainConfig, packaged_configs
 
     p = sub.add_parser(

@@ -40,7 +40,7 @@ EXTENSIONS = {"png": ".png", "jpg": ".jpg", "webp": ".webp", "tif": ".tif"}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from . import add_precision_argument, example_formatter
+    from .options import add_device_argument, add_model_arguments, add_precision_argument, example_formatter
     from ..runtime import DEFAULT_PRECISION
     from ..tiling import DEFAULT_OVERLAP, DEFAULT_TILE
     from ..io import DEFAULT_MAX_PIXELS
@@ -56,10 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders of images")
     p.add_argument("-o", "--output", required=True, metavar="OUTPUT",
                    help="output file (single input) or folder (created if missing; end it with / to be explicit)")
-    p.add_argument("--weights", metavar="PATH",
-                   help="checkpoint: .safetensors, or .pth/.pt read safely (weights_only); official key names")
-    p.add_argument("--arch", metavar="A", help="architecture or variant (e.g. elan-light); detected if omitted")
-    p.add_argument("--scale", type=int, choices=(2, 3, 4), help="upscaling factor; read from the checkpoint")
+    add_model_arguments(p, "checkpoint: .safetensors, .pth/.pt (read safely, weights_only) or an exported .onnx; default: litesr's shipped weights for --arch/--scale")
     p.add_argument("--recursive", action="store_true", help="also take images in sub-folders of folder inputs")
     p.add_argument("--suffix", metavar="S", help="added to each output name in a folder (default _x<scale>; "
                                                  "one starting with - is written --suffix=-big)")
@@ -81,7 +78,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"LR tile size in pixels (default {DEFAULT_TILE}; 0 = whole image at once)")
     p.add_argument("--tile-overlap", type=int, default=DEFAULT_OVERLAP, metavar="M",
                    help=f"LR context pixels around each tile (default {DEFAULT_OVERLAP})")
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, mps or auto (default: auto)")
+    add_device_argument(p)
     add_precision_argument(p, default=DEFAULT_PRECISION)
     p.add_argument("--self-ensemble", action="store_true",
                    help="average the outputs of the 8 flips/transpositions: 8x the time for a small gain "
@@ -122,7 +119,7 @@ def collect_inputs(items: list[str], recursive: bool = False) -> list[tuple[Path
 def plan(args: argparse.Namespace, scale: int) -> list[Job]:
     """Every input with its output, checked as a whole before anything is computed (see the module docstring)."""
     from ..io import FORMATS, INPUT_SUFFIXES, check_writable
-    from . import UsageError
+    from .options import UsageError
 
     inputs = collect_inputs(args.inputs, args.recursive)
     out = Path(args.output)
@@ -183,7 +180,7 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import LitesrError, UsageError
     from ..runtime import pick_device
     from ..pretrained import resolve_model
-    from . import describe_os_error
+    from .options import describe_os_error
 
     if not 1 <= args.quality <= 100:
         raise UsageError(f"--quality must be 1-100, not {args.quality}")

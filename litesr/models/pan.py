@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import SRModel
-from .registry import Architecture, CheckpointError, Variant, register_architecture, register_variant
+from .registry import SCALES, Architecture, CheckpointError, Variant, register_architecture, register_variant
 
 PAPER = "Zhao et al., Efficient Image Super-Resolution Using Pixel Attention, ECCV Workshops 2020"
 NEG_SLOPE = 0.2
@@ -31,7 +31,7 @@ class PAN(SRModel):
 
     def __init__(self, scale: int = 4, nf: int = 40, unf: int = 24, nb: int = 16) -> None:
         super().__init__(scale, nf=nf, unf=unf, nb=nb)
-        if scale not in (2, 3, 4):
+        if scale not in SCALES:
             raise ValueError(f"PAN is defined for scales 2, 3 and 4, not {scale}")
         self.conv_first = nn.Conv2d(3, nf, 3, 1, 1)
         self.SCPA_trunk = nn.Sequential(*[SCPA(nf) for _ in range(nb)])
