@@ -79,3 +79,28 @@ def test_non_default_sizes_are_detected(arch, scale):
     x = torch.rand(1, 3, 9, 11)
     with torch.inference_mode():
         assert torch.equal(loaded(x), built.eval()(x))
+
+
+def test_the_constructor_contract():
+    from litesr.models.base import SRModel
+
+    with pytest.raises(TypeError, match="keyword-only"):
+        class Positional(SRModel):  # noqa: F841 - refused at class creation
+            def __init__(self, scale: int, width: int) -> None:
+                super().__init__()
+
+    class Tiny(SRModel):
+        runtime_options = ("kernel",)
+
+        def __init__(self, *, scale: int, widths: tuple[int, ...], kernel: str = "fast") -> None:
+            super().__init__()
+
+    tiny = Tiny(scale=3, widths=(4, 8))
+    assert tiny.scale == 3 and tiny.config == {"scale": 3, "widths": [4, 8]}  # recorded once, runtime option out
+
+
+@pytest.mark.parametrize("arch, key", [("imdn", "IMDB3."), ("pan", "SCPA_trunk.5.")])
+def test_a_gap_in_the_module_numbering_is_refused(arch, key):
+    state = {k: v for k, v in litesr.create_model(arch, 4).state_dict().items() if not k.startswith(key)}
+    with pytest.raises(litesr.CheckpointError, match="non-consecutive modules"):
+        litesr.load_model(state)

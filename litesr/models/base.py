@@ -1,13 +1,28 @@
 """The contract every litesr model keeps, whatever its official code did internally.
 
 Input: float RGB ``N×3×H×W`` in [0, 1], any H, W >= 1. Output: ``N×3×sH×sW`` on the same scale, not clamped.
+
+Construction: hyperparameters are keyword-only constructor arguments, declared once. :class:`SRModel` records
+the values a model was built with (``model.scale``, ``model.config``) by itself, so a model can be saved and
+rebuilt; a constructor never repeats its arguments to its base class. The published values of a variant live
+only in the registry's variant table; a constructor default is allowed only for a constant of the architecture
+that its weights cannot tell (ELAN's window sizes).
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 from typing import Any
 
 from torch import nn
+
+
+def _plain(value: Any) -> Any:
+    """Tuples as lists (as the config reads back from JSON metadata and detection)."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
 
 
 class SRModel(nn.Module):
@@ -16,11 +31,31 @@ class SRModel(nn.Module):
     arch_name: str = ""
     #: Inputs whose sides are multiples of this need no internal padding (a hint for tiling).
     size_multiple: int = 1
+    #: Constructor arguments that choose how the model computes, not what (e.g. ESRT's attention kernel): they are
+    #: not part of ``config``, so a saved model does not carry them.
+    runtime_options: tuple[str, ...] = ()
 
-    def __init__(self, scale: int, **config: Any) -> None:
-        super().__init__()
-        self.scale = int(scale)
-        self.config = {"scale": self.scale, **config}
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is None:
+            return
+        signature = inspect.signature(init)
+        positional = [p.name for p in list(signature.parameters.values())[1:] if p.kind is not p.KEYWORD_ONLY]
+        if positional or "scale" not in signature.parameters:
+            raise TypeError(f"{cls.__name__}.__init__ must take keyword-only hyperparameters including scale "
+                            f"(positional: {', '.join(positional) or 'none'})")
+
+        @functools.wraps(init)
+        def init_and_record(self: SRModel, **config: Any) -> None:
+            bound = signature.bind(self, **config)
+            bound.apply_defaults()
+            init(self, **config)
+            values = {k: _plain(v) for k, v in bound.arguments.items() if k != "self"}
+            self.scale = int(values.pop("scale"))
+            self.config = {"scale": self.scale, **{k: v for k, v in values.items() if k not in self.runtime_options}}
+
+        cls.__init__ = init_and_record
 
     def extra_repr(self) -> str:
         return f"arch={self.arch_name}, scale={self.scale}"

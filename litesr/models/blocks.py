@@ -67,8 +67,13 @@ class MeanShift(nn.Conv2d):
         self.bias.requires_grad_(False)
 
 
+def conv3x3(in_channels: int, out_channels: int) -> nn.Conv2d:
+    """3×3 convolution with 'same' zero padding and a bias (ESRT's ``default_conv``, IMDN's ``conv_layer``)."""
+    return nn.Conv2d(in_channels, out_channels, 3, 1, 1)
+
+
 class PixelShuffleUpsampler(nn.Sequential):
-    """conv3×3 C→out·s², then PixelShuffle(s): the one-step tail of ELAN, SwinIR-light and GRFormer."""
+    """conv3×3 C→out·s², then PixelShuffle(s): the one-step tail of ELAN, SwinIR-light, GRFormer and IMDN."""
 
     def __init__(self, channels: int, scale: int, out_channels: int = 3) -> None:
         super().__init__(nn.Conv2d(channels, out_channels * scale * scale, 3, 1, 1), nn.PixelShuffle(scale))

@@ -25,21 +25,16 @@ PAPER = "Zhang et al., Efficient Long-Range Attention Network for Image Super-re
 RGB_RANGE = 255.0
 
 
+#: The window sizes of the three channel groups: the same in every published ELAN, and not in the weights.
+WINDOW_SIZES = (4, 8, 16)
+
 class ELAN(SRModel):
     arch_name = "elan"
 
-    def __init__(
-        self,
-        scale: int = 4,
-        c_elan: int = 60,
-        m_elan: int = 24,
-        n_share: int = 1,
-        r_expand: int = 2,
-        window_sizes: tuple[int, ...] | list[int] = (4, 8, 16),
-    ) -> None:
+    def __init__(self, *, scale: int, c_elan: int, m_elan: int, n_share: int, r_expand: int,
+                 window_sizes: tuple[int, ...] | list[int] = WINDOW_SIZES) -> None:
         window_sizes = [int(w) for w in window_sizes]
-        super().__init__(scale, c_elan=c_elan, m_elan=m_elan, n_share=n_share, r_expand=r_expand,
-                         window_sizes=window_sizes)
+        super().__init__()
         if m_elan % (1 + n_share):
             raise ValueError(f"m_elan={m_elan} must be a multiple of n_share+1={1 + n_share}")
         if c_elan % len(window_sizes):
@@ -313,7 +308,7 @@ def detect_config(state) -> dict | None:
         "m_elan": sum(lfes_per_block),
         "n_share": lfes_per_block[0] - 1,
         "r_expand": int(expand) // c_elan,
-        "window_sizes": [4, 8, 16],
+        "window_sizes": list(WINDOW_SIZES),
     }
 
 

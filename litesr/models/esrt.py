@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import SRModel
-from .blocks import is_exporting
+from .blocks import conv3x3, is_exporting
 from .registry import Architecture, CheckpointError, Variant, register_architecture, register_variant
 
 PAPER = "Lu et al., Transformer for Single Image Super-Resolution, CVPR Workshops (NTIRE) 2022"
@@ -56,9 +56,10 @@ class ESRT(SRModel):
     """
 
     arch_name = "esrt"
+    runtime_options = ("attention",)
 
-    def __init__(self, scale: int = 4, n_feats: int = 32, attention: str = DEFAULT_ATTENTION) -> None:
-        super().__init__(scale, n_feats=n_feats)
+    def __init__(self, *, scale: int, n_feats: int, attention: str = DEFAULT_ATTENTION) -> None:
+        super().__init__()
         if n_feats % 16:
             raise ValueError(f"n_feats={n_feats} must be a multiple of 16 (CA reduction 16; 8 heads on 9·n_feats/2)")
         # Attribute order = the official state-dict order (`up` first, `reduce` last).
@@ -107,11 +108,6 @@ def upsampler_factors(scale: int) -> list[int]:
     if scale >= 2 and scale & (scale - 1) == 0:
         return [2] * (scale.bit_length() - 1)
     raise ValueError(f"ESRT's upsampler supports scales 3 and powers of 2, not {scale}")
-
-
-def conv3x3(in_channels: int, out_channels: int) -> nn.Conv2d:
-    """Official ``default_conv``: 3×3, 'same' zero padding, with bias."""
-    return nn.Conv2d(in_channels, out_channels, 3, padding=1)
 
 
 class BasicConv(nn.Module):

@@ -37,23 +37,19 @@ LOGIT_SCALE_MAX = math.log(1.0 / 0.01)
 ESRPB_HIDDEN = 128
 
 
+#: Window of the even block pairs (the odd pairs use it transposed): the published 8×32, read from the weights
+#: when a checkpoint stores its ES-RPB tables, else this.
+DEFAULT_WINDOW = (8, 32)
+
 class GRFormer(SRModel):
     arch_name = "grformer"
 
-    def __init__(
-        self,
-        scale: int = 4,
-        embed_dim: int = 60,
-        depths: tuple[int, ...] | list[int] = (6, 6, 6, 6),
-        num_heads: tuple[int, ...] | list[int] = (3, 3, 3, 3),
-        window_size: tuple[int, int] | list[int] = (8, 32),
-        mlp_ratio: float = 2.0,
-        img_range: float = 1.0,
-    ) -> None:
+    def __init__(self, *, scale: int, embed_dim: int, depths: tuple[int, ...] | list[int],
+                 num_heads: tuple[int, ...] | list[int], mlp_ratio: float,
+                 window_size: tuple[int, int] | list[int] = DEFAULT_WINDOW, img_range: float = 1.0) -> None:
         depths, num_heads = [int(d) for d in depths], [int(h) for h in num_heads]
         window_size = [int(w) for w in window_size]
-        super().__init__(scale, embed_dim=embed_dim, depths=depths, num_heads=num_heads, window_size=window_size,
-                         mlp_ratio=mlp_ratio, img_range=img_range)
+        super().__init__()
         if len(depths) != len(num_heads):
             raise ValueError(f"depths {depths} and num_heads {num_heads} differ in length")
         if embed_dim % 2:
@@ -67,7 +63,7 @@ class GRFormer(SRModel):
         )
         self.norm = nn.LayerNorm(embed_dim)
         self.conv_after_body = nn.Conv2d(embed_dim, embed_dim, 3, 1, 1)
-        self.upsample = PixelShuffleUpsampler(embed_dim, self.scale)
+        self.upsample = PixelShuffleUpsampler(embed_dim, scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
@@ -82,6 +78,13 @@ class GRFormer(SRModel):
         return y[..., : h * self.scale, : w * self.scale]
 
 
+def block_window(index: int, window: tuple[int, int] | list[int]) -> tuple[int, int]:
+    """The window of block ``index`` of a group: the configured one for blocks 0, 1, 4, 5, …, transposed for
+    blocks 2, 3, 6, 7, … (official ``(i // 2) % 2``)."""
+    wh, ww = window
+    return (wh, ww) if (index // 2) % 2 == 0 else (ww, wh)
+
+
 class Group(nn.Module):
     """Official ``GRSAB_Group``: ``y = blocks(x); y + conv3×3(y)`` — no skip from the group input."""
 
@@ -90,7 +93,7 @@ class Group(nn.Module):
         wh, ww = window
         self.blocks = nn.ModuleList(
             GRSAB(dim, num_heads,
-                  window=(wh, ww) if (i // 2) % 2 == 0 else (ww, wh),
+                  window=block_window(i, window),
                   shift=(wh // 2, ww // 2) if i % 2 else None,  # from the configured window, never swapped
                   mlp_ratio=mlp_ratio)
             for i in range(depth)
@@ -218,7 +221,6 @@ class GRSA(nn.Module):
 _BLOCK = r"^layers\.(\d+)\.blocks\.(\d+)\."
 FAMILY = "GRFormer"
 _PREFIX = "layers.0.blocks.0."
-DEFAULT_WINDOW = (8, 32)
 
 
 def detect_config(state) -> dict | None:
@@ -253,22 +255,19 @@ _CONST = re.compile(r"^layers\.\d+\.blocks\.(\d+)\.attn\.(relative_position_bias
 
 def _check_constants(state, window: tuple[int, int]) -> None:
     """Stored ES-RPB coordinates / relative position indices must be the ones computed here (then discarded)."""
-    wh, ww = window
     for key, value in state.items():
         m = _CONST.match(key)
         if not m:
             continue
-        i = int(m.group(1))
-        block_window = (wh, ww) if (i // 2) % 2 == 0 else (ww, wh)
+        wh, ww = block_window(int(m.group(1)), window)
         if m.group(2) == "relative_position_bias_table":
-            expected = esrpb_coordinates(*block_window)
+            expected = esrpb_coordinates(wh, ww)
             ok = value.shape == expected.shape and torch.allclose(value.float(), expected, atol=1e-3, rtol=0)
-            what = (f"the ES-RPB coordinate table of {block_window[0]}×{block_window[1]} windows "
-                    f"{tuple(expected.shape)}")
+            what = f"the ES-RPB coordinate table of {wh}×{ww} windows {tuple(expected.shape)}"
         else:
-            expected = relative_position_index(*block_window)
+            expected = relative_position_index(wh, ww)
             ok = value.shape == expected.shape and torch.equal(value.long(), expected)
-            what = f"the relative position index of {block_window[0]}×{block_window[1]} windows"
+            what = f"the relative position index of {wh}×{ww} windows"
         if not ok:
             raise CheckpointError(f"{key} (shape {tuple(value.shape)}) is not {what}")
 
@@ -288,6 +287,6 @@ register_architecture(Architecture(
 ))
 register_variant(Variant(
     name="grformer", arch="grformer",
-    config=dict(embed_dim=60, depths=[6, 6, 6, 6], num_heads=[3, 3, 3, 3], window_size=[8, 32], mlp_ratio=2.0),
+    config=dict(embed_dim=60, depths=[6, 6, 6, 6], num_heads=[3, 3, 3, 3], mlp_ratio=2.0),
     description="GRFormer (the paper's lightweight model): C=60, 4 groups × 6 blocks, 3 heads, windows 8×32/32×8",
 ))

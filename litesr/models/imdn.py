@@ -10,14 +10,14 @@ the official ones (released checkpoints carry a DataParallel ``module.`` prefix,
 
 from __future__ import annotations
 
-import re
 
 import torch
 from torch import nn
 
 from .base import SRModel
-from .blocks import scale_from_pixel_shuffle_channels
+from .blocks import PixelShuffleUpsampler, conv3x3
 from .registry import Architecture, CheckpointError, Variant, register_architecture, register_variant
+from .statedict import numbered_count, pixel_shuffle_scale, rgb_input_width
 
 PAPER = "Hui et al., Lightweight Image Super-Resolution with Information Multi-distillation Network, ACM MM 2019"
 DISTILLATION_RATE = 0.25
@@ -27,15 +27,15 @@ NEG_SLOPE = 0.05  # the official ``activation('lrelu')`` default
 class IMDN(SRModel):
     arch_name = "imdn"
 
-    def __init__(self, scale: int = 4, nf: int = 64, num_modules: int = 6) -> None:
-        super().__init__(scale, nf=nf, num_modules=num_modules)
+    def __init__(self, *, scale: int, nf: int, num_modules: int) -> None:
+        super().__init__()
         self.num_modules = num_modules
         self.fea_conv = conv3x3(3, nf)
         for i in range(1, num_modules + 1):  # attribute names IMDB1..IMDBn are the official keys
             self.add_module(f"IMDB{i}", IMDModule(nf))
         self.c = nn.Sequential(nn.Conv2d(nf * num_modules, nf, 1), nn.LeakyReLU(NEG_SLOPE))
         self.LR_conv = conv3x3(nf, nf)
-        self.upsampler = nn.Sequential(conv3x3(nf, 3 * scale * scale), nn.PixelShuffle(scale))
+        self.upsampler = PixelShuffleUpsampler(nf, scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         fea = self.fea_conv(x)
@@ -45,10 +45,6 @@ class IMDN(SRModel):
             outs.append(out)
         out_lr = self.LR_conv(self.c(torch.cat(outs, dim=1))) + fea
         return self.upsampler(out_lr)
-
-
-def conv3x3(in_channels: int, out_channels: int) -> nn.Conv2d:
-    return nn.Conv2d(in_channels, out_channels, 3, 1, 1)
 
 
 class IMDModule(nn.Module):
@@ -97,22 +93,21 @@ class CCALayer(nn.Module):
 
 # --------------------------------------------------------------------------------------------- registry
 
-_MODULE_KEY = re.compile(r"^IMDB(\d+)\.c1\.weight$")
+_MODULE_KEY = r"^IMDB(\d+)\.c1\.weight$"
+FAMILY = "IMDN"
 
 
 def detect_config(state) -> dict | None:
     """Read width, module count and scale from an (official-key) IMDN state dict."""
     if not {"fea_conv.weight", "IMDB1.c1.weight", "LR_conv.weight", "upsampler.0.weight"} <= state.keys():
         return None
-    nf = int(state["fea_conv.weight"].shape[0])
-    num_modules = max(int(m.group(1)) for k in state if (m := _MODULE_KEY.match(k)))
+    nf = rgb_input_width(state, "fea_conv.weight", FAMILY)
+    num_modules = numbered_count(state, _MODULE_KEY, FAMILY, first=1)
     distilled = int(state["IMDB1.c4.weight"].shape[0]) if "IMDB1.c4.weight" in state else None
     if distilled != int(nf * DISTILLATION_RATE):
         raise CheckpointError(f"IMDB1.c4.weight has {distilled} outputs; an IMDN of width {nf} distils "
                               f"{int(nf * DISTILLATION_RATE)} channels")
-    scale = scale_from_pixel_shuffle_channels(int(state["upsampler.0.weight"].shape[0]))
-    if scale is None:
-        raise CheckpointError(f"upsampler.0.weight has {state['upsampler.0.weight'].shape[0]} outputs, not 3·s²")
+    scale = pixel_shuffle_scale(state, "upsampler.0.weight", FAMILY)
     return {"scale": scale, "nf": nf, "num_modules": num_modules}
 
 

@@ -10,7 +10,6 @@ official ones.
 
 from __future__ import annotations
 
-import re
 
 import torch
 import torch.nn.functional as F
@@ -18,6 +17,7 @@ from torch import nn
 
 from .base import SRModel
 from .registry import SCALES, Architecture, CheckpointError, Variant, register_architecture, register_variant
+from .statedict import numbered_count, rgb_input_width
 
 PAPER = "Zhao et al., Efficient Image Super-Resolution Using Pixel Attention, ECCV Workshops 2020"
 NEG_SLOPE = 0.2
@@ -29,8 +29,8 @@ class PAN(SRModel):
 
     arch_name = "pan"
 
-    def __init__(self, scale: int = 4, nf: int = 40, unf: int = 24, nb: int = 16) -> None:
-        super().__init__(scale, nf=nf, unf=unf, nb=nb)
+    def __init__(self, *, scale: int, nf: int, unf: int, nb: int) -> None:
+        super().__init__()
         if scale not in SCALES:
             raise ValueError(f"PAN is defined for scales 2, 3 and 4, not {scale}")
         self.conv_first = nn.Conv2d(3, nf, 3, 1, 1)
@@ -109,7 +109,8 @@ class PA(nn.Module):
 
 # --------------------------------------------------------------------------------------------- registry
 
-_BLOCK_KEY = re.compile(r"^SCPA_trunk\.(\d+)\.conv1_a\.weight$")
+_BLOCK_KEY = r"^SCPA_trunk\.(\d+)\.conv1_a\.weight$"
+FAMILY = "PAN"
 
 
 def detect_config(state) -> dict | None:
@@ -120,9 +121,9 @@ def detect_config(state) -> dict | None:
     """
     if not {"conv_first.weight", "SCPA_trunk.0.conv1_a.weight", "upconv1.weight", "conv_last.weight"} <= state.keys():
         return None
-    nf = int(state["conv_first.weight"].shape[0])
+    nf = rgb_input_width(state, "conv_first.weight", FAMILY)
     unf = int(state["upconv1.weight"].shape[0])
-    nb = 1 + max(int(m.group(1)) for k in state if (m := _BLOCK_KEY.match(k)))
+    nb = numbered_count(state, _BLOCK_KEY, FAMILY)
     if int(state["conv_last.weight"].shape[1]) != unf:
         raise CheckpointError(
             f"conv_last.weight takes {state['conv_last.weight'].shape[1]} channels but upconv1 gives {unf}"

@@ -43,6 +43,16 @@ def nested_depths(state: StateDict, pattern: str, family: str) -> list[int]:
     return [len(blocks[g]) for g in groups]
 
 
+def numbered_count(state: StateDict, pattern: str, family: str, first: int = 0) -> int:
+    """How many numbered modules ``pattern`` (a regex with one index capture) finds; their numbers must run
+    ``first, first+1, …`` without gaps."""
+    regex = re.compile(pattern)
+    numbers = sorted({int(m.group(1)) for key in state if (m := regex.match(key))})
+    if numbers != list(range(first, first + len(numbers))):
+        raise CheckpointError(f"{family} checkpoint with non-consecutive modules: {numbers}")
+    return len(numbers)
+
+
 def pixel_shuffle_scale(state: StateDict, key: str, family: str) -> int:
     """The scale of a conv → PixelShuffle(s) tail with 3·s² outputs."""
     out = int(require(state, key, family).shape[0])

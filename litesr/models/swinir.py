@@ -37,19 +37,11 @@ class SwinIR(SRModel):
 
     arch_name = "swinir"
 
-    def __init__(
-        self,
-        scale: int = 4,
-        embed_dim: int = 60,
-        depths: tuple[int, ...] | list[int] = (6, 6, 6, 6),
-        num_heads: tuple[int, ...] | list[int] = (6, 6, 6, 6),
-        window_size: int = 8,
-        mlp_ratio: float = 2.0,
-        img_range: float = 1.0,
-    ) -> None:
+    def __init__(self, *, scale: int, embed_dim: int, depths: tuple[int, ...] | list[int],
+                 num_heads: tuple[int, ...] | list[int], window_size: int, mlp_ratio: float,
+                 img_range: float = 1.0) -> None:
         depths, num_heads = [int(d) for d in depths], [int(h) for h in num_heads]
-        super().__init__(scale, embed_dim=embed_dim, depths=depths, num_heads=num_heads, window_size=window_size,
-                         mlp_ratio=mlp_ratio, img_range=img_range)
+        super().__init__()
         if len(depths) != len(num_heads):
             raise ValueError(f"depths {depths} and num_heads {num_heads} differ in length")
         self.img_range = float(img_range)
@@ -62,7 +54,7 @@ class SwinIR(SRModel):
         )
         self.norm = nn.LayerNorm(embed_dim)
         self.conv_after_body = nn.Conv2d(embed_dim, embed_dim, 3, 1, 1)
-        self.upsample = PixelShuffleUpsampler(embed_dim, self.scale)
+        self.upsample = PixelShuffleUpsampler(embed_dim, scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
