@@ -3,7 +3,7 @@
     python scripts/ship_weights.py runs/elan-light_x4_cpu --data ../shared/data/benchmarks \
         --data-desc "T91 (91 images)" --hardware "2-core CPU (AVX-512 BF16), bf16 autocast"
 
-Writes ``litesr/weights/<arch>_x<scale>.safetensors`` (official key names), ``.json`` (the scores) and ``.md``
+Writes ``src/litesr/weights/<arch>_x<scale>.safetensors`` (official key names), ``.json`` (the scores) and ``.md``
 (the model card: data, iterations, hardware, wall time, Set5/Set14/B100 PSNR/SSIM, validation curve), then
 rewrites the README's table of shipped weights from every card. Re-shipping a run that was trained longer is one
 line: ``--data-desc``, ``--hardware`` and ``--note`` default to what the current card says.
@@ -166,7 +166,7 @@ def render_card(card: dict) -> str:
 - **Trained on:** {card['data']}.
 - **Recipe:** L1, Adam (0.9, 0.99), batch {r['batch_size']}, HR patch {r['patch_size']}, lr {r['lr']} ({r['schedule']},
   {r['warmup_iters']} warm-up iterations, planned {r['iters']}), EMA {r['ema_decay']}, grad clip {r['grad_clip']},
-  precision {r.get('precision', r.get('amp'))}, seed {r['seed']} (`litesr/configs/{recipe}.yaml`).
+  precision {r.get('precision', r.get('amp'))}, seed {r['seed']} (`src/litesr/configs/{recipe}.yaml`).
 - **Weights:** the EMA at iteration {card['step']} (best Set5 validation) of {card['iterations_run']} run so far.
 - **Hardware / time:** {card['hardware']}; {card['train_hours']} h of training wall time.
 {('- **Note:** ' + card['note']) if card['note'] else ''}

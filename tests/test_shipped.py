@@ -10,7 +10,7 @@ from litesr.cli import main
 from litesr.pretrained import WEIGHTS_DIR, available_shipped, resolve_model
 from conftest import BENCHMARKS
 
-REPO = WEIGHTS_DIR.parents[1]
+REPO = WEIGHTS_DIR.parents[2]  # src/litesr/weights
 
 
 def test_default_model_is_shipped_elan_light_x4():

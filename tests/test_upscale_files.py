@@ -18,6 +18,7 @@ from PIL import Image, ImageCms
 
 import litesr
 from litesr.cli import main
+from litesr.pretrained import WEIGHTS_DIR
 from litesr.tiling import upscale_array
 from conftest import NearestX4
 
@@ -472,10 +473,10 @@ def test_python_errors_do_not_advise_cli_flags(tiny):
 def test_labels_name_the_variant(tiny, tmp_path, capsys):
     from litesr.checkpoint import model_label
 
-    shipped = litesr.load_model(REPO / "litesr" / "weights" / "elan-light_x4.safetensors")
+    shipped = litesr.load_model(WEIGHTS_DIR / "elan-light_x4.safetensors")
     assert model_label(shipped) == "elan-light" and model_label(litesr.create_model("elan", 2)) == "elan"
     assert model_label(litesr.create_model("elan-light", 2, c_elan=24)) == "elan (custom)"
-    rc, out, _ = cli(capsys, "convert", REPO / "litesr" / "weights" / "elan-light_x4.safetensors", tmp_path / "e.pth")
+    rc, out, _ = cli(capsys, "convert", WEIGHTS_DIR / "elan-light_x4.safetensors", tmp_path / "e.pth")
     assert rc == 0 and "elan-light x4" in out
     torch.manual_seed(0)
     imdn = tmp_path / "imdn.safetensors"
