@@ -1,7 +1,7 @@
 """How far each model's forward is from this machine's floor, per runtime and precision, all in one run.
 
 1. The machine's GEMM peak: median GFLOP/s of a square ``--gemm`` matmul in fp32 and in bf16.
-2. Each model's FLOPs for the input (every convolution and matmul, attention included; ``litesr.benchmark``).
+2. Each model's FLOPs for the input (every convolution and matmul, attention included; ``litesr.efficiency``).
    The floor of a precision is FLOPs ÷ that precision's GEMM peak: no forward can beat it by much.
 3. Every path timed interleaved (one forward of each path per round, median over ``--runs`` rounds), so the
    ratios hold even on a busy machine: eager fp32, eager bf16 (autocast), the official op sequence in fp32
@@ -95,7 +95,7 @@ def model_flops(model, size: int) -> int:
 
     from torch.utils.flop_counter import FlopCounterMode
 
-    from litesr.benchmark import count_flops
+    from litesr.efficiency import count_flops
 
     meta = copy.deepcopy(model).to("meta").eval()
     official = official_path(meta)
@@ -220,15 +220,15 @@ def upscale_row(model, name: str, size: int, runs: int, peak: dict) -> None:
     """`litesr upscale` with its defaults on a size×size image: seconds ÷ the floor of the precision it used."""
     import numpy as np
 
-    from litesr import inference
+    from litesr import runtime, tiling
 
     image = (np.random.default_rng(0).random((size, size, 3)) * 255).astype(np.uint8)
-    precision = inference.resolve_precision(model, torch.device("cpu"), inference.DEFAULT_PRECISION)
-    plan = len(inference.plan_for(model, size, size))
+    precision = runtime.resolve_precision(model, torch.device("cpu"), runtime.DEFAULT_PRECISION)
+    plan = len(tiling.plan_for(model, size, size))
     flops = model_flops(model, size)
 
     def run():
-        return inference.upscale_array(model, image, device="cpu", precision=inference.DEFAULT_PRECISION)
+        return tiling.upscale_array(model, image, device="cpu", precision=runtime.DEFAULT_PRECISION)
 
     run()
     ts = []
