@@ -611,3 +611,11 @@ def test_alpha_upscaled_by_rows_equals_the_whole_resize():
             cuts = [0, 1, 7, 8 * scale, 8 * scale + 5, 20 * scale, 37 * scale]
             parts = [lazy[a:b] for a, b in zip(cuts, cuts[1:])]
             assert np.array_equal(np.concatenate(parts), whole) and np.array_equal(np.asarray(lazy), whole)
+
+
+def test_missing_inputs_are_reported_before_a_model_loads(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("litesr.pretrained.resolve_model", lambda *a, **k: pytest.fail("loaded a model first"))
+    rc, _, err = cli(capsys, "upscale", tmp_path / "nope.png", tmp_path / "gone.jpg", "-o", tmp_path / "out")
+    assert rc == 2 and err == [f"litesr upscale: error: input not found: {tmp_path / 'nope.png'}, "
+                               f"{tmp_path / 'gone.jpg'}"]
+    assert not (tmp_path / "out").exists()

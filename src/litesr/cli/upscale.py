@@ -177,7 +177,7 @@ def plan(args: argparse.Namespace, scale: int) -> list[Job]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import LitesrError, UsageError
+    from ..errors import LitesrError, NotFoundError, UsageError
     from ..runtime import pick_device
     from ..pretrained import resolve_model
     from .options import describe_os_error
@@ -188,6 +188,9 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--tile and --tile-overlap must be >= 0")
     if args.max_pixels < 0:
         raise UsageError("--max-pixels must be >= 0 (0: no limit)")
+    missing = [item for item in args.inputs if not Path(item).exists()]
+    if len(missing) == len(args.inputs):  # nothing to do: say so before loading a model
+        raise NotFoundError(f"input not found: {', '.join(missing)}")
     device = pick_device(args.device)
     model = resolve_model(args.weights, args.arch, args.scale, device)  # the one place the model is loaded
     jobs = plan(args, model.scale)
