@@ -68,7 +68,7 @@ def plan_for(model: nn.Module, h: int, w: int, tile: int | None = DEFAULT_TILE,
     """The tiles an H×W image is cut into for ``model``: one tile when it fits, else :func:`plan_tiles`."""
     if tile is None or (h <= tile and w <= tile):
         return [Tile(0, h, 0, w, 0, h, 0, w)]  # the whole image in one pass
-    return plan_tiles(h, w, tile, overlap, getattr(model, "size_multiple", 1))
+    return plan_tiles(h, w, tile, overlap, getattr(model, "size_multiple", 1))  # a plain nn.Module: no hint
 
 
 class _TiledRunner:

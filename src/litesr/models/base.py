@@ -29,8 +29,6 @@ class SRModel(nn.Module):
     """Base class: records the architecture name, scale and config, so a model can be saved and rebuilt."""
 
     arch_name: str = ""
-    #: Inputs whose sides are multiples of this need no internal padding (a hint for tiling).
-    size_multiple: int = 1
     #: Constructor arguments that choose how the model computes, not what (e.g. ESRT's attention kernel): they are
     #: not part of ``config``, so a saved model does not carry them.
     runtime_options: tuple[str, ...] = ()
@@ -56,6 +54,13 @@ class SRModel(nn.Module):
             self.config = {"scale": self.scale, **{k: v for k, v in values.items() if k not in self.runtime_options}}
 
         cls.__init__ = init_and_record
+
+    @property
+    def size_multiple(self) -> int:
+        """Inputs whose sides are multiples of this need no internal padding (from the architecture's record)."""
+        from .registry import ARCHITECTURES
+
+        return ARCHITECTURES[self.arch_name].size_multiple(self.config)
 
     def extra_repr(self) -> str:
         return f"arch={self.arch_name}, scale={self.scale}"

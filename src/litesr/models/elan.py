@@ -40,7 +40,6 @@ class ELAN(SRModel):
         if c_elan % len(window_sizes):
             raise ValueError(f"c_elan={c_elan} must split into {len(window_sizes)} window groups")
         self.window_sizes = window_sizes
-        self.size_multiple = math.lcm(*window_sizes)
         self.sub_mean = MeanShift(RGB_RANGE, sign=-1)
         self.add_mean = MeanShift(RGB_RANGE, sign=1)
         self.head = nn.Sequential(nn.Conv2d(3, c_elan, 3, 1, 1))
@@ -314,7 +313,8 @@ def detect_config(state) -> dict | None:
 
 # cpu_bf16: bf16 autocast 1.4-1.5x faster than the fp32 fast path for ELAN-light at LR 128-256² on a 2-core
 # AVX-512 BF16 EPYC (benchmarks/floor.py).
-register_architecture(Architecture(name="elan", build=ELAN, detect=detect_config, paper=PAPER, cpu_bf16=True))
+register_architecture(Architecture(name="elan", build=ELAN, detect=detect_config, paper=PAPER, cpu_bf16=True,
+                                   size_multiple=lambda config: math.lcm(*config["window_sizes"])))
 register_variant(Variant(
     name="elan-light", arch="elan", config=dict(c_elan=60, m_elan=24, n_share=1, r_expand=2),
     description="ELAN-light: C=60, 24 LFE/GMSA pairs in 12 blocks, attention shared by pairs, windows 4/8/16",

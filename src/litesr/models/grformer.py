@@ -55,8 +55,6 @@ class GRFormer(SRModel):
         if embed_dim % 2:
             raise ValueError(f"embed_dim {embed_dim} must be even (grouped residual layers split it in halves)")
         self.img_range = float(img_range)
-        # official: max(window_size) (= lcm for 8/32); lcm keeps both orientations valid for any window pair
-        self.size_multiple = math.lcm(*window_size)
         self.conv_first = nn.Conv2d(3, embed_dim, 3, 1, 1)
         self.layers = nn.ModuleList(
             Group(embed_dim, d, h, tuple(window_size), mlp_ratio) for d, h in zip(depths, num_heads)
@@ -284,6 +282,8 @@ register_architecture(Architecture(
     name="grformer", build=GRFormer, detect=detect_config, paper=PAPER,
     ignored_keys=r"\.attn\.relative_position_(index|bias_table)$|\.attn_mask$",
     official_buffers=official_buffers,
+    # official: max(window_size) (= lcm for 8/32); lcm keeps both orientations valid for any window pair
+    size_multiple=lambda config: math.lcm(*config["window_size"]),
 ))
 register_variant(Variant(
     name="grformer", arch="grformer",

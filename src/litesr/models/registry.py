@@ -44,6 +44,9 @@ class Architecture:
     cpu_bf16:     whether ``--precision auto`` runs this family in bf16 on a CPU with native bf16 (AVX-512 BF16 or
                   AMX): set only where bf16 autocast was measured faster than fp32 there (see each registration).
                   On CUDA auto means bf16 for every family that supports it.
+    size_multiple: ``size_multiple(config) -> int``: the multiple the model pads its input to internally (its
+                  windows); inputs and tiles aligned to it need no padding. The tiling hint, and the padding the
+                  model itself applies (``SRModel.size_multiple`` reads it from here).
     """
 
     name: str
@@ -53,6 +56,7 @@ class Architecture:
     ignored_keys: str | None = None
     official_buffers: Callable[[nn.Module, int], dict] | None = None
     cpu_bf16: bool = False
+    size_multiple: Callable[[dict], int] = lambda config: 1
 
     def ignores(self, key: str) -> bool:
         return self.ignored_keys is not None and re.search(self.ignored_keys, key) is not None

@@ -46,7 +46,6 @@ class SwinIR(SRModel):
             raise ValueError(f"depths {depths} and num_heads {num_heads} differ in length")
         self.img_range = float(img_range)
         self.window_size = int(window_size)
-        self.size_multiple = self.window_size
         self.conv_first = nn.Conv2d(3, embed_dim, 3, 1, 1)
         self.patch_embed = _PatchNorm(embed_dim)
         self.layers = nn.ModuleList(
@@ -222,7 +221,7 @@ def official_buffers(model: nn.Module, img_size: int = 64) -> dict[str, torch.Te
 register_architecture(Architecture(
     name="swinir", build=SwinIR, detect=detect_config, paper=PAPER,
     ignored_keys=r"\.attn\.relative_position_index$|\.attn_mask$", official_buffers=official_buffers,
-    cpu_bf16=True,
+    cpu_bf16=True, size_multiple=lambda config: int(config["window_size"]),
 ))
 register_variant(Variant(
     name="swinir-light", arch="swinir",
