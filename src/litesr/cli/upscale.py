@@ -82,7 +82,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_precision_argument(p, default=DEFAULT_PRECISION)
     p.add_argument("--self-ensemble", action="store_true",
                    help="average the outputs of the 8 flips/transpositions: 8x the time for a small gain "
-                        "(+0.20 dB on Set5 with the shipped x4)")
+                        "(+0.20 dB on Set5 with an earlier shipped x4)")
     p.add_argument("--log-interval", type=float, default=30.0, metavar="S",
                    help="seconds between progress lines when stderr is not a terminal (default 30)")
     p.add_argument("--quiet", action="store_true", help="no progress and no per-image lines; errors still print")
