@@ -5,6 +5,7 @@ these tests are fast; pixels are checked against the Python path on the same mod
 """
 
 import errno
+import functools
 import io
 import json
 import struct
@@ -53,7 +54,10 @@ def leftovers(folder: Path) -> list[str]:
     return [p.name for p in folder.rglob("*") if p.name.startswith(".") or p.name.endswith(".tmp")]
 
 
+@functools.lru_cache(maxsize=None)
 def srgb_icc() -> bytes:
+    """One sRGB profile per session: littleCMS stamps each new profile with the current time, so two calls a
+    second apart give different bytes."""
     return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 
 
