@@ -221,6 +221,7 @@ def upscale_row(model, name: str, size: int, runs: int, peak: dict) -> None:
     import numpy as np
 
     from litesr import runtime, tiling
+    from litesr.efficiency import profile_forward
 
     image = (np.random.default_rng(0).random((size, size, 3)) * 255).astype(np.uint8)
     precision = runtime.resolve_precision(model, torch.device("cpu"), runtime.DEFAULT_PRECISION)
@@ -230,13 +231,7 @@ def upscale_row(model, name: str, size: int, runs: int, peak: dict) -> None:
     def run():
         return tiling.upscale_array(model, image, device="cpu", precision=runtime.DEFAULT_PRECISION)
 
-    run()
-    ts = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        run()
-        ts.append(time.perf_counter() - t)
-    seconds = statistics.median(ts)
+    seconds = profile_forward(run, runs, warmup=1)["latency"]
     floor = flops / peak["bf16" if precision == "bf16" else "fp32"]
     print(f"{name:>16} {size:>5} {flops / 1e9:>6.1f} {'upscale (' + precision + ')':>18} {seconds:>8.3f} "
           f"{floor:>8.3f} {seconds / floor:>6.2f}x   ({plan} tile(s), default settings)")

@@ -23,7 +23,7 @@ import torch
 
 import litesr
 from litesr.efficiency import count_flops, count_parameters, hd_input_size, profile_forward
-from litesr.train_config import LEGACY_AMP
+from litesr.train_config import upgrade_legacy_keys
 
 REPO = Path(__file__).resolve().parents[1]
 ORDER = ("swinir-light", "elan-light", "esrt", "grformer")  # the baseline first, then the three papers
@@ -41,9 +41,7 @@ def load_runs(root: Path) -> list[dict]:
     runs = []
     for folder in sorted(root.glob("*_x4_cpu291")):
         state = torch.load(folder / "state.pt", weights_only=True, map_location="cpu")
-        config = json.loads(state["config"])
-        if "amp" in config:  # runs started before "precision" was the one word
-            config["precision"] = LEGACY_AMP.get(config.pop("amp"), "fp32")
+        config = upgrade_legacy_keys(json.loads(state["config"]))
         runs.append({"folder": folder, "config": config, "step": int(state["step"]),
                      "hours": float(state.get("train_seconds", 0.0)) / 3600,
                      "model": litesr.load_model(final_ema(state), arch=config["arch"])})

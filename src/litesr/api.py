@@ -16,7 +16,7 @@ from torch import nn
 from .io import Picture
 from .models.registry import SCALES
 from .runtime import DEFAULT_PRECISION, PRECISION_CHOICES
-from .tiling import DEFAULT_OVERLAP, DEFAULT_TILE, upscale_strips
+from .tiling import DEFAULT_OVERLAP, DEFAULT_TILE, join_strips, upscale_strips
 
 
 def upscale(
@@ -107,11 +107,7 @@ class UpscaledPicture:
     source: Picture
 
     def whole(self) -> Picture:
-        rgb = np.empty((self.height, self.width, 3), dtype=self.source.rgb.dtype)
-        row = 0
-        for strip in self.strips:
-            rgb[row:row + len(strip)] = strip
-            row += len(strip)
+        rgb = join_strips(self.strips, self.height, self.width, self.source.rgb.dtype)
         alpha = None if self.alpha is None else np.asarray(self.alpha)
         return dataclasses.replace(self.source, rgb=rgb, alpha=alpha)
 

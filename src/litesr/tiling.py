@@ -159,10 +159,15 @@ def upscale_array(
     """
     h, w = image.shape[:2]
     s = int(model.scale)
-    out = np.empty((h * s, w * s, 3), dtype=image.dtype)
+    return join_strips(upscale_strips(model, image, tile, overlap, device, progress, description, precision,
+                                      self_ensemble), h * s, w * s, image.dtype)
+
+
+def join_strips(strips: Iterator[np.ndarray], height: int, width: int, dtype) -> np.ndarray:
+    """The ``height×width×3`` image that :func:`upscale_strips` yields strip by strip, filled in place."""
+    out = np.empty((height, width, 3), dtype=dtype)
     row = 0
-    for strip in upscale_strips(model, image, tile, overlap, device, progress, description, precision,
-                                self_ensemble):
+    for strip in strips:
         out[row:row + len(strip)] = strip
         row += len(strip)
     return out

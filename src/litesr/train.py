@@ -29,7 +29,7 @@ from torch import nn
 from .checkpoint import create_model, read_state_dict, save_model, to_official_keys
 from .errors import DivergedError
 from .io import atomic_path
-from .progress import duration
+from .progress import duration, progress_mode
 from .train_config import ConfigError, TrainConfig, packaged_configs  # noqa: F401 (litesr.train's API)
 
 
@@ -305,15 +305,14 @@ class Trainer:
             stop["now"] = True
 
         old_handlers = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
-        talk = self.progress and self.dist.is_main
-        on_terminal = sys.stderr.isatty()
+        mode = progress_mode(quiet=not (self.progress and self.dist.is_main))
         bar = tqdm(total=c.iters, initial=self.step, desc=f"train {c.arch} x{c.scale}", unit="it",
-                   disable=not (talk and on_terminal), dynamic_ncols=True)
+                   disable=mode != "bar", dynamic_ncols=True)
 
         def say(line: str) -> None:  # above the bar on a terminal; plain lines in a log
-            if talk and on_terminal:
+            if mode == "bar":
                 tqdm.write(line, file=sys.stderr)
-            elif talk:
+            elif mode == "lines":
                 print(line, file=sys.stderr, flush=True)
 
         say(f"train {c.arch} x{c.scale}: step {self.step} of {c.iters}, {n_images} images, batch {c.batch_size}, "
@@ -343,7 +342,7 @@ class Trainer:
                               "train_hours": round(self.train_seconds / 3600, 4)}
                     self._log(record)
                     bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}")
-                    if not on_terminal:
+                    if mode == "lines":
                         eta = (c.iters - self.step) / max(record["it_per_s"], 1e-9)
                         say(f"step {self.step}/{c.iters}  loss {mean_loss:.4f}  lr {record['lr']:.2e}  "
                             f"{record['it_per_s']:.2f} it/s  eta {duration(eta)}")

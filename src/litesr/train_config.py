@@ -86,9 +86,7 @@ class TrainConfig:
         values: dict[str, Any] = {}
         if yaml_path:
             values.update(read_recipe(yaml_path))
-        if "amp" in values:  # run folders and recipes written before "precision" was the one word
-            amp = values.pop("amp")
-            values.setdefault("precision", LEGACY_AMP.get(amp, amp))
+        values = upgrade_legacy_keys(values)
         values.update({k: v for k, v in overrides.items() if v is not None})
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - names)
@@ -142,6 +140,17 @@ class TrainConfig:
         d = dataclasses.asdict(self)
         d["betas"] = list(self.betas)
         return d
+
+
+def upgrade_legacy_keys(values: dict[str, Any]) -> dict[str, Any]:
+    """Config values as this version names them: ``amp: off|bf16|auto`` (run folders and recipes written before
+    ``precision`` was the one word) becomes ``precision: fp32|bf16|auto``."""
+    if "amp" not in values:
+        return values
+    values = dict(values)
+    amp = values.pop("amp")
+    values.setdefault("precision", LEGACY_AMP.get(amp, amp))
+    return values
 
 
 def read_recipe(path: str | os.PathLike, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:

@@ -178,6 +178,7 @@ def plan(args: argparse.Namespace, scale: int) -> list[Job]:
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import LitesrError, NotFoundError, UsageError
+    from ..progress import progress_mode
     from ..runtime import pick_device
     from ..pretrained import resolve_model
     from .options import describe_os_error
@@ -195,7 +196,7 @@ def run(args: argparse.Namespace) -> int:
     model = resolve_model(args.weights, args.arch, args.scale, device)  # the one place the model is loaded
     jobs = plan(args, model.scale)
     counts = {"done": 0, "skipped": 0, "failed": 0}
-    bar_or_lines = "off" if args.quiet else ("bar" if sys.stderr.isatty() else "lines")
+    bar_or_lines = progress_mode(args.quiet)
     for index, job in enumerate(jobs, 1):
         tag = f"[{index}/{len(jobs)}] " if len(jobs) > 1 else ""
         if job.skip:
