@@ -40,6 +40,25 @@ def test_tiles_cover_image_exactly_once():
         assert (cover == 1).all()
 
 
+def test_uniform_tiles_share_one_window_size_cover_once_and_keep_their_context():
+    for h, w, tile, overlap, align in [(1000, 1500, 256, 32, 16), (300, 700, 256, 32, 16), (257, 1000, 256, 32, 16),
+                                       (120, 125, 64, 32, 16), (33, 33, 16, 0, 8)]:
+        tiles = plan_tiles(h, w, tile, overlap, align, uniform=True)
+        size_h, size_w = max(t.y1 - t.y0 for t in tiles), max(t.x1 - t.x0 for t in tiles)
+        cover = np.zeros((h, w), int)
+        for t in tiles:
+            cover[t.cy0:t.cy1, t.cx0:t.cx1] += 1
+            assert 0 <= t.y0 <= t.cy0 < t.cy1 <= t.y1 <= h and 0 <= t.x0 <= t.cx0 < t.cx1 <= t.x1 <= w
+            assert t.y0 % align == 0 and t.x0 % align == 0  # attention windows stay on the whole image's grid
+            assert t.y1 - t.y0 == size_h or t.y1 == h  # only windows at the far border are shorter (then padded)
+            assert t.x1 - t.x0 == size_w or t.x1 == w
+            ov = -(-overlap // align) * align
+            assert t.cy0 - t.y0 >= min(ov, t.cy0) and t.y1 - t.cy1 >= min(ov, h - t.cy1)
+            assert t.cx0 - t.x0 >= min(ov, t.cx0) and t.x1 - t.cx1 >= min(ov, w - t.cx1)
+        assert (cover == 1).all()
+        assert len(tiles) == len(plan_tiles(h, w, tile, overlap, align))  # the same cores, only windows grow
+
+
 def test_tiled_matches_untiled_above_45db(elan_weights):
     model = litesr.load_model(elan_weights)
     x = image_to_tensor(read_image(LR_IMAGE))
@@ -47,6 +66,12 @@ def test_tiled_matches_untiled_above_45db(elan_weights):
     tiled = upscale_tensor(model, x, tile=64)  # default overlap; 4 tiles on a 120×125 image
     assert tiled.shape == full.shape == (1, 3, 480, 500)
     assert psnr(tiled, full) > 45.0
+    shapes = set()
+    model.register_forward_pre_hook(lambda module, args: shapes.add(tuple(args[0].shape)))
+    model.static_shapes = True  # windows of one size, as for a runtime compiled per shape
+    uniform = upscale_tensor(model, x, tile=64)
+    assert shapes == {(1, 3, 96, 96)}  # 64 + 32 context on the inner side; the far border tiles padded to it
+    assert psnr(uniform, full) > 45.0  # here equal to `tiled`: 88 rows padded to 96 is what the model does itself
 
 
 def test_cli_upscale_writes_output(elan_weights, tmp_path):

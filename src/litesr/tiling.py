@@ -35,12 +35,16 @@ class Tile:
     cx1: int
 
 
-def plan_tiles(height: int, width: int, tile: int, overlap: int, align: int = 1) -> list[Tile]:
+def plan_tiles(height: int, width: int, tile: int, overlap: int, align: int = 1,
+               uniform: bool = False) -> list[Tile]:
     """Cover an H×W image with cores of at most ``tile`` pixels, each padded by ``overlap`` pixels of context.
 
     With ``align`` (the model's window multiple), tile windows start on the same grid as the whole-image pass
     would use, so attention windows inside a tile coincide with the whole image's and only the outermost
-    context differs.
+    context differs. With ``uniform``, every window has one size (those at the bottom or right border may end
+    past the image by less than ``align`` per tile, and the tiler pads them as the model pads an image), and the
+    tiles at the borders have larger cores, since they need context on one side only: a runtime compiled for
+    static shapes (OpenVINO) then compiles one shape per image, for no more work than uneven windows.
     """
     if tile <= 0:
         raise UsageError(f"tile size must be positive, got {tile}")
@@ -52,6 +56,13 @@ def plan_tiles(height: int, width: int, tile: int, overlap: int, align: int = 1)
 
     def spans(size: int) -> list[tuple[int, int, int, int]]:
         n = max(1, math.ceil(size / tile))
+        if uniform and n > 1:
+            # n windows of one length L on the grid, each overlapping the next by 2·overlap; the edge tiles'
+            # cores take the context they need on one side only, so no window computes more than its share
+            length = -(-(size + 2 * overlap * (n - 1)) // (n * align)) * align
+            starts = [i * (length - 2 * overlap) for i in range(n)]
+            return [(a, min(size, a + length), a + overlap if i else 0, min(size, a + length - overlap)
+                     if i < n - 1 else size) for i, a in enumerate(starts)]
         step = -(-math.ceil(size / n) // align) * align  # near-equal cores on the alignment grid
         out = []
         for start in range(0, size, step):
@@ -65,10 +76,12 @@ def plan_tiles(height: int, width: int, tile: int, overlap: int, align: int = 1)
 
 def plan_for(model: nn.Module, h: int, w: int, tile: int | None = DEFAULT_TILE,
              overlap: int = DEFAULT_OVERLAP) -> list[Tile]:
-    """The tiles an H×W image is cut into for ``model``: one tile when it fits, else :func:`plan_tiles`."""
+    """The tiles an H×W image is cut into for ``model``: one tile when it fits, else :func:`plan_tiles`
+    (with windows of one size where the model runs static shapes, ``model.static_shapes``)."""
     if tile is None or (h <= tile and w <= tile):
         return [Tile(0, h, 0, w, 0, h, 0, w)]  # the whole image in one pass
-    return plan_tiles(h, w, tile, overlap, getattr(model, "size_multiple", 1))  # a plain nn.Module: no hint
+    return plan_tiles(h, w, tile, overlap, getattr(model, "size_multiple", 1),  # a plain nn.Module: no hint
+                      uniform=getattr(model, "static_shapes", False))
 
 
 class _TiledRunner:
@@ -83,9 +96,18 @@ class _TiledRunner:
         self.scale = int(model.scale)
 
     def plan(self, h: int, w: int) -> list[Tile]:
-        return plan_for(self.model, h, w, self.tile, self.overlap)
+        tiles = plan_for(self.model, h, w, self.tile, self.overlap)
+        self.shape = None
+        if getattr(self.model, "static_shapes", False) and len(tiles) > 1:  # one window size for every tile
+            self.shape = (max(t.y1 - t.y0 for t in tiles), max(t.x1 - t.x0 for t in tiles))
+        return tiles
 
     def forward(self, patch: torch.Tensor) -> torch.Tensor:
+        if getattr(self, "shape", None) is not None and tuple(patch.shape[-2:]) != self.shape:
+            from .models.blocks import pad_to_multiple  # reflected at the bottom/right, as the models pad
+
+            h, w = patch.shape[-2:]
+            return self.forward(pad_to_multiple(patch, self.shape))[..., :h * self.scale, :w * self.scale]
         with precision_context(self.device, self.precision):
             patch = patch.to(self.device)
             y = self_ensemble_forward(self.model, patch) if self.self_ensemble else self.model(patch)
