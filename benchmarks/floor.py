@@ -6,7 +6,8 @@
 3. Every path timed interleaved (one forward of each path per round, median over ``--runs`` rounds), so the
    ratios hold even on a busy machine: eager fp32, eager bf16 (autocast), the official op sequence in fp32
    (ELAN: ``benchmarks/elan_speed.py``'s re-expression of the official forward, same weights) and, where
-   available, onnxruntime on an exported graph and ``torch.compile``.
+   available, onnxruntime on an exported graph, OpenVINO (compiled for the input's shape, fp32 and bf16) and
+   ``torch.compile``.
 4. ``upscale``: ``litesr.tiling.upscale_array`` on a square uint8 image with ``litesr upscale``'s defaults
    (default tile/overlap, ``--precision auto``), the end-to-end number a user sees, ÷ the floor of the precision it ran in.
 
@@ -139,6 +140,21 @@ def paths_for(model, x: torch.Tensor, runtimes: list[str], tmp: Path) -> dict:
                 export_onnx(model, path)
             ort = OnnxModel(path)
             paths["onnxruntime fp32"] = (lambda: ort(x), "fp32")
+    if "openvino" in runtimes:
+        try:
+            import openvino  # noqa: F401
+            from litesr.openvino import OpenVinoModel
+            from litesr.runtime import native_bf16
+        except ImportError as exc:  # the extra is not installed: the rows are skipped, with the reason
+            print(f"# openvino skipped: {exc}")
+        else:
+            for precision in ("fp32", "bf16") if native_bf16(cpu) else ("fp32",):
+                t = time.perf_counter()
+                ov = OpenVinoModel(model, precision=precision)  # converted once into litesr's cache
+                ov.compiled(tuple(x.shape))
+                print(f"# openvino {precision}: convert (or load from the cache) and compile for "
+                      f"{tuple(x.shape)}: {time.perf_counter() - t:.1f} s")
+                paths[f"openvino {precision}"] = ((lambda ov=ov: ov(x)), precision)
     if "compile" in runtimes:
         compiled = torch.compile(model, dynamic=False)
         for precision in ("fp32", "bf16"):
@@ -172,11 +188,13 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--gemm", type=int, default=2048, help="side of the square matmul that sets the peak")
-    ap.add_argument("--runtimes", nargs="+", default=["eager", "official", "onnx"],
-                    choices=("eager", "official", "onnx", "compile"))
+    ap.add_argument("--runtimes", nargs="+", default=["eager", "official", "onnx", "openvino"],
+                    choices=("eager", "official", "onnx", "openvino", "compile"))
     ap.add_argument("--reuse-freed-memory", action="store_true",
                     help="apply litesr.runtime.reuse_freed_memory() first, as `litesr upscale`/`eval` do (all rows)")
     ap.add_argument("--onnx-dir", type=Path, help="keep exported graphs here and reuse them (export takes ~30 s)")
+    ap.add_argument("--image", type=Path, default=Path(__file__).resolve().parents[1] / "examples" / "sample.png",
+                    help="picture whose content the inputs are cut from (mirrored to size; default examples/sample.png)")
     ap.add_argument("--upscale", type=int, nargs="*", default=[256],
                     help="square image sizes for the end-to-end `upscale` row (default settings)")
     args = ap.parse_args()
@@ -203,7 +221,7 @@ def main() -> None:
             print(head)
             for size in args.sizes:
                 flops = model_flops(model, size)
-                x = torch.rand(1, 3, size, size)
+                x = torch.from_numpy(photo(args.image, size)).permute(2, 0, 1)[None].float() / 255
                 paths = paths_for(model, x, args.runtimes, Path(tmp))
                 times = interleaved(paths, args.runs)
                 ref = times.get("official fp32")
@@ -213,28 +231,52 @@ def main() -> None:
                     print(f"{name:>16} {size:>5} {flops / 1e9:>6.1f} {path:>18} {seconds:>8.3f} {floor:>8.3f} "
                           f"{seconds / floor:>6.2f}x {rel}")
             for size in args.upscale:
-                upscale_row(model, name, size, args.runs, peak)
+                upscale_row(model, name, size, args.runs, peak, args.runtimes, args.image)
 
 
-def upscale_row(model, name: str, size: int, runs: int, peak: dict) -> None:
-    """`litesr upscale` with its defaults on a size×size image: seconds ÷ the floor of the precision it used."""
+def photo(path: Path, size: int):
+    """A size×size uint8 RGB crop of the picture at ``path``, mirrored as often as needed to fill it.
+
+    Timings use real picture content, not noise: the eager bf16 forward of ELAN-light at LR 256² took 0.54 s on a
+    photo and 0.65 s on uniform noise (the softmax of the attention maps runs at a speed that depends on them).
+    """
     import numpy as np
+    from PIL import Image
 
-    from litesr import runtime, tiling
+    with Image.open(path) as img:
+        rgb = np.asarray(img.convert("RGB"))
+    while rgb.shape[0] < size or rgb.shape[1] < size:
+        rgb = np.concatenate([rgb, rgb[::-1]], 0) if rgb.shape[0] < size else rgb
+        rgb = np.concatenate([rgb, rgb[:, ::-1]], 1) if rgb.shape[1] < size else rgb
+    return np.ascontiguousarray(rgb[:size, :size])
+
+
+def upscale_row(model, name: str, size: int, runs: int, peak: dict, runtimes: list[str], image_path: Path) -> None:
+    """`litesr upscale` with its defaults on a size×size image: seconds ÷ the floor of the precision it used; and
+    with ``--runtime openvino`` (timed once compiled: the first image of a size compiles, 0.5-2 s)."""
+    from litesr import pretrained, runtime, tiling
     from litesr.efficiency import profile_forward
 
-    image = (np.random.default_rng(0).random((size, size, 3)) * 255).astype(np.uint8)
-    precision = runtime.resolve_precision(model, torch.device("cpu"), runtime.DEFAULT_PRECISION)
+    image = photo(image_path, size)
+    cpu = torch.device("cpu")
+    precision = runtime.resolve_precision(model, cpu, runtime.DEFAULT_PRECISION)
     plan = len(tiling.plan_for(model, size, size))
     flops = model_flops(model, size)
+    rows = [(pretrained.DEFAULT_RUNTIME, model)]
+    if "openvino" in runtimes and pretrained.DEFAULT_RUNTIME != "openvino":
+        try:
+            rows.append(("openvino", pretrained.apply_runtime(model, "openvino", cpu, runtime.DEFAULT_PRECISION)))
+        except ImportError as exc:
+            print(f"# upscale with openvino skipped: {exc}")
+    for label, runner in rows:
+        def run(runner=runner):
+            return tiling.upscale_array(runner, image, device="cpu", precision=runtime.DEFAULT_PRECISION)
 
-    def run():
-        return tiling.upscale_array(model, image, device="cpu", precision=runtime.DEFAULT_PRECISION)
-
-    seconds = profile_forward(run, runs, warmup=1)["latency"]
-    floor = flops / peak["bf16" if precision == "bf16" else "fp32"]
-    print(f"{name:>16} {size:>5} {flops / 1e9:>6.1f} {'upscale (' + precision + ')':>18} {seconds:>8.3f} "
-          f"{floor:>8.3f} {seconds / floor:>6.2f}x   ({plan} tile(s), default settings)")
+        seconds = profile_forward(run, runs, warmup=1)["latency"]
+        floor = flops / peak["bf16" if precision == "bf16" else "fp32"]
+        path = f"upscale {label} ({precision})"
+        print(f"{name:>16} {size:>5} {flops / 1e9:>6.1f} {path:>18} {seconds:>8.3f} {floor:>8.3f} "
+              f"{seconds / floor:>6.2f}x   ({plan} tile(s), default settings)")
 
 
 def cpu_name() -> str:

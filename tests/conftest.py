@@ -21,6 +21,12 @@ WEIGHTS = DATA / "weights"
 torch.set_num_threads(2)
 
 
+@pytest.fixture(autouse=True)
+def _private_cache(monkeypatch, tmp_path_factory):
+    """Nothing a test converts or compiles (OpenVINO) is written to the user's cache."""
+    monkeypatch.setenv("LITESR_CACHE", str(tmp_path_factory.getbasetemp() / "litesr-cache"))
+
+
 def load_vector(name: str) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], dict]:
     """(official state dict, all tensors, json description) of one conformance vector."""
     from safetensors.torch import load_file
@@ -41,6 +47,28 @@ def relative_error(out: torch.Tensor, ref: torch.Tensor) -> float:
 
 
 TOLERANCE = 2e-5
+
+#: small configurations of each architecture, so an export or a conversion takes seconds
+SMALL = {
+    "elan-light": dict(m_elan=4),  # two blocks: unshifted and shifted, attention shared in each
+    "esrt": dict(n_feats=16),
+    "grformer": dict(depths=[2], num_heads=[3]),  # one group: a plain and a shifted block
+    "imdn": {},
+    "pan": {},
+    "swinir-light": dict(depths=[2], num_heads=[6]),
+}
+
+
+def small_model(variant: str, scale: int = 2) -> torch.nn.Module:
+    """A seeded small model of ``variant`` (``SMALL``) with realistic BatchNorm statistics."""
+    import litesr
+
+    torch.manual_seed(0)
+    model = litesr.create_model(variant, scale, **SMALL[variant]).eval()
+    for m in model.modules():  # random init has var 1: a saturated softmax
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_var.fill_(50.0)
+    return model
 
 
 class NearestX4(torch.nn.Module):

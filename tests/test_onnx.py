@@ -4,31 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-import litesr
 
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
+from conftest import SMALL  # noqa: E402
+from conftest import small_model as _model  # noqa: E402
 from litesr.onnx import EXPORT_TOLERANCE, ExportError, OnnxModel, check_export, export_onnx  # noqa: E402
-
-#: small configurations of each architecture, so an export takes seconds
-SMALL = {
-    "elan-light": dict(m_elan=4),  # two blocks: unshifted and shifted, attention shared in each
-    "esrt": dict(n_feats=16),
-    "grformer": dict(depths=[2], num_heads=[3]),  # one group: a plain and a shifted block
-    "imdn": {},
-    "pan": {},
-    "swinir-light": dict(depths=[2], num_heads=[6]),
-}
-
-
-def _model(variant: str, scale: int = 2):
-    torch.manual_seed(0)
-    model = litesr.create_model(variant, scale, **SMALL[variant]).eval()
-    for m in model.modules():  # realistic BN statistics (random init has var 1: a saturated softmax)
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_var.fill_(50.0)
-    return model
 
 
 @pytest.mark.parametrize("variant", sorted(SMALL))

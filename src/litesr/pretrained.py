@@ -55,3 +55,37 @@ def resolve_model(
             "give a checkpoint (.safetensors, .pth or .pt): --weights PATH on the command line, its path in Python"
         )
     return load_model(path, arch=want_arch, scale=want_scale, device=device)
+
+
+#: How a model's forward is computed. ``eager``: PyTorch itself, every device (the default). ``openvino``: the
+#: model converted to OpenVINO and compiled per input shape, CPU only (``litesr.openvino``; the optional extra
+#: ``litesr[openvino]``). Measured on a 2-core AVX-512 BF16 EPYC with the shipped ELAN-light x4 in bf16: one
+#: forward at LR 128² 0.08 s against eager's 0.21 s, at 256² 0.37-0.48 s against 0.63-0.79 s (benchmarks/floor.py);
+#: but ``litesr upscale`` end to end, where tiles of about 290² dominate and each new shape compiles (0.6-2 s), it
+#: was 7 % faster on a 1920×1284 input (37.2 s against 39.9 s, PNG writing included) and 3 % slower on 960×642. So
+#: eager stays the default, and OpenVINO is there for those who measure a gain on their machine.
+RUNTIMES = ("eager", "openvino")
+DEFAULT_RUNTIME = "eager"
+
+
+def apply_runtime(model: nn.Module, runtime: str, device: torch.device, precision: str,
+                  announce=None) -> nn.Module:
+    """``model`` as ``runtime`` computes it: itself for ``eager``, an ``OpenVinoModel`` for ``openvino`` (with
+    ``precision`` resolved for the model's architecture, as eager ``auto`` does). ``announce(line)`` hears of a
+    first conversion."""
+    if runtime not in RUNTIMES:
+        raise UsageError(f"runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
+    if runtime == "eager":
+        return model
+    from .models.base import SRModel
+
+    device = torch.device(device)
+    if device.type != "cpu":
+        raise UsageError(f"--runtime {runtime} runs on the CPU, not {device}; use --device cpu or --runtime eager")
+    if not isinstance(model, SRModel):
+        raise UsageError(f"--runtime {runtime} takes litesr weights (.safetensors/.pth), not "
+                         f"{getattr(model, 'path', 'this model')}; drop --runtime to run it as it is")
+    from .openvino import OpenVinoModel
+    from .runtime import resolve_precision
+
+    return OpenVinoModel(model, precision=resolve_precision(model, device, precision), announce=announce)

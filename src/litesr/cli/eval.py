@@ -21,7 +21,7 @@ STANDARD_SETS = ("Set5", "Set14", "B100", "BSD100", "Urban100", "Manga109")
 
 def register(sub: argparse._SubParsersAction) -> None:
     from .options import (add_device_argument, add_json_argument, add_model_arguments, add_precision_argument,
-                          example_formatter)
+                          add_runtime_argument, example_formatter)
 
     p = sub.add_parser(
         "eval",
@@ -47,6 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_device_argument(p)
     add_precision_argument(p, "the protocol and published numbers are fp32; bf16/fp16 measure what the faster "
                               "precision costs")
+    add_runtime_argument(p)
     p.set_defaults(func=run)
 
 
@@ -93,7 +94,10 @@ def resolve_eval_model(args: argparse.Namespace, device):
         if args.scale is None:
             raise UsageError("a bicubic-only evaluation needs --scale (2, 3 or 4)")
         return None
-    return resolve_model(args.weights, args.arch, args.scale, device)
+    from ..pretrained import apply_runtime
+
+    return apply_runtime(resolve_model(args.weights, args.arch, args.scale, device), args.runtime, device,
+                         args.precision)
 
 
 def format_table(rows: list[tuple[str, dict]], scale: int, gray: str) -> str:
