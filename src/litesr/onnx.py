@@ -82,21 +82,26 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, opset: int = DEFAULT_
 
 def check_export(model: nn.Module, path: str | os.PathLike, sizes=CHECK_SIZES) -> list[float]:
     """Relative max error of the ONNX graph against ``model`` at each LR size; raises :class:`ExportError`."""
-    runtime = OnnxModel(path)
+    return compare_with_pytorch(model, OnnxModel(path), sizes, EXPORT_TOLERANCE, f"{path}: onnxruntime")
+
+
+def compare_with_pytorch(model: nn.Module, run, sizes, tolerance: float, what: str) -> list[float]:
+    """max|run(x) − model(x)| ÷ max|model(x)| for a seeded random input at each LR (h, w) in ``sizes``; raises
+    :class:`ExportError` naming ``what`` at the first size beyond ``tolerance`` (or with another output shape)."""
     errors = []
     torch.manual_seed(0)
     for h, w in sizes:
         x = torch.rand(1, 3, h, w)
         with torch.inference_mode():
             ref = model(x).float()
-        out = runtime(x)
+        out = run(x)
         if out.shape != ref.shape:
-            raise ExportError(f"{path}: output {tuple(out.shape)} at LR {h}x{w}, PyTorch gives {tuple(ref.shape)}")
+            raise ExportError(f"{what} gives {tuple(out.shape)} at LR {h}x{w}, PyTorch {tuple(ref.shape)}")
         err = ((out - ref).abs().max() / ref.abs().max().clamp_min(1e-12)).item()
         errors.append(err)
-        if not err <= EXPORT_TOLERANCE:
-            raise ExportError(f"{path}: onnxruntime differs from PyTorch by {err:.2e} (relative) at LR {h}x{w}; "
-                              f"limit {EXPORT_TOLERANCE:g}")
+        if not err <= tolerance:
+            raise ExportError(f"{what} differs from PyTorch by {err:.2e} (relative) at LR {h}x{w}; "
+                              f"limit {tolerance:g}")
     return errors
 
 

@@ -169,21 +169,8 @@ class OpenVinoModel(nn.Module):
 def check_conversion(core, graph, model: nn.Module) -> list[float]:
     """Relative max error of the converted graph (fp32) against ``model`` at each of ``litesr.onnx.CHECK_SIZES``;
     raises ``litesr.onnx.ExportError`` beyond :data:`TOLERANCE`."""
-    from .onnx import CHECK_SIZES, ExportError
+    from .onnx import CHECK_SIZES, compare_with_pytorch
 
     compiled = core.compile_model(graph, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-    errors = []
-    torch.manual_seed(0)
-    for h, w in CHECK_SIZES:
-        x = torch.rand(1, 3, h, w)
-        with torch.inference_mode():
-            ref = model(x).float()
-        out = torch.from_numpy(compiled({0: x.numpy()})[0])
-        if out.shape != ref.shape:
-            raise ExportError(f"OpenVINO gives {tuple(out.shape)} at LR {h}x{w}, PyTorch {tuple(ref.shape)}")
-        err = ((out - ref).abs().max() / ref.abs().max().clamp_min(1e-12)).item()
-        errors.append(err)
-        if not err <= TOLERANCE:
-            raise ExportError(f"OpenVINO differs from PyTorch by {err:.2e} (relative) at LR {h}x{w}; limit "
-                              f"{TOLERANCE:g}")
-    return errors
+    return compare_with_pytorch(model, lambda x: torch.from_numpy(compiled({0: x.numpy()})[0]), CHECK_SIZES,
+                                TOLERANCE, "OpenVINO")
