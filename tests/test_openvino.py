@@ -126,3 +126,19 @@ def test_runtime_choice_and_its_one_line_refusals():
         apply_runtime(model, "openvino", torch.device("meta"), "fp32")
     assert build_parser().parse_args(["upscale", "a.png", "-o", "b.png"]).runtime == "eager"
     assert build_parser().parse_args(["eval", "--data", "d", "--runtime", "openvino"]).runtime == "openvino"
+
+
+def test_eval_json_names_the_variant_and_the_runtime(tmp_path, capsys):
+    import json
+
+    from conftest import BENCHMARKS
+
+    if not (BENCHMARKS / "Set5").is_dir():
+        pytest.skip("benchmark images not available")
+    weights = litesr.save_model(small_model("elan-light", 4), tmp_path / "tiny.safetensors")
+    out = tmp_path / "r.json"
+    assert main(["eval", "--data", str(BENCHMARKS), "--sets", "Set5", "--weights", str(weights), "--runtime",
+                 "openvino", "--json", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    assert (doc["arch"], doc["family"], doc["runtime"]) == ("elan (custom)", "elan", "openvino")
+    assert "(OpenVINO fp32)" in capsys.readouterr().out  # the table's row says what computed it

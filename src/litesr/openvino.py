@@ -96,7 +96,8 @@ class OpenVinoModel(nn.Module):
         self.scale = int(model.scale)
         self.size_multiple = int(getattr(model, "size_multiple", 1))
         self.source_arch = getattr(model, "arch_name", type(model).__name__)
-        self.source_label = f"{model_label(model)} (OpenVINO {precision})"
+        self.variant = model_label(model)  # what it runs: elan-light, ...
+        self.source_label = f"{self.variant} (OpenVINO {precision})"  # how tables name it
         self.threads = int(threads or torch.get_num_threads())
         self.cache = Path(cache) if cache is not None else cache_dir()
         self.announce = announce
@@ -120,7 +121,7 @@ class OpenVinoModel(nn.Module):
             raise OutputError(f"cannot write the OpenVINO cache {folder}: {exc.strerror or exc}; set LITESR_CACHE "
                               "to a writable folder") from exc
         if self.announce is not None:
-            self.announce(f"converting {self.source_label.split(' (')[0]} for OpenVINO (once; kept in {folder})")
+            self.announce(f"converting {self.variant} for OpenVINO (once; kept in {folder})")
         try:
             reference = model.float().eval().cpu()
             with torch.no_grad():

@@ -131,12 +131,14 @@ def _write_json(args: argparse.Namespace, model, scale: int, results: dict | Non
     from ..io import atomic_path
 
     doc = {
-        "arch": model_label(model) if model is not None else "bicubic",  # the variant: elan-light, not elan
-        "family": model.arch_name if model is not None else "bicubic",
+        # the variant (elan-light, not elan) and its family, also when a runtime wrapper runs it
+        "arch": getattr(model, "variant", None) or model_label(model) if model is not None else "bicubic",
+        "family": getattr(model, "source_arch", model.arch_name) if model is not None else "bicubic",
         "scale": int(scale),
         "gray": args.gray,
         "self_ensemble": bool(args.self_ensemble),
         "precision": args.precision,
+        "runtime": args.runtime,
         "results": _summary(results if results is not None else bicubic),
     }
     if results is not None and bicubic is not None:
