@@ -32,7 +32,7 @@ from .errors import LitesrError, OutputError, UsageError
 #: max|OpenVINO fp32 − PyTorch| ≤ TOLERANCE · max|PyTorch|, checked at conversion. Looser than the ONNX export's
 #: 1e-4: OpenVINO's CPU kernels round differently, whatever the execution mode (measured: up to 5.5e-4 on small
 #: random models, 5.3e-4 on the official ELAN-light x4 vector; with the shipped ELAN-light x4, Set5/Set14 PSNR
-#: moved by +0.0001/0.0000 dB). A wrong conversion misses it by orders of magnitude (the shift traced as a
+#: moved by +0.0002/-0.0001 dB). A wrong conversion misses it by orders of magnitude (the shift traced as a
 #: constant was off by 1.15).
 TOLERANCE = 1e-3
 #: How many compiled shapes a model keeps (an image in tiles needs one; a batch of photos one per size).
