@@ -94,6 +94,7 @@ class _TiledRunner:
         self.precision = resolve_precision(model, self.device, precision)
         self.self_ensemble = self_ensemble
         self.scale = int(model.scale)
+        self.shape: tuple[int, int] | None = None  # the one window size a static-shape runtime is given
 
     def plan(self, h: int, w: int) -> list[Tile]:
         tiles = plan_for(self.model, h, w, self.tile, self.overlap)
@@ -103,7 +104,7 @@ class _TiledRunner:
         return tiles
 
     def forward(self, patch: torch.Tensor) -> torch.Tensor:
-        if getattr(self, "shape", None) is not None and tuple(patch.shape[-2:]) != self.shape:
+        if self.shape is not None and tuple(patch.shape[-2:]) != self.shape:
             from .models.blocks import pad_to_multiple  # reflected at the bottom/right, as the models pad
 
             h, w = patch.shape[-2:]
