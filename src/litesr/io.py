@@ -474,13 +474,20 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
 
+#: zlib settings of the PNG encoder: level 4 with the filtered strategy (zlib's tuning for filtered image rows).
+#: On x4 outputs of litesr upscale (2-core EPYC), against zlib's default level 6: 39 MP in 1.9 s instead of 7.3 s
+#: and 10 MP in 0.58 s instead of 2.0 s (a 1920x1284 input's whole upscale ~14 % faster), files 4-5 % larger (2 %
+#: smaller on a 0.3 MP one); level 1 was 8x faster but 8-25 % larger, level 5 2x faster and 2 % larger.
+PNG_ZLIB = (4, zlib.DEFLATED, 15, 8, zlib.Z_FILTERED)
+
+
 def _write_png_stream(path: Path, strips: Iterable[np.ndarray], width: int, height: int, alpha: np.ndarray | None,
                       grayscale: bool, icc: bytes | None, exif: bytes | None) -> None:
-    """A PNG encoder that takes the image strip by strip (Paeth filter, zlib level 6): memory is one strip."""
+    """A PNG encoder that takes the image strip by strip (Paeth filter, :data:`PNG_ZLIB`): memory is one strip."""
     channels = (1 if grayscale else 3) + (alpha is not None)
     bits = None
     with open(path, "wb") as f:
-        z = zlib.compressobj(6)
+        z = zlib.compressobj(*PNG_ZLIB)
         prev = None
         rows_done = 0
         for strip in strips:
