@@ -96,8 +96,8 @@ class OpenVinoModel(nn.Module):
         self.scale = int(model.scale)
         self.size_multiple = int(getattr(model, "size_multiple", 1))
         self.source_arch = getattr(model, "arch_name", type(model).__name__)
-        self.variant = model_label(model)  # what it runs: elan-light, ...
-        self.source_label = f"{self.variant} (OpenVINO {precision})"  # how tables name it
+        self.variant = model_label(model)  # what it runs (elan-light, ...): model_label of the wrapper too
+        self.runtime_name = f"OpenVINO {precision}"  # what computes it, for tables
         self.threads = int(threads or torch.get_num_threads())
         self.cache = Path(cache) if cache is not None else cache_dir()
         self.announce = announce

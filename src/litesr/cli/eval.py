@@ -75,7 +75,8 @@ def run(args: argparse.Namespace) -> int:
         results = evaluate(model, args.data, sets, scale, gray=args.gray, self_ensemble=args.self_ensemble,
                            device=device, progress=progress, save_images=args.save_images,
                            precision=args.precision)
-        rows.append((model_label(model) + ("+" if args.self_ensemble else ""), results))
+        runtime = f" ({model.runtime_name})" if getattr(model, "runtime_name", None) else ""
+        rows.append((model_label(model) + runtime + ("+" if args.self_ensemble else ""), results))
     if args.bicubic:
         bicubic = evaluate_bicubic(args.data, sets, scale, gray=args.gray, progress=progress)
         rows.append(("Bicubic", bicubic))
@@ -131,8 +132,7 @@ def _write_json(args: argparse.Namespace, model, scale: int, results: dict | Non
     from ..io import atomic_path
 
     doc = {
-        # the variant (elan-light, not elan) and its family, also when a runtime wrapper runs it
-        "arch": getattr(model, "variant", None) or model_label(model) if model is not None else "bicubic",
+        "arch": model_label(model) if model is not None else "bicubic",  # the variant: elan-light, not elan
         "family": getattr(model, "source_arch", model.arch_name) if model is not None else "bicubic",
         "scale": int(scale),
         "gray": args.gray,
