@@ -145,3 +145,33 @@ def test_fused_attention_equals_explicit_with_index_groups():
     bias = torch.randn(3, 64, 64)
     ref = geom.attend(q, k, v, bias, fused=False)
     assert torch.allclose(geom.attend(q, k, v, bias, fused=True), ref, atol=1e-5)
+
+
+@pytest.mark.parametrize("shift", [None, (4, 4)])
+def test_explicit_attention_has_the_gradients_of_the_fused_one(shift):
+    """The explicit path adds bias and mask in place into the logits (the path bf16 CPU training takes): its
+    output and the gradients of q, k, v and the bias equal SDPA's."""
+    torch.manual_seed(0)
+    geom = WindowGeometry(16, 16, (8, 8), shift, -100.0)
+    inputs = [torch.randn(2 * geom.num_windows, 3, 64, 5) for _ in range(3)] + [torch.randn(3, 64, 64)]
+    results = []
+    for fused in (False, True):
+        leaves = [t.clone().requires_grad_() for t in inputs]
+        out = geom.attend(*leaves, fused=fused)
+        out.backward(torch.linspace(-1, 1, out.numel()).view_as(out))
+        results.append([out.detach()] + [t.grad for t in leaves])
+    for explicit, fused in zip(*results):
+        assert torch.allclose(explicit, fused, atol=1e-5), (explicit - fused).abs().max()
+
+
+def test_bf16_cpu_training_takes_the_explicit_attention():
+    """Under CPU bf16 autocast with gradients, attend runs the explicit path (faster there than SDPA's math
+    fallback); without gradients, or in fp32, it stays fused."""
+    from litesr.models.blocks import _explicit_trains_faster
+
+    q = torch.randn(4, 3, 64, 5)
+    assert not _explicit_trains_faster(q.requires_grad_())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert _explicit_trains_faster(q)
+        assert not _explicit_trains_faster(q.detach())
+    assert _explicit_trains_faster(q.detach().bfloat16().requires_grad_())

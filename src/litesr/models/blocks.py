@@ -318,15 +318,8 @@ class WindowGeometry:
         ``fused`` uses ``scaled_dot_product_attention`` (grouped by mask pattern); otherwise the explicit
         matmul/softmax/matmul path of the official code, whose matmuls a FLOP counter sees.
         """
-        if not fused:
-            attn = q @ k.transpose(-2, -1)
-            if bias is not None:
-                attn = attn + bias.unsqueeze(0)
-            if self.shift is not None:
-                n_heads, n = attn.shape[1], attn.shape[-1]
-                attn = attn.view(-1, self.num_windows, n_heads, n, n) + self.full_mask.to(attn.dtype)[None, :, None]
-                attn = attn.view(-1, n_heads, n, n)
-            return attn.softmax(dim=-1) @ v
+        if not fused or _explicit_trains_faster(q):
+            return self._explicit(q, k, v, bias)
         if bias is not None:
             bias = bias.to(q.dtype).contiguous()
         if not self.masked:
@@ -349,6 +342,34 @@ class WindowGeometry:
                 attn_mask=None if add is None else add.expand(1, q.shape[1], -1, -1), scale=1.0)
             _put_windows(out, rows, cols, o.view(sub + o.shape[1:]))
         return out.view(q.shape)
+
+    def _explicit(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        """The official softmax(q·kᵀ + bias + mask)·v, with bias and mask added in one pass into the fresh logits.
+
+        Bit-identical to adding them one after the other: where the mask is 0 the sums are the same, and where it
+        is ``fill`` the logit is ≈ fill either way, an exact 0 after the softmax.
+        """
+        attn = q @ k.transpose(-2, -1)
+        if bias is not None and bias.dtype != attn.dtype:  # the official type promotion of attn + bias
+            attn = attn.to(torch.promote_types(attn.dtype, bias.dtype))
+        if self.shift is not None:
+            add = self.full_mask.to(attn.dtype)[:, None]  # (nW, 1, N, N)
+            add = add if bias is None else bias + add  # (nW, nH, N, N): one small tensor
+            attn.view(-1, *add.shape).add_(add)
+        elif bias is not None:
+            attn.add_(bias)
+        return attn.softmax(dim=-1) @ v
+
+
+def _explicit_trains_faster(q: torch.Tensor) -> bool:
+    """Training in bf16 (autocast or bf16 weights) on a CPU, SDPA falls back to its unfused math path, which also guards against fully
+    masked rows (``all``/``isneginf``/``where`` over every logit): the explicit path was 1.3x (GRFormer) and
+    1.5x (SwinIR-light) faster per training step (batch 8, LR 32², one thread, 2-core AVX-512 BF16 EPYC).
+    fp32 training keeps SDPA (as fast or faster there)."""
+    if not (q.requires_grad and q.device.type == "cpu"):
+        return False
+    autocast_bf16 = torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+    return q.dtype == torch.bfloat16 or autocast_bf16
 
 
 def _take_windows(rows, cols):
