@@ -128,3 +128,19 @@ def test_chunked_attention_is_the_explicit_arithmetic():
         finally:
             elan.CHUNK_ELEMENTS = saved
         assert torch.equal(maps, explicit) and torch.allclose(out, explicit @ v, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_take_tokens_is_index_select_on_a_channel_slice(batch):
+    """The 2-D row gather equals index_select(1, ·) on a channel slice of a wider map, and so does its gradient."""
+    from litesr.models.blocks import take_tokens, window_order
+
+    wide = torch.randn(batch, 12 * 8, 30, requires_grad=True)
+    index = window_order(12, 8, 4, 2)
+    ours = take_tokens(wide[..., 10:20], index)
+    ref = wide[..., 10:20].index_select(1, index)
+    assert torch.equal(ours, ref)
+    weight = torch.randn_like(ref)
+    (grad_ours,) = torch.autograd.grad((ours * weight).sum(), wide)
+    (grad_ref,) = torch.autograd.grad((ref * weight).sum(), wide)
+    assert torch.equal(grad_ours, grad_ref)

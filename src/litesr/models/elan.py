@@ -17,7 +17,7 @@ from torch import nn
 
 from .base import SRModel
 from .blocks import MeanShift, PixelShuffleUpsampler, pad_to_multiple
-from .blocks import is_exporting, window_order, window_unorder
+from .blocks import is_exporting, take_tokens, window_order, window_unorder
 from .registry import Architecture, CheckpointError, Variant, register_architecture, register_variant
 from .statedict import nested_depths, pixel_shuffle_scale, rgb_input_width
 
@@ -262,7 +262,7 @@ class GMSA(nn.Module):
         ys, new_attns = [], []
         for k, (group, ws) in enumerate(zip(groups, self.window_sizes)):
             shift = ws // 2 if self.shifted else 0
-            tokens = group.index_select(1, window_order(h, w, ws, shift, x.device)).view(-1, ws * ws, group.shape[-1])
+            tokens = take_tokens(group, window_order(h, w, ws, shift, x.device)).view(-1, ws * ws, group.shape[-1])
             how = _policy(ws, tokens.dtype)
             if self.calc_attn:
                 q, v = tokens.chunk(2, dim=-1)
@@ -280,7 +280,7 @@ class GMSA(nn.Module):
                 else:
                     y = attn @ v
             y = y.reshape(b, h * w, -1)
-            ys.append(y.index_select(1, window_unorder(h, w, ws, shift, x.device)))
+            ys.append(take_tokens(y, window_unorder(h, w, ws, shift, x.device)))
             new_attns.append(attn)
         y = torch.cat(ys, dim=-1).view(b, h, w, c).permute(0, 3, 1, 2)  # channels-last NCHW view
         return self.project_out(y), new_attns
