@@ -198,7 +198,9 @@ class GRSA(nn.Module):
         """x: (B·nW, N, C) windows of ``geom``."""
         b_, n, c = x.shape
         half, heads = c // 2, self.num_heads
-        x0, x1 = x[..., :half], x[..., half:]
+        # the channel halves as 2-D strided views: F.linear then runs one addmm (bias fused) on each; on a 3-D
+        # slice it ran a matmul plus a separate bias pass (GRFormer bf16 training step 1.6 s against 1.8 s)
+        x0, x1 = x.reshape(b_ * n, c)[:, :half], x.reshape(b_ * n, c)[:, half:]
 
         def grl(first: nn.Linear, second: nn.Linear) -> torch.Tensor:  # [x0 + first(x0), x1 + second(x1)]
             t = torch.cat((x0 + first(x0), x1 + second(x1)), dim=-1)
@@ -207,11 +209,21 @@ class GRSA(nn.Module):
         # (six small GEMMs measured faster here than two concatenated-weight GEMMs)
         q, k, v = grl(self.q1, self.q2), grl(self.k1, self.k2), grl(self.v1, self.v2)
         scale = torch.clamp(self.logit_scale, max=LOGIT_SCALE_MAX).exp()
-        q = F.normalize(q, dim=-1) * scale
-        k = F.normalize(k, dim=-1)
+        q = unit_rows(q, scale)
+        k = unit_rows(k)
         o = geom.attend(q, k, v, self.position_bias(), fused=self.fused_attention)
-        o = o.transpose(1, 2).reshape(b_, n, c)
-        return torch.cat((self.proj1(o[..., :half]), self.proj2(o[..., half:])), dim=-1)
+        o = o.transpose(1, 2).reshape(b_ * n, c)
+        return torch.cat((self.proj1(o[:, :half]), self.proj2(o[:, half:])), dim=-1).view(b_, n, c)
+
+
+def unit_rows(t: torch.Tensor, scale: torch.Tensor | None = None) -> torch.Tensor:
+    """``F.normalize(t, dim=-1) [* scale]`` as one multiply by a per-row factor (equal to rounding).
+
+    F.normalize divides by the expanded norm, and its backward divides again over every element: in a GRFormer
+    bf16 training step those divisions took 10 % of the time.
+    """
+    factor = t.norm(dim=-1, keepdim=True).clamp_min(1e-12).reciprocal()
+    return t * (factor if scale is None else factor * scale)
 
 
 # --------------------------------------------------------------------------------------------- registry
