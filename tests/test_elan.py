@@ -132,15 +132,17 @@ def test_chunked_attention_is_the_explicit_arithmetic():
 
 @pytest.mark.parametrize("batch", [1, 3])
 def test_take_tokens_is_index_select_on_a_channel_slice(batch):
-    """The 2-D row gather equals index_select(1, ·) on a channel slice of a wider map, and so does its gradient."""
-    from litesr.models.blocks import take_tokens, window_order
+    """The 2-D row gather equals index_select(1, ·) on a channel slice of a wider map, and so does its gradient
+    (index_select's own, or the inverse gather given the inverse permutation)."""
+    from litesr.models.blocks import take_tokens, window_order, window_unorder
 
     wide = torch.randn(batch, 12 * 8, 30, requires_grad=True)
     index = window_order(12, 8, 4, 2)
-    ours = take_tokens(wide[..., 10:20], index)
     ref = wide[..., 10:20].index_select(1, index)
-    assert torch.equal(ours, ref)
     weight = torch.randn_like(ref)
-    (grad_ours,) = torch.autograd.grad((ours * weight).sum(), wide)
     (grad_ref,) = torch.autograd.grad((ref * weight).sum(), wide)
-    assert torch.equal(grad_ours, grad_ref)
+    for inverse in (None, window_unorder(12, 8, 4, 2)):  # the scatter-add gradient, the inverse gather
+        ours = take_tokens(wide[..., 10:20], index, inverse)
+        assert torch.equal(ours, ref)
+        (grad_ours,) = torch.autograd.grad((ours * weight).sum(), wide)
+        assert torch.equal(grad_ours, grad_ref)

@@ -262,7 +262,8 @@ class GMSA(nn.Module):
         ys, new_attns = [], []
         for k, (group, ws) in enumerate(zip(groups, self.window_sizes)):
             shift = ws // 2 if self.shifted else 0
-            tokens = take_tokens(group, window_order(h, w, ws, shift, x.device)).view(-1, ws * ws, group.shape[-1])
+            order, unorder = window_order(h, w, ws, shift, x.device), window_unorder(h, w, ws, shift, x.device)
+            tokens = take_tokens(group, order, unorder).view(-1, ws * ws, group.shape[-1])
             how = _policy(ws, tokens.dtype)
             if self.calc_attn:
                 q, v = tokens.chunk(2, dim=-1)
@@ -280,7 +281,7 @@ class GMSA(nn.Module):
                 else:
                     y = attn @ v
             y = y.reshape(b, h * w, -1)
-            ys.append(take_tokens(y, window_unorder(h, w, ws, shift, x.device)))
+            ys.append(take_tokens(y, unorder, order))
             new_attns.append(attn)
         y = torch.cat(ys, dim=-1).view(b, h, w, c).permute(0, 3, 1, 2)  # channels-last NCHW view
         return self.project_out(y), new_attns
