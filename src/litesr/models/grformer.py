@@ -22,7 +22,6 @@ import math
 import re
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .base import SRModel
