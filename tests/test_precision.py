@@ -72,3 +72,29 @@ def test_cli_upscale_and_eval_reuse_freed_memory(monkeypatch, tmp_path):
         import platform
 
         assert runtime.reuse_freed_memory() == (platform.libc_ver()[0] == "glibc")
+
+
+#: bf16 autocast against the official fp32 output of the window transformers' conformance vectors (random weights,
+#: not photos), PSNR relative to the output's peak: measured 53.7-54.6 dB for SwinIR-light x4 (explicit attention,
+#: which bf16 inference takes for its 64-token windows) and 48.8-49.3 dB for GRFormer x4 (fused). Bound: 45 dB.
+WINDOW_BF16_MIN_PSNR = 45.0
+
+
+@pytest.mark.parametrize("name", ["swinir_light_x4", "grformer_light_x4"])
+@pytest.mark.parametrize("grad", [False, True], ids=["inference", "training"])
+def test_window_transformers_bf16_within_psnr_bound(name, grad):
+    """Both bf16 attention paths (inference and, with gradients, training's explicit one) stay within the bound."""
+    import math
+
+    from conftest import load_vector
+
+    state, tensors, _ = load_vector(name)
+    model = litesr.load_model(state)
+    with torch.set_grad_enabled(grad), torch.autocast("cpu", dtype=torch.bfloat16):
+        for io in "abcd":
+            if f"input_{io}" not in tensors:
+                continue
+            ref = tensors[f"output_{io}"]
+            out = model(tensors[f"input_{io}"]).float().detach()
+            psnr = 10 * math.log10(ref.abs().max().item() ** 2 / ((out - ref) ** 2).mean().item())
+            assert psnr >= WINDOW_BF16_MIN_PSNR, (io, psnr)

@@ -149,8 +149,8 @@ def test_fused_attention_equals_explicit_with_index_groups():
 
 @pytest.mark.parametrize("shift", [None, (4, 4)])
 def test_explicit_attention_has_the_gradients_of_the_fused_one(shift):
-    """The explicit path adds bias and mask in place into the logits (the path bf16 CPU training takes): its
-    output and the gradients of q, k, v and the bias equal SDPA's."""
+    """The explicit path (which bf16 CPU training takes) adds bias and mask in one pass: its output and the
+    gradients of q, k, v and the bias equal SDPA's."""
     torch.manual_seed(0)
     geom = WindowGeometry(16, 16, (8, 8), shift, -100.0)
     inputs = [torch.randn(2 * geom.num_windows, 3, 64, 5) for _ in range(3)] + [torch.randn(3, 64, 64)]
@@ -164,14 +164,20 @@ def test_explicit_attention_has_the_gradients_of_the_fused_one(shift):
         assert torch.allclose(explicit, fused, atol=1e-5), (explicit - fused).abs().max()
 
 
-def test_bf16_cpu_training_takes_the_explicit_attention():
-    """Under CPU bf16 autocast with gradients, attend runs the explicit path (faster there than SDPA's math
-    fallback); without gradients, or in fp32, it stays fused."""
-    from litesr.models.blocks import _explicit_trains_faster
+def test_bf16_cpu_takes_the_explicit_attention_where_it_measured_faster():
+    """Under CPU bf16 (autocast or bf16 tensors), attend runs the explicit path when training, and for windows of
+    ≤ 64 tokens in inference; larger windows in inference, and fp32, stay fused."""
+    from litesr.models.blocks import EXPLICIT_BF16_MAX_TOKENS, _explicit_is_faster
 
-    q = torch.randn(4, 3, 64, 5)
-    assert not _explicit_trains_faster(q.requires_grad_())
+    small = torch.randn(4, 3, EXPLICIT_BF16_MAX_TOKENS, 5)
+    large = torch.randn(4, 3, 4 * EXPLICIT_BF16_MAX_TOKENS, 5)
+    assert not _explicit_is_faster(small.clone().requires_grad_())
+    assert not _explicit_is_faster(small)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        assert _explicit_trains_faster(q)
-        assert not _explicit_trains_faster(q.detach())
-    assert _explicit_trains_faster(q.detach().bfloat16().requires_grad_())
+        assert _explicit_is_faster(large.clone().requires_grad_())
+        assert _explicit_is_faster(small)
+        assert not _explicit_is_faster(large)
+        with torch.no_grad():
+            assert not _explicit_is_faster(large.clone().requires_grad_())
+    assert _explicit_is_faster(large.bfloat16().requires_grad_())
+    assert _explicit_is_faster(small.bfloat16())
