@@ -220,8 +220,8 @@ def main() -> None:
             name = f"{arch} x{args.scale}"
             print(f"\n{name} ({origin} weights), median of {args.runs} interleaved rounds")
             print(head)
-            # upscale first: a `litesr upscale` process runs nothing else before it, while the other paths (fp32
-            # eager, the official sequence) leave the heap holding their large blocks (0.62 s against 0.56 s)
+            # upscale first, as in a `litesr upscale` process that runs nothing else before it (after the fp32 and
+            # official paths it measured 0.51-0.53 s against 0.50 s fresh: within this VM's ±8 % run-to-run noise)
             for size in args.upscale:
                 upscale_row(model, name, size, args.runs, peak, args.runtimes, args.image)
             for size in args.sizes:
