@@ -75,15 +75,15 @@ def test_cli_upscale_and_eval_reuse_freed_memory(monkeypatch, tmp_path):
 
 
 #: bf16 autocast against the official fp32 output of the window transformers' conformance vectors (random weights,
-#: not photos), PSNR relative to the output's peak: measured 53.7-54.6 dB for SwinIR-light x4 (explicit attention,
-#: which bf16 inference takes for its 64-token windows) and 48.8-49.3 dB for GRFormer x4 (fused). Bound: 45 dB.
+#: not photos), PSNR relative to the output's peak: measured 53.7-54.6 dB for SwinIR-light x4 and 48.8-49.3 dB for
+#: GRFormer x4. Bound: 45 dB.
 WINDOW_BF16_MIN_PSNR = 45.0
 
 
 @pytest.mark.parametrize("name", ["swinir_light_x4", "grformer_light_x4"])
 @pytest.mark.parametrize("grad", [False, True], ids=["inference", "training"])
 def test_window_transformers_bf16_within_psnr_bound(name, grad):
-    """Both bf16 attention paths (inference and, with gradients, training's explicit one) stay within the bound."""
+    """Both bf16 attention paths (inference's SDPA and, with gradients, training's explicit one) stay within it."""
     import math
 
     from conftest import load_vector

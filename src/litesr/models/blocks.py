@@ -393,28 +393,21 @@ class WindowGeometry:
         return attn.softmax(dim=-1) @ v
 
 
-#: Windows of at most this many tokens run the explicit path in bf16 inference on a CPU too (see below).
-EXPLICIT_BF16_MAX_TOKENS = 64
-
-
 def _explicit_is_faster(q: torch.Tensor) -> bool:
-    """Whether the explicit path beats SDPA: bf16 (autocast or bf16 weights) on a CPU, when training or when the
-    windows are small. Measured on a 2-core AVX-512 BF16 EPYC:
+    """Whether the explicit path beats SDPA: when training in bf16 (autocast or bf16 weights) on a CPU.
 
-    - training (batch 8, LR 32², one thread): SDPA falls back to its unfused math path, which also guards against
-      fully masked rows (``all``/``isneginf``/``where`` over every logit); explicit made a step 1.4x faster for
-      GRFormer (1.8 s against 2.6 s, 8×32 windows) and 1.6x for SwinIR-light (0.72 s against 1.2 s, 8×8 windows);
-    - inference, LR 128² and 256²: SwinIR-light (64-token windows, head width 10) 1.2x faster explicit (0.34 s
-      against 0.41 s, 1.36-1.42 s against 1.62 s), GRFormer (256-token windows) 1.4x slower.
-
-    fp32 keeps SDPA (GRFormer training 2.2 s against 3.2 s explicit; inference 0.44 s against 0.54 s for SwinIR).
+    There SDPA falls back to its unfused math path, which also guards against fully masked rows
+    (``all``/``isneginf``/``where`` over every logit): explicit made a training step 1.4x faster for GRFormer
+    (1.8 s against 2.6 s, 8×32 windows) and 1.6x for SwinIR-light (0.72 s against 1.2 s, 8×8 windows) (batch 8,
+    LR 32², one thread, 2-core AVX-512 BF16 EPYC). fp32 training keeps SDPA (GRFormer 2.2 s against 3.2 s).
+    Inference keeps SDPA too: explicit bf16 was 1.2x faster for SwinIR-light with freed blocks reused
+    (:func:`litesr.runtime.reuse_freed_memory`, as the CLI runs) but 2.3x slower without (0.87 s against 0.37 s
+    at LR 128²: each block's maps are page-faulted in anew), and GRFormer's 256-token windows were slower either way.
     """
-    if q.device.type != "cpu":
+    if not (q.device.type == "cpu" and q.requires_grad and torch.is_grad_enabled()):
         return False
     autocast_bf16 = torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
-    if not (q.dtype == torch.bfloat16 or autocast_bf16):
-        return False
-    return (q.requires_grad and torch.is_grad_enabled()) or q.shape[-2] <= EXPLICIT_BF16_MAX_TOKENS
+    return q.dtype == torch.bfloat16 or autocast_bf16
 
 
 def _take_windows(rows, cols):

@@ -217,9 +217,9 @@ def official_buffers(model: nn.Module, img_size: int = 64) -> dict[str, torch.Te
 
 
 # cpu_bf16: bf16 autocast 1.2-1.4x faster than fp32 for SwinIR-light x4 at LR 128² on a 2-core AVX-512 BF16 EPYC
-# (benchmarks/precision_speed.py --arch swinir-light; 49 dB from fp32 with random weights); 1.3x since its 8×8
-# windows run the explicit attention in bf16 (0.34 s against 0.44 s fp32). With litesr's cpu291_x4 weights, bf16
-# moves Set5/Set14 PSNR by -0.0086/-0.0037 dB (30.6177 -> 30.6092, 27.5546 -> 27.5509).
+# (benchmarks/precision_speed.py --arch swinir-light; 49 dB from fp32 with random weights; 1.07-1.14x when
+# re-measured 2026-11-30, 0.41 against 0.44 s with freed blocks reused, 0.37 against 0.42 s without). With litesr's
+# cpu291_x4 weights, bf16 moves Set5/Set14 PSNR by -0.0086/-0.0037 dB (30.6177 -> 30.6092, 27.5546 -> 27.5509).
 register_architecture(Architecture(
     name="swinir", build=SwinIR, detect=detect_config, paper=PAPER,
     ignored_keys=r"\.attn\.relative_position_index$|\.attn_mask$", official_buffers=official_buffers,
