@@ -4,6 +4,7 @@ and the `litesr bench` command."""
 import json
 
 import pytest
+import torch
 
 import litesr
 from litesr.efficiency import BenchSpec, count_flops, count_layer_macs, count_parameters, hd_input_size, measure_isolated
@@ -26,16 +27,16 @@ def test_flops_equal_the_official_forward(arch, official):
     assert gflops(arch) == pytest.approx(official, abs=0.01)
 
 
-def test_elan_light_flops_are_the_official_ones_plus_the_recomputed_shared_maps(monkeypatch):
+def test_elan_light_flops_are_the_official_ones(monkeypatch):
     # The official forward: 106.92 GFLOPs at 180×320 (4.78 of them the fixed one-hot shift convs, which litesr's
-    # inference path runs as the same depthwise convs). With every attention map computed once and reused, litesr
-    # counts exactly that; its fp32 fast path instead recomputes the 16×16-window map in each sharing GMSA (fused
-    # SDPA, faster although it adds Q·Qᵀ: 2 · 61,440 padded tokens · 256 · 20 · 12 blocks = 7.55 GFLOPs).
+    # inference path runs as the same depthwise convs). Every attention map is computed once and reused, so litesr
+    # counts exactly that; the "sdpa" policy instead recomputes the 16×16-window map in each sharing GMSA (adding
+    # Q·Qᵀ: 2 · 61,440 padded tokens · 256 · 20 · 12 blocks = 7.55 GFLOPs).
     from litesr.models import elan
 
-    assert gflops("elan-light") == pytest.approx(106.92 + 7.55, abs=0.01)
-    monkeypatch.setattr(elan, "ATTENTION_POLICY", {})
     assert gflops("elan-light") == pytest.approx(106.92, abs=0.01)
+    monkeypatch.setattr(elan, "ATTENTION_POLICY", {torch.float32: {16: "sdpa"}})
+    assert gflops("elan-light") == pytest.approx(106.92 + 7.55, abs=0.01)
 
 
 @pytest.mark.parametrize("arch, official", [("swinir-light", 51.86), ("grformer", 46.70)])

@@ -192,11 +192,15 @@ class _ShiftThen1x1(nn.Module):
 #: windows at a time, so each chunk's scores are soft-maxed and multiplied by V while in cache, and the map is
 #: still stored for the sharing GMSA (inference only: it writes through ``out=``); "sdpa" runs one fused SDPA call
 #: (scale=1) and the sharing GMSA recomputes it from the stored Q, so the 16×16-window map never exists.
-#: Measured on the 16×16 windows (2-core EPYC AVX-512 BF16, shipped ELAN-light x4, whole forward at LR 128²/256²,
-#: two interleaved runs, A then B): fp32 sdpa 0.53/2.45 s vs explicit 0.64/3.34 s (A), sdpa 0.49/1.30 s vs
-#: chunked 0.61/1.53 s (B); bf16 explicit 0.34/1.49 s vs sdpa 0.40/1.55 s (A), chunked 0.33/0.82 s vs explicit
-#: 0.34/0.94 s (B). Chunking the 8×8 windows too, or 2^18-2^19-element chunks, did no better. Other windows: explicit.
-ATTENTION_POLICY = {torch.float32: {16: "sdpa"}, torch.bfloat16: {16: "chunked"}}
+#: Measured on the 16×16 windows (2-core EPYC AVX-512 BF16, shipped ELAN-light x4, whole forward, picture input):
+#: bf16 chunked 0.33/0.82 s against explicit 0.34/0.94 s at LR 128²/256², and sdpa slower; fp32 (2026-11-30)
+#: chunked 0.19/0.90 s against sdpa 0.20/0.92 s and explicit 0.20/0.93 s with freed blocks reused (as the CLI
+#: runs), 0.22/1.31 s against sdpa 0.21-0.24/1.05-1.08 s with the default allocator. fp32 takes "chunked" although
+#: sdpa was faster there at 256²: the CPU SDPA kernel is the less exact one. With the shipped x4 weights at LR 64²,
+#: its output differed from a float64 forward by 3.8e-4 of the output's range, against 3.6e-5 for the official
+#: arithmetic, and an ONNX export (explicit) then missed its 1e-4 check against the eager forward.
+#: Chunking the 8×8 windows too, or 2^18-2^19-element chunks, did no better. Other windows: explicit.
+ATTENTION_POLICY = {torch.float32: {16: "chunked"}, torch.bfloat16: {16: "chunked"}}
 #: "chunked": elements of one chunk's map (16 windows of 16×16: 2 MiB in bf16)
 CHUNK_ELEMENTS = 1 << 20
 
