@@ -127,7 +127,9 @@ def test_chunked_attention_is_the_explicit_arithmetic():
             maps, out = elan._chunked_attention(q, v)
         finally:
             elan.CHUNK_ELEMENTS = saved
-        assert torch.equal(maps, explicit) and torch.allclose(out, explicit @ v, rtol=0, atol=1e-6)
+        assert torch.equal(torch.cat(maps), explicit) and torch.allclose(out, explicit @ v, rtol=0, atol=1e-6)
+        v2 = torch.randn_like(v)  # the sharing GMSA's product from the per-chunk maps
+        assert torch.allclose(elan._chunked_apply(maps, v2), explicit @ v2, rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize("batch", [1, 3])
