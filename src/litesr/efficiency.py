@@ -77,8 +77,11 @@ def count_layer_macs(model: nn.Module, lr_size: tuple[int, int]) -> dict:
 
     handles = [m.register_forward_hook(conv_hook) for m in meta.modules() if isinstance(m, nn.Conv2d)]
     handles += [m.register_forward_hook(linear_hook) for m in meta.modules() if isinstance(m, nn.Linear)]
+    # in training mode, as a hook counter sees the official forward: litesr's inference path folds ELAN's BatchNorm
+    # into its projection and runs it as F.conv2d, which no Conv2d hook sees
+    meta.train()
     try:
-        with torch.inference_mode():
+        with torch.no_grad():
             meta(torch.empty(1, 3, *lr_size, device="meta"))
     finally:
         for h in handles:
