@@ -135,7 +135,7 @@ def take_tokens(tokens: torch.Tensor, index: torch.Tensor, inverse: torch.Tensor
 
 def _gather_rows(tokens: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     b, length, c = tokens.shape
-    if b != 1 or is_exporting():  # a traced graph must not freeze the batch size it was traced at
+    if is_exporting() or b != 1:  # a traced graph must not freeze the batch size it was traced at
         index = (index[None] + torch.arange(b, device=index.device)[:, None] * length).flatten()
     return tokens.reshape(b * length, c).index_select(0, index).view(b, -1, c)
 
