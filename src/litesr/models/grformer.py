@@ -199,7 +199,8 @@ class GRSA(nn.Module):
         half, heads = c // 2, self.num_heads
         # the channel halves as 2-D strided views: F.linear then runs one addmm (bias fused) on each; on a 3-D
         # slice it ran a matmul plus a separate bias pass (GRFormer bf16 training step 1.6 s against 1.8 s)
-        x0, x1 = x.reshape(b_ * n, c)[:, :half], x.reshape(b_ * n, c)[:, half:]
+        rows = x.reshape(b_ * n, c)
+        x0, x1 = rows[:, :half], rows[:, half:]
 
         def grl(first: nn.Linear, second: nn.Linear) -> torch.Tensor:  # [x0 + first(x0), x1 + second(x1)]
             t = torch.cat((x0 + first(x0), x1 + second(x1)), dim=-1)
