@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
@@ -47,6 +48,16 @@ def relative_error(out: torch.Tensor, ref: torch.Tensor) -> float:
 
 
 TOLERANCE = 2e-5
+
+
+def psnr(out: torch.Tensor, ref: torch.Tensor, peak: float | None = None) -> float:
+    """PSNR of ``out`` against ``ref`` in dB (tensors or arrays), where the bound is a PSNR (bf16, OpenVINO, tiles
+    against the whole image): ``peak`` is the signal's range (1 or 255), by default max|ref|."""
+    out, ref = torch.as_tensor(out), torch.as_tensor(ref)
+    assert out.shape == ref.shape, f"shape {tuple(out.shape)} != reference {tuple(ref.shape)}"
+    peak = ref.double().abs().max().item() if peak is None else peak
+    mse = ((out.double() - ref.double()) ** 2).mean().item()
+    return math.inf if mse == 0 else 10 * math.log10(peak ** 2 / mse)
 
 #: small configurations of each architecture, so an export or a conversion takes seconds
 SMALL = {

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import litesr
-from conftest import TOLERANCE, load_vector, relative_error
+from conftest import TOLERANCE, load_vector, psnr, relative_error
 
 NAMES = ["elan_light_x2", "elan_light_x3", "elan_light_x4", "elan_x4_d4"]
 
@@ -90,11 +90,6 @@ def test_inference_path_equals_training_path():
     assert relative_error(fast, slow) <= TOLERANCE
 
 
-def psnr_255(a: torch.Tensor, b: torch.Tensor) -> float:
-    mse = ((a.double() - b.double()) ** 2).mean().item()
-    return 10 * __import__("math").log10(255.0 ** 2 / mse)
-
-
 #: bf16 autocast against the official fp32 output, on the 0..255 scale. The vectors' weights and inputs are not a
 #: trained model on photos: measured 42.1-44.7 dB for ELAN-light x2/x4 (46.8-49.5 for ELAN x4 d4), the same before
 #: and after the fast path; the shipped model on real images moves < 0.01 dB of PSNR (README). Bound: 40 dB.
@@ -112,7 +107,7 @@ def test_bf16_path_within_psnr_bound(monkeypatch, how):
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
         for io in "abcd":
             out = 255.0 * model(tensors[f"input_{io}"] / 255.0).float()
-            assert psnr_255(out, tensors[f"output_{io}"]) >= BF16_MIN_PSNR, io
+            assert psnr(out, tensors[f"output_{io}"], peak=255.0) >= BF16_MIN_PSNR, io
 
 
 def test_chunked_attention_is_the_explicit_arithmetic():

@@ -84,9 +84,7 @@ WINDOW_BF16_MIN_PSNR = 45.0
 @pytest.mark.parametrize("grad", [False, True], ids=["inference", "training"])
 def test_window_transformers_bf16_within_psnr_bound(name, grad):
     """Both bf16 attention paths (inference's SDPA and, with gradients, training's explicit one) stay within it."""
-    import math
-
-    from conftest import load_vector
+    from conftest import load_vector, psnr
 
     state, tensors, _ = load_vector(name)
     model = litesr.load_model(state)
@@ -94,7 +92,5 @@ def test_window_transformers_bf16_within_psnr_bound(name, grad):
         for io in "abcd":
             if f"input_{io}" not in tensors:
                 continue
-            ref = tensors[f"output_{io}"]
-            out = model(tensors[f"input_{io}"]).float().detach()
-            psnr = 10 * math.log10(ref.abs().max().item() ** 2 / ((out - ref) ** 2).mean().item())
-            assert psnr >= WINDOW_BF16_MIN_PSNR, (io, psnr)
+            db = psnr(model(tensors[f"input_{io}"]).float().detach(), tensors[f"output_{io}"])
+            assert db >= WINDOW_BF16_MIN_PSNR, (io, db)

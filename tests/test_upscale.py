@@ -13,7 +13,7 @@ import litesr
 from litesr.cli import main
 from litesr.tiling import plan_tiles, upscale_tensor
 from litesr.io import image_to_tensor, read_image
-from conftest import BENCHMARKS, NearestX4, load_vector
+from conftest import BENCHMARKS, NearestX4, load_vector, psnr
 
 LR_IMAGE = BENCHMARKS / "Set14" / "LR_bicubic" / "X4" / "baboonx4.png"
 
@@ -26,9 +26,9 @@ def elan_weights(tmp_path_factory):
     return path
 
 
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    mse = ((a.clamp(0, 1) - b.clamp(0, 1)) ** 2).mean().item()
-    return math.inf if mse == 0 else 10 * math.log10(1 / mse)
+def psnr01(a: torch.Tensor, b: torch.Tensor) -> float:
+    """PSNR of two [0, 1] images as they would be saved (clamped)."""
+    return psnr(a.clamp(0, 1), b.clamp(0, 1), peak=1.0)
 
 
 def test_tiles_cover_image_exactly_once():
@@ -65,13 +65,13 @@ def test_tiled_matches_untiled_above_45db(elan_weights):
     full = upscale_tensor(model, x, tile=None)
     tiled = upscale_tensor(model, x, tile=64)  # default overlap; 4 tiles on a 120×125 image
     assert tiled.shape == full.shape == (1, 3, 480, 500)
-    assert psnr(tiled, full) > 45.0
+    assert psnr01(tiled, full) > 45.0
     shapes = set()
     model.register_forward_pre_hook(lambda module, args: shapes.add(tuple(args[0].shape)))
     model.static_shapes = True  # windows of one size, as for a runtime compiled per shape
     uniform = upscale_tensor(model, x, tile=64)
     assert shapes == {(1, 3, 96, 96)}  # 64 + 32 context on the inner side; the far border tiles padded to it
-    assert psnr(uniform, full) > 45.0  # here equal to `tiled`: 88 rows padded to 96 is what the model does itself
+    assert psnr01(uniform, full) > 45.0  # here equal to `tiled`: 88 rows padded to 96 is what the model does itself
 
 
 def test_cli_upscale_writes_output(elan_weights, tmp_path):
@@ -127,7 +127,7 @@ def test_bf16_precision_stays_close_to_fp32_and_returns_float32(elan_weights):
     fp32 = upscale_tensor(model, x, tile=None)
     bf16 = upscale_tensor(model, x, tile=32, overlap=16, precision="bf16")
     assert bf16.dtype == torch.float32 and bf16.shape == fp32.shape
-    assert 35 < psnr(bf16, fp32) < math.inf  # autocast really ran, and stayed close
+    assert 35 < psnr01(bf16, fp32) < math.inf  # autocast really ran, and stayed close
     with pytest.raises(ValueError, match="precision must be one of"):
         upscale_tensor(model, x, precision="fp8")
 
