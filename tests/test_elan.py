@@ -157,3 +157,45 @@ def test_shipped_fp32_path_stays_near_float64():
         ours = model(x)
         exact = model.double()(x.double())
     assert relative_error(ours, exact.float()) <= 1e-4
+
+
+def test_padded_lfe_hidden_width_is_the_same_function(monkeypatch):
+    """The LFE's hidden width padded with zero channels that stay (bf16 inference's layout) computes the official
+    function: checked in fp32, where it must stay inside the conformance tolerance, and it really ran padded."""
+    from litesr.models import elan
+
+    state, tensors, _ = load_vector("elan_light_x4")
+    model = litesr.load_model(state).eval()
+    x = tensors["input_a"] / 255.0
+    widths = []
+    conv2d = torch.nn.functional.conv2d
+    monkeypatch.setattr(torch.nn.functional, "conv2d", lambda x, w, *a: widths.append(w.shape[0]) or conv2d(x, w, *a))
+    with torch.inference_mode():
+        plain = model(x)
+        assert 128 not in widths
+        monkeypatch.setattr(elan, "PAD_HIDDEN", {torch.float32: 32})
+        padded = model(x)
+    assert widths.count(128) == 2 * 24  # ELAN-light's hidden 120 ran as 128 in every LFE (conv0 and the shift)
+    assert relative_error(padded, plain) <= TOLERANCE
+
+
+@pytest.mark.parametrize("row", [16, 64, 256])
+def test_window_softmax_stays_within_bf16_rounding(row):
+    """bf16 window softmax (oneDNN's for the rows ONEDNN_SOFTMAX names, where this build runs it; ATen's otherwise)
+    against float64 on unscaled logits as large as ELAN's: within bf16 rounding, and oneDNN's path really ran."""
+    from litesr.models import elan
+
+    torch.manual_seed(0)
+    scores = (torch.randn(8, row, row) * 30).bfloat16()
+    ref = torch.softmax(scores.double(), -1)
+    calls = []
+    to_mkldnn = torch.Tensor.to_mkldnn
+    try:
+        torch.Tensor.to_mkldnn = lambda self, *a: calls.append(self.shape) or to_mkldnn(self, *a)
+        with torch.inference_mode():
+            out = elan._softmax(scores)
+    finally:
+        torch.Tensor.to_mkldnn = to_mkldnn
+    assert (out.double() - ref).abs().max().item() <= 2 ** -8
+    onednn = row in elan.ONEDNN_SOFTMAX[torch.bfloat16] and elan._onednn_softmax_runs(torch.bfloat16)
+    assert bool(calls) == onednn

@@ -10,6 +10,7 @@ State-dict keys are the official ones, fixed constants included (mean-shift conv
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
@@ -88,7 +89,25 @@ class LFE(nn.Module):
         self.conv1 = ShiftConv(channels * r_expand, channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv1(F.relu(self.conv0(x), inplace=True))
+        multiple = None if self.training else PAD_HIDDEN.get(x.dtype)
+        hidden = self.conv0.shift_conv.conv1x1.out_channels
+        if not multiple or hidden % multiple == 0:
+            return self.conv1(F.relu(self.conv0(x), inplace=True))
+        # the same function with `pad` zero hidden channels that do not move: zero weights and bias in, zero out
+        pad, conv0, conv1 = -hidden % multiple, self.conv0.shift_conv, self.conv1.shift_conv
+        y = F.conv2d(conv0.shift(x), F.pad(conv0.conv1x1.weight, (0, 0, 0, 0, 0, 0, 0, pad)),
+                     F.pad(conv0.conv1x1.bias, (0, pad)))
+        kernel = torch.cat([conv1.weight, one_hot_shift_kernel(5)[4:].to(conv1.weight).expand(pad, 1, 3, 3)])
+        y = F.conv2d(F.relu(y, inplace=True), kernel.to(y.dtype), None, 1, 1, 1, hidden + pad)
+        return F.conv2d(y, F.pad(conv1.conv1x1.weight, (0, 0, 0, 0, 0, pad)), conv1.conv1x1.bias)
+
+
+#: Inference dtypes whose LFE hidden width (C·r_expand: 120 in ELAN-light) is padded to a multiple of this many
+#: channels with zero channels that do not move. oneDNN's bf16 depthwise shift over channels-last pixels ran 3x
+#: slower on 120 channels than on 128 at LR 256² (2.4 against 0.8 ms); padded, one LFE took 5.3 instead of 7.0 ms
+#: and the whole bf16 forward 0.49 instead of 0.52 s, with the same output bits (2-core EPYC AVX-512 BF16, shipped
+#: x4). fp32 gained nothing (0.90 s either way), so it keeps the official widths.
+PAD_HIDDEN = {torch.bfloat16: 32}
 
 
 class ShiftConv(nn.Module):
@@ -173,9 +192,12 @@ class _ShiftThen1x1(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training:
             return self.conv1x1(shift_channel_groups(x))
-        # inference: the official depthwise conv itself, bit-identical to the slices (one-hot taps, exact zeros)
-        # and, channels-last, 2-5x faster than slicing channel groups out of every pixel
-        return self.conv1x1(F.conv2d(x, self.weight.to(x.dtype), None, 1, 1, 1, x.shape[1]))
+        return self.conv1x1(self.shift(x))
+
+    def shift(self, x: torch.Tensor) -> torch.Tensor:
+        """Inference's shift: the official depthwise conv itself, bit-identical to the slices (one-hot taps, exact
+        zeros) and, channels-last, 2-5x faster than slicing channel groups out of every pixel."""
+        return F.conv2d(x, self.weight.to(x.dtype), None, 1, 1, 1, x.shape[1])
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                               error_msgs):
@@ -212,6 +234,35 @@ def _policy(ws: int, dtype: torch.dtype) -> str:
     return how
 
 
+#: Inference dtypes and score-row lengths (tokens per window) whose softmax runs in oneDNN (``to_mkldnn``) instead
+#: of ATen: the 4×4 and 16×16 windows in bf16. ATen's bf16 softmax computes its exp in fp32 and managed ~1.6 G
+#: elements/s here; oneDNN's ran 2.5x faster on 256-wide rows (both layout conversions included), 1.6x on 16-wide
+#: ones, no faster on 64-wide ones, and in fp32 no faster at all. Whole bf16 forward: 4-7 % faster at LR 128²/256²
+#: (2-core EPYC AVX-512 BF16, shipped x4, interleaved A/B).
+ONEDNN_SOFTMAX = {torch.bfloat16: (16, 256)}
+
+
+def _softmax(scores: torch.Tensor) -> torch.Tensor:
+    """softmax over the last dim of a window group's scores, in oneDNN where :data:`ONEDNN_SOFTMAX` says so."""
+    if (scores.shape[-1] in ONEDNN_SOFTMAX.get(scores.dtype, ()) and scores.is_cpu and not torch.is_grad_enabled()
+            and not is_exporting() and not torch.compiler.is_compiling() and _onednn_softmax_runs(scores.dtype)):
+        return torch._softmax(scores.to_mkldnn(), -1, False).to_dense()
+    return torch.softmax(scores, -1)
+
+
+@lru_cache(maxsize=None)
+def _onednn_softmax_runs(dtype: torch.dtype) -> bool:
+    """Whether this PyTorch build and CPU run oneDNN's softmax in ``dtype`` (and get it right)."""
+    if not torch.backends.mkldnn.is_available():
+        return False
+    x = torch.tensor([[0.0, 1.0, 2.0, 3.0]])
+    try:
+        out = torch._softmax(x.to(dtype).to_mkldnn(), -1, False).to_dense().float()
+    except RuntimeError:
+        return False
+    return torch.allclose(out, torch.softmax(x, -1), atol=1e-2)
+
+
 def _chunked_attention(q: torch.Tensor, v: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
     """(softmax(Q Qᵀ) a chunk of windows each, softmax(Q Qᵀ)·V) for (windows, N, d) Q and V, a cache-sized chunk
     of windows at a time.
@@ -229,7 +280,7 @@ def _chunked_attention(q: torch.Tensor, v: torch.Tensor) -> tuple[list[torch.Ten
         qc = q[i:i + step]
         sc = scores[:qc.shape[0]]
         torch.bmm(qc, qc.transpose(-2, -1), out=sc)
-        maps.append(torch._softmax(sc, -1, False))
+        maps.append(_softmax(sc))
         torch.bmm(maps[-1], v[i:i + step], out=out[i:i + step])
     return maps, out
 
@@ -292,7 +343,7 @@ class GMSA(nn.Module):
                 elif how == "chunked":
                     attn, y = _chunked_attention(q, v)
                 else:
-                    attn = torch.softmax(q @ q.transpose(-2, -1), dim=-1)
+                    attn = _softmax(q @ q.transpose(-2, -1))
                     y = attn @ v
             else:
                 attn, v = attns[k], tokens
