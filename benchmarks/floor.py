@@ -28,7 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+if "--omp-passive" in sys.argv:  # before torch starts its OpenMP pool
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 
 import torch  # noqa: E402
 
@@ -193,6 +194,10 @@ def main() -> None:
                     choices=("eager", "official", "onnx", "openvino", "compile"))
     ap.add_argument("--reuse-freed-memory", action="store_true",
                     help="apply litesr.runtime.reuse_freed_memory() first, as `litesr upscale`/`eval` do (all rows)")
+    ap.add_argument("--omp-passive", action="store_true",
+                    help="OMP_WAIT_POLICY=PASSIVE (OpenMP workers sleep between ops): steadier on a busy machine, but "
+                         "eager bf16 ran 1.27x slower with it (0.59 against 0.465 s at LR 256²) than with the default "
+                         "policy `litesr upscale` runs with")
     ap.add_argument("--onnx-dir", type=Path, help="keep exported graphs here and reuse them (export takes ~30 s)")
     ap.add_argument("--image", type=Path, default=Path(__file__).resolve().parents[1] / "examples" / "sample.png",
                     help="picture whose content the inputs are cut from (mirrored to size; default examples/sample.png)")
