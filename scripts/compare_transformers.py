@@ -104,8 +104,40 @@ def main() -> int:
         from litesr.io import atomic_path
 
         with atomic_path(args.out) as tmp:
-            tmp.write_text(table + "\n")
+            tmp.write_text(document(table, runs[0]["config"], args.latency_size))
     return 0
+
+
+def document(table: str, config: dict, latency_size: int) -> str:
+    """The Markdown page ``--out`` holds: what was compared, under which budget, the table, and how to read it."""
+    import datetime
+    import platform
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"""# The four transformers under one recipe
+
+Written by `python scripts/compare_transformers.py --data ../shared/data/benchmarks --out docs/cpu291.md` on
+{datetime.date.today().isoformat()} ({cpu}, {torch.get_num_threads()} threads). Every model was trained by litesr with the
+packaged `cpu291_x4` recipe: the 291 images (T91 + BSD200), HR patch {config["patch_size"]}, batch
+{config["batch_size"]}, {config["iters"]:,} iterations, lr {config["lr"]:g} ({config["schedule"]}), EMA
+{config["ema_decay"]}, {config["precision"]} precision, one CPU thread each. Scores are each run's **final** EMA weights
+(no checkpoint picked on a test set), PSNR / SSIM on Y with the standard protocol; Urban100 is the 10-image subset.
+MACs are for a 1280×720 output; latency is the median fp32 forward at LR {latency_size}² x4 on the machine above,
+all models measured in the same run.
+
+{table}
+
+How to read it: this is a short CPU schedule ({config["iters"]:,} iterations of batch {config["batch_size"]} on 291
+small images), not the papers' 500k iterations on DIV2K. A short schedule rewards the models that learn fastest,
+which need not be the ones that end best: it need not rank the four as long GPU schedules do. The training time is
+wall time on a machine shared with other jobs, not a speed measurement. The shipped weights of some of these models
+come from longer continuations (see their model cards); this table keeps the one-budget runs.
+"""
 
 
 if __name__ == "__main__":
