@@ -35,10 +35,11 @@ def test_upscale_with_no_model_flags(tmp_path):
 
 
 def test_unshipped_model_is_a_clear_error(tmp_path, capsys):
-    assert ("grformer", 4) not in available_shipped()
-    rc = main(["upscale", str(REPO / "examples" / "sample.png"), "-o", str(tmp_path / "x.png"), "--arch", "grformer"])
+    assert ("grformer", 2) not in available_shipped()
+    rc = main(["upscale", str(REPO / "examples" / "sample.png"), "-o", str(tmp_path / "x.png"), "--arch", "grformer",
+               "--scale", "2"])
     err = capsys.readouterr().err
-    assert rc == 2 and "no shipped weights for grformer x4" in err and "--weights PATH" in err
+    assert rc == 2 and "no shipped weights for grformer x2" in err and "--weights PATH" in err
     assert not (tmp_path / "x.png").exists()
 
 
