@@ -195,9 +195,9 @@ def main() -> None:
     ap.add_argument("--reuse-freed-memory", action="store_true",
                     help="apply litesr.runtime.reuse_freed_memory() first, as `litesr upscale`/`eval` do (all rows)")
     ap.add_argument("--omp-passive", action="store_true",
-                    help="OMP_WAIT_POLICY=PASSIVE (OpenMP workers sleep between ops): steadier on a busy machine, but "
-                         "eager bf16 ran 1.27x slower with it (0.59 against 0.465 s at LR 256²) than with the default "
-                         "policy `litesr upscale` runs with")
+                    help="OMP_WAIT_POLICY=PASSIVE (OpenMP workers sleep between ops): steadier on a busy machine, "
+                         "but eager bf16 ran 1.27x slower with it (0.59 against 0.465 s at LR 256²) than with the "
+                         "default policy `litesr upscale` runs with")
     ap.add_argument("--onnx-dir", type=Path, help="keep exported graphs here and reuse them (export takes ~30 s)")
     ap.add_argument("--image", type=Path, default=Path(__file__).resolve().parents[1] / "examples" / "sample.png",
                     help="picture whose content the inputs are cut from (mirrored to size; default examples/sample.png)")
@@ -211,8 +211,10 @@ def main() -> None:
 
         print(f"# reuse_freed_memory applied: {reuse_freed_memory()} (every row, the official one included)")
 
+    from litesr.efficiency import cpu_name
+
     peak = {"fp32": gemm_peak(torch.float32, args.gemm), "bf16": gemm_peak(torch.bfloat16, args.gemm)}
-    print(f"CPU: {cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}")
+    print(f"CPU: {cpu_name(details=True)}, {torch.get_num_threads()} threads, torch {torch.__version__}")
     print(f"GEMM {args.gemm}²: fp32 {peak['fp32'] / 1e9:.0f} GFLOP/s, bf16 {peak['bf16'] / 1e9:.0f} GFLOP/s "
           f"(bf16/fp32 {peak['bf16'] / peak['fp32']:.2f}x)")
     head = (f"{'model':>16} {'LR':>5} {'GFLOP':>6} {'path':>18} {'seconds':>8} {'floor s':>8} {'÷floor':>7} "
@@ -285,21 +287,6 @@ def upscale_row(model, name: str, size: int, runs: int, peak: dict, runtimes: li
         path = f"upscale {label} ({precision})"
         print(f"{name:>16} {size:>5} {flops / 1e9:>6.1f} {path:>18} {seconds:>8.3f} {floor:>8.3f} "
               f"{seconds / floor:>6.2f}x   ({plan} tile(s), default settings)")
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                flags = Path("/proc/cpuinfo").read_text()
-                extras = [f for f in ("avx512f", "avx512_bf16", "amx_bf16") if f" {f}" in flags]
-                return f"{name} ({os.cpu_count()} cores; {', '.join(extras) or 'no AVX-512'})"
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or platform.machine()
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 import litesr
-from litesr.efficiency import count_flops, count_parameters, hd_input_size, profile_forward
+from litesr.efficiency import count_flops, count_parameters, cpu_name, hd_input_size, profile_forward
 from litesr.train_config import upgrade_legacy_keys
 
 REPO = Path(__file__).resolve().parents[1]
@@ -111,19 +111,12 @@ def main() -> int:
 def document(table: str, config: dict, latency_size: int) -> str:
     """The Markdown page ``--out`` holds: what was compared, under which budget, the table, and how to read it."""
     import datetime
-    import platform
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
     return f"""# The four transformers under one recipe
 
 Written by `python scripts/compare_transformers.py --data ../shared/data/benchmarks --out docs/cpu291.md` on
-{datetime.date.today().isoformat()} ({cpu}, {torch.get_num_threads()} threads). Every model was trained by litesr with the
-packaged `cpu291_x4` recipe: the 291 images (T91 + BSD200), HR patch {config["patch_size"]}, batch
+{datetime.date.today().isoformat()} ({cpu_name()}, {torch.get_num_threads()} threads). Every model was trained by litesr
+with the packaged `cpu291_x4` recipe: the 291 images (T91 + BSD200), HR patch {config["patch_size"]}, batch
 {config["batch_size"]}, {config["iters"]:,} iterations, lr {config["lr"]:g} ({config["schedule"]}), EMA
 {config["ema_decay"]}, {config["precision"]} precision, one CPU thread each. Scores are each run's **final** EMA weights
 (no checkpoint picked on a test set), PSNR / SSIM on Y with the standard protocol; Urban100 is the 10-image subset.

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 from pathlib import Path
 
 import torch
 
 import litesr
+from litesr.efficiency import cpu_name
 from litesr.io import atomic_path
 from litesr.pretrained import WEIGHTS_DIR
 
@@ -33,16 +33,6 @@ PAPER = {
 }
 #: The paper each shipped variant comes from, as the card's column header names it.
 PAPER_NAME = {"elan-light": "ELAN", "esrt": "ESRT", "swinir-light": "SwinIR", "grformer": "GRFormer"}
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def main() -> None:

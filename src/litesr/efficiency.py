@@ -20,23 +20,39 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import statistics
 import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import torch
 from torch import nn
 
-__all__ = ["BenchSpec", "count_parameters", "count_flops", "count_layer_macs", "hd_input_size", "measure",
+__all__ = ["BenchSpec", "cpu_name", "count_parameters", "count_flops", "count_layer_macs", "hd_input_size", "measure",
            "measure_isolated", "profile_forward"]
 
 
 def hd_input_size(scale: int, height: int = 720, width: int = 1280) -> tuple[int, int]:
     """LR size whose ×``scale`` output is (about) ``height``×``width`` — the papers' Multi-Adds convention."""
     return round(height / scale), round(width / scale)
+
+
+def cpu_name(details: bool = False) -> str:
+    """The CPU's model name (``/proc/cpuinfo``, else what :mod:`platform` says); with ``details``, its core count
+    and the vector extensions that decide bf16 speed as well."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+        name = next(line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine() or "unknown CPU"
+    if not details:
+        return name
+    extras = [f for f in ("avx512f", "avx512_bf16", "amx_bf16") if f" {f}" in info]
+    return f"{name} ({os.cpu_count()} cores; {', '.join(extras) or 'no AVX-512'})"
 
 
 def count_parameters(model: nn.Module) -> int:
