@@ -179,6 +179,26 @@ def test_padded_lfe_hidden_width_is_the_same_function(monkeypatch):
     assert relative_error(padded, plain) <= TOLERANCE
 
 
+def test_contiguous_q_and_v_change_no_bit(monkeypatch):
+    """bf16 inference copies each group's Q and V into contiguous tensors (CONTIGUOUS_QV): the same bits as bmm on
+    the strided halves, in every window size (64² covers the 4×4, 8×8 and chunked 16×16 windows)."""
+    from litesr.models import elan
+
+    state, _, _ = load_vector("elan_light_x4")
+    model = litesr.load_model(state).eval()
+    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    contiguous = torch.Tensor.contiguous
+    copies = []
+    monkeypatch.setattr(torch.Tensor, "contiguous",
+                        lambda t, *a, **k: copies.append(t.is_contiguous()) or contiguous(t, *a, **k))
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        fast = model(x)
+        assert copies.count(False) == 2 * 3 * 12  # Q and V of 3 groups in each of the 12 computing GMSAs
+        monkeypatch.setattr(elan, "CONTIGUOUS_QV", set())
+        strided = model(x)
+    assert torch.equal(fast, strided)
+
+
 @pytest.mark.parametrize("row", [16, 64, 256])
 def test_window_softmax_stays_within_bf16_rounding(row):
     """bf16 window softmax (oneDNN's for the rows ONEDNN_SOFTMAX names, where this build runs it; ATen's otherwise)
