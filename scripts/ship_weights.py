@@ -153,7 +153,7 @@ def render_card(card: dict) -> str:
     paper_name = PAPER_NAME.get(card["arch"], card["arch"])
     return f"""# {card['arch']} x{card['scale']} — litesr's own weights
 
-- **Trained on:** {card['data']}.
+- **Trained on:** {card['data'].rstrip('.')}.
 - **Recipe:** L1, Adam (0.9, 0.99), batch {r['batch_size']}, HR patch {r['patch_size']}, lr {r['lr']} ({r['schedule']},
   {r['warmup_iters']} warm-up iterations, planned {r['iters']}), EMA {r['ema_decay']}, grad clip {r['grad_clip']},
   precision {r.get('precision', r.get('amp'))}, seed {r['seed']} (`src/litesr/configs/{recipe}.yaml`).
