@@ -50,6 +50,22 @@ def relative_error(out: torch.Tensor, ref: torch.Tensor) -> float:
 TOLERANCE = 2e-5
 
 
+def assert_conforms(model, tensors, ios: str = "abd", label=None) -> None:
+    """``model`` maps each conformance input ``input_<io>`` to the official ``output_<io>`` within TOLERANCE."""
+    with torch.inference_mode():
+        for io in ios:
+            err = relative_error(model(tensors[f"input_{io}"]), tensors[f"output_{io}"])
+            assert err <= TOLERANCE, (label, io, err)
+
+
+def assert_config_matches(model, meta: dict, keys: tuple[str, ...]) -> None:
+    """The configuration litesr read from a checkpoint is the official constructor's (scale and ``keys``)."""
+    args = meta["constructor_args"]
+    assert model.scale == meta["scale"] == args.get("upscale", meta["scale"])
+    for key in keys:
+        assert model.config[key] == args[key], key
+
+
 def psnr(out: torch.Tensor, ref: torch.Tensor, peak: float | None = None) -> float:
     """PSNR of ``out`` against ``ref`` in dB (tensors or arrays), where the bound is a PSNR (bf16, OpenVINO, tiles
     against the whole image): ``peak`` is the signal's range (1 or 255), by default max|ref|."""

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import litesr
-from conftest import BENCHMARKS, TOLERANCE, WEIGHTS, load_vector, relative_error
+from conftest import BENCHMARKS, TOLERANCE, WEIGHTS, assert_conforms, load_vector, relative_error
 from litesr.models.esrt import ATTENTION_MODES, DEFAULT_ATTENTION, feature_split, split_attention, sdpa_attention
 
 NAMES = ["esrt_x2", "esrt_x3", "esrt_x4"]
@@ -16,13 +16,6 @@ SET5_X3_OFFICIAL = {"baby": 35.5054, "bird": 36.5903, "butterfly": 29.2781, "hea
 SET5_X3_OFFICIAL_MEAN = 33.5848
 
 
-def assert_conforms(model, tensors, name):
-    with torch.inference_mode():
-        for io in "abd":  # ESRT's natural range is [0, 1], as litesr's: no rescaling
-            err = relative_error(model(tensors[f"input_{io}"]), tensors[f"output_{io}"])
-            assert err <= TOLERANCE, (name, model.attention, io, err)
-
-
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("arch", [None, "esrt"])
 def test_conformance_default_attention(name, arch):
@@ -30,7 +23,7 @@ def test_conformance_default_attention(name, arch):
     model = litesr.load_model(state, arch=arch)
     assert model.scale == meta["scale"] and model.config["n_feats"] == 32
     assert model.attention == DEFAULT_ATTENTION
-    assert_conforms(model, tensors, name)
+    assert_conforms(model, tensors, label=(name, model.attention))
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -39,7 +32,7 @@ def test_conformance_other_attention_paths(name, mode):
     state, tensors, _ = load_vector(name)
     model = litesr.load_model(state)
     model.attention = mode
-    assert_conforms(model, tensors, name)
+    assert_conforms(model, tensors, label=(name, model.attention))
 
 
 @pytest.mark.parametrize("name", NAMES)

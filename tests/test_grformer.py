@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import litesr
-from conftest import TOLERANCE, load_vector, relative_error
+from conftest import assert_config_matches, assert_conforms, load_vector
 from litesr.checkpoint import detect_architecture
 from litesr.models.blocks import relative_position_index, set_fused_attention
 from litesr.models.grformer import esrpb_coordinates
@@ -14,21 +14,7 @@ NAMES = ["grformer_light_x2", "grformer_light_x3", "grformer_light_x4", "grforme
 COORDS = ".attn.relative_position_bias_table"
 
 
-def _config_matches(model, meta):
-    args = meta["constructor_args"]
-    assert model.scale == meta["scale"] == args["upscale"]
-    assert model.config["embed_dim"] == args["embed_dim"]
-    assert model.config["depths"] == args["depths"]
-    assert model.config["num_heads"] == args["num_heads"]
-    assert model.config["window_size"] == args["window_size"]
-    assert model.config["mlp_ratio"] == args["mlp_ratio"]
-
-
-def _check_outputs(model, tensors, ios="abd"):
-    with torch.inference_mode():
-        for io in ios:
-            err = relative_error(model(tensors[f"input_{io}"]), tensors[f"output_{io}"])
-            assert err <= TOLERANCE, (io, err)
+SWIN_KEYS = ("embed_dim", "depths", "num_heads", "window_size", "mlp_ratio")
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -36,8 +22,8 @@ def test_conformance_auto_detected(name):
     state, tensors, meta = load_vector(name)
     model = litesr.load_model(state)
     assert model.arch_name == "grformer"
-    _config_matches(model, meta)
-    _check_outputs(model, tensors)
+    assert_config_matches(model, meta, SWIN_KEYS)
+    assert_conforms(model, tensors)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -45,17 +31,17 @@ def test_conformance_named(name):
     """Named loading builds the same model as auto-detection (outputs checked on the smallest input)."""
     state, tensors, meta = load_vector(name)
     model = litesr.load_model(state, arch="grformer", scale=meta["scale"])
-    _config_matches(model, meta)
+    assert_config_matches(model, meta, SWIN_KEYS)
     auto = litesr.load_model(state)
     assert model.config == auto.config
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), auto.state_dict().values()))
-    _check_outputs(model, tensors, "d")
+    assert_conforms(model, tensors, "d")
 
 
 def test_explicit_attention_path_matches_too():
     state, tensors, _ = load_vector("grformer_full_x4_d4")
     model = set_fused_attention(litesr.load_model(state), False)
-    _check_outputs(model, tensors, "d")
+    assert_conforms(model, tensors, "d")
 
 
 @pytest.mark.parametrize("scale", [2, 3, 4])
@@ -108,9 +94,9 @@ def test_optional_buffers(with_coords, with_computed):
         assert len(state) == meta["state_dict_num_keys"]
     for arch in (None, "grformer"):
         model = litesr.load_model(state, arch=arch)
-        _config_matches(model, meta)
+        assert_config_matches(model, meta, SWIN_KEYS)
     if with_coords == with_computed:  # the forward does not depend on what was loaded; run it twice, not four times
-        _check_outputs(model, tensors, "d")
+        assert_conforms(model, tensors, "d")
 
 
 def test_wrong_shape_names_the_key():

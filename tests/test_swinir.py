@@ -5,50 +5,36 @@ import pytest
 import torch
 
 import litesr
-from conftest import TOLERANCE, load_vector, relative_error
+from conftest import assert_config_matches, assert_conforms, load_vector
 from litesr.checkpoint import detect_architecture
 from litesr.models.blocks import WindowGeometry, relative_position_index, set_fused_attention, shifted_window_mask
 
 NAME = "swinir_light_x4"
 
 
-def _config_matches(model, meta):
-    args = meta["constructor_args"]
-    assert model.scale == meta["scale"]
-    assert model.config["embed_dim"] == args["embed_dim"]
-    assert model.config["depths"] == args["depths"]
-    assert model.config["num_heads"] == args["num_heads"]
-    assert model.config["window_size"] == args["window_size"]
-    assert model.config["mlp_ratio"] == args["mlp_ratio"]
-
-
-def _check_outputs(model, tensors, ios="abd"):
-    with torch.inference_mode():
-        for io in ios:
-            err = relative_error(model(tensors[f"input_{io}"]), tensors[f"output_{io}"])
-            assert err <= TOLERANCE, (io, err)
+SWIN_KEYS = ("embed_dim", "depths", "num_heads", "window_size", "mlp_ratio")
 
 
 def test_conformance_auto_detected():
     state, tensors, meta = load_vector(NAME)
     model = litesr.load_model(state)
     assert model.arch_name == "swinir"
-    _config_matches(model, meta)
-    _check_outputs(model, tensors)
+    assert_config_matches(model, meta, SWIN_KEYS)
+    assert_conforms(model, tensors)
 
 
 @pytest.mark.parametrize("arch", ["swinir", "swinir-light", "SwinIR_light"])
 def test_conformance_named(arch):
     state, tensors, meta = load_vector(NAME)
     model = litesr.load_model(state, arch=arch, scale=4)
-    _config_matches(model, meta)
-    _check_outputs(model, tensors, "d")
+    assert_config_matches(model, meta, SWIN_KEYS)
+    assert_conforms(model, tensors, "d")
 
 
 def test_explicit_attention_path_matches_too():
     state, tensors, _ = load_vector(NAME)
     model = set_fused_attention(litesr.load_model(state), False)
-    _check_outputs(model, tensors, "d")
+    assert_conforms(model, tensors, "d")
 
 
 def test_parameter_count_and_keys_match_official():
@@ -79,7 +65,7 @@ def test_loads_full_official_state_dict_with_computed_buffers():
     full = {**state, **official_computed_buffers(meta)}
     assert len(full) == meta["state_dict_num_keys"]
     model = litesr.load_model(full)
-    _check_outputs(model, tensors, "d")
+    assert_conforms(model, tensors, "d")
     named = litesr.load_model(full, arch="swinir")
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), named.state_dict().values()))
 
