@@ -58,10 +58,14 @@ def assert_conforms(model, tensors, ios: str = "abd", label=None) -> None:
             assert err <= TOLERANCE, (label, io, err)
 
 
-def assert_config_matches(model, meta: dict, keys: tuple[str, ...]) -> None:
+#: The constructor arguments that make up a Swin-type model's config (SwinIR, GRFormer).
+SWIN_CONFIG_KEYS = ("embed_dim", "depths", "num_heads", "window_size", "mlp_ratio")
+
+
+def assert_config_matches(model, meta: dict, keys: tuple[str, ...] = SWIN_CONFIG_KEYS) -> None:
     """The configuration litesr read from a checkpoint is the official constructor's (scale and ``keys``)."""
     args = meta["constructor_args"]
-    assert model.scale == meta["scale"] == args.get("upscale", meta["scale"])
+    assert model.scale == meta["scale"] == args["upscale"]
     for key in keys:
         assert model.config[key] == args[key], key
 

@@ -23,6 +23,7 @@ def test_conformance_default_attention(name, arch):
     model = litesr.load_model(state, arch=arch)
     assert model.scale == meta["scale"] and model.config["n_feats"] == 32
     assert model.attention == DEFAULT_ATTENTION
+    # ESRT's natural range is [0, 1], as litesr's: the vectors need no rescaling
     assert_conforms(model, tensors, label=(name, model.attention))
 
 
