@@ -193,10 +193,32 @@ def test_contiguous_q_and_v_change_no_bit(monkeypatch):
                         lambda t, *a, **k: copies.append(t.is_contiguous()) or contiguous(t, *a, **k))
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
         fast = model(x)
-        assert copies.count(False) == 2 * 3 * 12  # Q and V of 3 groups in each of the 12 computing GMSAs
+        # Q of 3 groups and V of the 4×4 and 8×8 ones in each of the 12 computing GMSAs (the 16×16 windows' V is
+        # copied into its zero-padded tensor instead, PADDED_V)
+        assert copies.count(False) == (3 + 2) * 12
         monkeypatch.setattr(elan, "CONTIGUOUS_QV", set())
         strided = model(x)
     assert torch.equal(fast, strided)
+
+
+def test_padded_v_changes_no_bit(monkeypatch):
+    """bf16 inference zero-pads the 16×16 windows' V to 32 columns (PADDED_V) in both GMSAs: the same bits as the
+    20-column bmm's, at a size with several chunks of windows and a ragged last one."""
+    from litesr.models import elan
+
+    state, _, _ = load_vector("elan_light_x4")
+    model = litesr.load_model(state).eval()
+    x = torch.rand(1, 3, 80, 48, generator=torch.Generator().manual_seed(0))
+    monkeypatch.setattr(elan, "CHUNK_ELEMENTS", 4 * 256 * 256)  # 15 windows: chunks of 4, 4, 4, 3
+    widths = []
+    padded_v = elan._padded_v
+    monkeypatch.setattr(elan, "_padded_v", lambda v: widths.append(padded_v(v).shape[-1]) or padded_v(v))
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        fast = model(x)
+        assert widths == [32] * 24  # one V in each of the 24 GMSAs
+        monkeypatch.setattr(elan, "PADDED_V", {})
+        plain = model(x)
+    assert torch.equal(fast, plain)
 
 
 @pytest.mark.parametrize("row", [16, 64, 256])

@@ -248,6 +248,13 @@ ONEDNN_SOFTMAX = {torch.bfloat16: (16, 256)}
 #: LR 128², -1 % at 256² (same bits; 2-core EPYC AVX-512 BF16, shipped x4). fp32 was 2 % slower with the copies.
 CONTIGUOUS_QV = {torch.bfloat16}
 
+#: Inference dtypes in which the chunked (16×16) windows' V is zero-padded to this many columns for the A·V bmm's
+#: (both GMSAs); the zero columns are cut off again as a view. bf16 bmm ran the 20-column V slower than a 32-column
+#: one (the sharing GMSA's A·V at LR 256²: 2.6 against 3.4 ms). Whole bf16 forward, interleaved A/B, medians of 11:
+#: 0.430 against 0.443 s at LR 256² (-3 %), 0.117 against 0.120 s at 128² (-2 %); same output bits (2-core EPYC
+#: AVX-512 BF16, shipped x4, 2026-11-30). fp32 was 4-5 % slower padded (0.207/0.913 against 0.200/0.868 s).
+PADDED_V = {torch.bfloat16: 32}
+
 
 def _softmax(scores: torch.Tensor) -> torch.Tensor:
     """softmax over the last dim of a window group's scores, in oneDNN where :data:`ONEDNN_SOFTMAX` says so."""
@@ -268,6 +275,17 @@ def _onednn_softmax_runs(dtype: torch.dtype) -> bool:
     except RuntimeError:
         return False
     return torch.allclose(out, torch.softmax(x, -1), atol=1e-2)
+
+
+def _padded_v(v: torch.Tensor) -> torch.Tensor:
+    """``v`` (windows, N, d) copied into the first d columns of a zero (windows, N, PADDED_V[dtype]) tensor at
+    inference in the dtypes :data:`PADDED_V` names; otherwise ``v`` itself."""
+    width = PADDED_V.get(v.dtype, 0)
+    if width <= v.shape[-1] or torch.is_grad_enabled():
+        return v
+    padded = v.new_zeros(v.shape[:-1] + (width,))
+    padded[..., :v.shape[-1]] = v
+    return padded
 
 
 def _chunked_attention(q: torch.Tensor, v: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
@@ -346,11 +364,13 @@ class GMSA(nn.Module):
             if self.calc_attn:
                 q, v = tokens.chunk(2, dim=-1)
                 if q.dtype in CONTIGUOUS_QV and not torch.is_grad_enabled():
-                    q, v = q.contiguous(), v.contiguous()
+                    q = q.contiguous()
+                    v = v if how == "chunked" and v.dtype in PADDED_V else v.contiguous()  # padded: copied there
                 if how == "sdpa":  # the sharing GMSA gets Q, not the map
                     attn, y = q, F.scaled_dot_product_attention(q[:, None], q[:, None], v[:, None], scale=1.0)[:, 0]
                 elif how == "chunked":
-                    attn, y = _chunked_attention(q, v)
+                    attn, y = _chunked_attention(q, _padded_v(v))
+                    y = y[..., :v.shape[-1]]
                 else:
                     attn = _softmax(q @ q.transpose(-2, -1))
                     y = attn @ v
@@ -359,7 +379,7 @@ class GMSA(nn.Module):
                 if how == "sdpa":
                     y = F.scaled_dot_product_attention(attn[:, None], attn[:, None], v[:, None], scale=1.0)[:, 0]
                 elif how == "chunked":
-                    y = _chunked_apply(attn, v)
+                    y = _chunked_apply(attn, _padded_v(v))[..., :v.shape[-1]]
                 else:
                     y = attn @ v
             y = y.reshape(b, h * w, -1)
