@@ -5,7 +5,8 @@
    The floor of a precision is FLOPs ÷ that precision's GEMM peak: no forward can beat it by much.
 3. Every path timed interleaved (one forward of each path per round, median over ``--runs`` rounds), so the
    ratios hold even on a busy machine: eager fp32, eager bf16 (autocast), the official op sequence in fp32
-   (ELAN: ``benchmarks/elan_speed.py``'s re-expression of the official forward, same weights) and, where
+   (ELAN, SwinIR, GRFormer: ``benchmarks/elan_speed.py``'s and ``benchmarks/swin_official.py``'s re-expressions
+   of the official forward, same weights; ESRT: its official EMHA loop inside litesr's forward) and, where
    available, onnxruntime on an exported graph, OpenVINO (compiled for the input's shape, fp32 and bf16) and
    ``torch.compile``.
 4. ``upscale``: ``litesr.tiling.upscale_array`` on a square uint8 image with ``litesr upscale``'s defaults
@@ -67,19 +68,17 @@ def load(arch: str, scale: int):
 
 
 def official_path(model):
-    """The official op sequence for the architectures a benchmark re-expresses (ELAN), else the official attention
-    arithmetic inside litesr's forward: Swin-type models with the explicit path (full (nW, N, N) mask,
-    matmul/softmax/matmul, as the official code computes it), ESRT with the official EMHA loop; None for CNNs."""
+    """The official op sequence for the architectures a benchmark re-expresses (ELAN: ``elan_speed.py``; SwinIR and
+    GRFormer: ``swin_official.py``), else the official attention arithmetic inside litesr's forward (ESRT with the
+    official EMHA loop); None for CNNs."""
     if model.arch_name == "elan":
         from elan_speed import official_forward
 
         return lambda x: official_forward(model, x)
     if model.arch_name in ("swinir", "grformer"):
-        import copy
+        from swin_official import official_forward
 
-        from litesr.models.blocks import set_fused_attention
-
-        return set_fused_attention(copy.deepcopy(model), False)
+        return lambda x: official_forward(model, x)
     if model.arch_name == "esrt":  # the official EMHA loop, verbatim (split_attention mode "naive")
         import copy
 

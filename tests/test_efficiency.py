@@ -2,6 +2,7 @@
 and the `litesr bench` command."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -9,6 +10,10 @@ import torch
 import litesr
 from litesr.efficiency import BenchSpec, count_flops, count_layer_macs, count_parameters, hd_input_size, measure_isolated
 from litesr.cli import main
+
+from conftest import TOLERANCE, load_vector, relative_error
+
+REPO = Path(__file__).resolve().parents[1]
 
 HD_X4 = (180, 320)  # the LR of a 1280×720 output
 
@@ -47,6 +52,49 @@ def test_layer_macs_equal_the_official_hook_count(arch, official):
     macs = count_layer_macs(litesr.create_model(arch, 4), HD_X4)
     assert macs["macs"] / 1e9 == pytest.approx(official, abs=0.01)
     assert macs["macs"] == macs["conv"] + macs["linear"]
+
+
+def _benchmark_module(name: str):
+    import importlib.util
+
+    path = REPO / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"_bench_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("vector, module, rgb_range", [("elan_light_x4", "elan_speed", 255.0),
+                                                       ("swinir_light_x4", "swin_official", 1.0),
+                                                       ("grformer_light_x4", "swin_official", 1.0)])
+def test_official_reexpressions_reproduce_the_official_outputs(vector, module, rgb_range):
+    """The op-for-op official forwards the speed benchmarks time litesr against (benchmarks/elan_speed.py,
+    benchmarks/swin_official.py) compute the official function: they reproduce the conformance vectors."""
+    state, tensors, _ = load_vector(vector)
+    model = litesr.load_model(state).eval()
+    official = _benchmark_module(module).official_forward
+    with torch.inference_mode():
+        for io in "abd":
+            out = rgb_range * official(model, tensors[f"input_{io}"] / rgb_range)
+            assert relative_error(out, tensors[f"output_{io}"]) <= TOLERANCE, io
+
+
+def test_swinir_reexpression_builds_the_masks_the_official_code_does(monkeypatch):
+    """At the official img_size (64×64) the official SwinIR uses its construction-time masks (shifted blocks
+    only); at any other size every block builds one, the non-shifted blocks a mask of zeros."""
+    bench = _benchmark_module("swin_official")
+    model = litesr.create_model("swinir-light", 4).eval()
+    built = []
+    mask = bench._mask
+    monkeypatch.setattr(bench, "_mask", lambda *a: built.append(a[2]) or mask(*a))
+    with torch.inference_mode():
+        for size, expected in ((64, [(4, 4)] * 12), (40, [(0, 0), (4, 4)] * 12)):
+            built.clear()
+            x = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(size))
+            ref, out = model(x), bench.official_forward(model, x)
+            assert built == expected
+            assert relative_error(out, ref) <= TOLERANCE
+    assert not mask((40, 40), (8, 8), (0, 0), -100.0, True).any()  # the non-shifted blocks' mask
 
 
 @pytest.mark.parametrize("arch, scale, published", [("imdn", 4, 40.9), ("imdn", 2, 158.8), ("pan", 4, 28.2),
