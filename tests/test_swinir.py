@@ -117,8 +117,11 @@ def test_grouped_masks_equal_the_official_mask(h, w, window, shift):
     assert torch.equal(rebuilt.view_as(full), full)
 
 
-def test_fused_attention_equals_explicit_with_index_groups():
+def test_fused_attention_equals_explicit_with_index_groups(monkeypatch):
     """The fused path, also with non-contiguous window groups (index tensors), equals the explicit one."""
+    from litesr.models import blocks
+
+    monkeypatch.setattr(blocks, "CHUNKED_ATTENTION", {})  # SDPA, not the chunked path fp32 8×8 windows take
     torch.manual_seed(0)
     geom = WindowGeometry(24, 32, (8, 8), (4, 4), -100.0)
     # regroup as index tensors to exercise the general gather/scatter path
@@ -128,6 +131,44 @@ def test_fused_attention_equals_explicit_with_index_groups():
     bias = torch.randn(3, 64, 64)
     ref = geom.attend(q, k, v, bias, fused=False)
     assert torch.allclose(geom.attend(q, k, v, bias, fused=True), ref, atol=1e-5)
+
+
+def test_explicit_attention_without_bias_masks_each_window(monkeypatch):
+    """A shifted map's mask without a position bias goes to the windows, not across heads (the explicit path once
+    viewed the logits as (B, nW, 1, N, N)): explicit equals SDPA."""
+    from litesr.models import blocks
+
+    monkeypatch.setattr(blocks, "CHUNKED_ATTENTION", {})
+    torch.manual_seed(0)
+    geom = WindowGeometry(24, 32, (8, 8), (4, 4), -100.0)
+    q, k, v = (torch.randn(2 * geom.num_windows, 3, 64, 5) for _ in range(3))
+    assert torch.allclose(geom.attend(q, k, v, None, fused=False), geom.attend(q, k, v, None), atol=1e-5)
+
+
+@pytest.mark.parametrize("shift, with_bias", [(None, True), ((4, 4), True), ((4, 4), False)])
+@pytest.mark.parametrize("index_groups", [False, True])
+def test_chunked_attention_is_the_explicit_arithmetic(monkeypatch, shift, with_bias, index_groups):
+    """fp32 inference on 8×8 windows runs the explicit arithmetic a chunk of windows at a time (CHUNKED_ATTENTION):
+    the same result as the explicit path, with chunks that cut across label patterns and across images."""
+    from litesr.models import blocks
+
+    torch.manual_seed(0)
+    geom = WindowGeometry(24, 32, (8, 8), shift, -100.0)  # 3×4 windows an image
+    if index_groups:
+        geom.groups = [(torch.tensor(range(24 // 8))[r], torch.tensor(range(32 // 8))[c], m) for r, c, m in geom.groups]
+    q, k, v = (torch.randn(2 * geom.num_windows, 3, 64, 5) for _ in range(3))
+    bias = torch.randn(3, 64, 64) if with_bias else None
+    ref = geom.attend(q, k, v, bias, fused=False)
+    monkeypatch.setattr(blocks, "ATTENTION_CHUNK_ELEMENTS", 5 * 3 * 64 * 64)  # chunks of 5 windows: 5, 5, 5, 5, 4
+    chunked = []
+    run = blocks.WindowGeometry._chunked
+    monkeypatch.setattr(blocks.WindowGeometry, "_chunked", lambda self, *a: chunked.append(1) or run(self, *a))
+    with torch.inference_mode():
+        out = geom.attend(q, k, v, bias)
+    assert chunked and torch.allclose(out, ref, rtol=0, atol=1e-6), (out - ref).abs().max()
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        geom.attend(q.bfloat16(), k.bfloat16(), v.bfloat16(), bias)
+    assert len(chunked) == 1  # bf16 keeps SDPA
 
 
 @pytest.mark.parametrize("shift", [None, (4, 4)])

@@ -295,6 +295,7 @@ class WindowGeometry:
         self.num_windows = self.n_rows * self.n_cols
         self.tokens = self.wh * self.ww
         self._full_mask: torch.Tensor | None = None
+        self._runs: list[tuple[int, int, int | None]] | None = None
         self.groups: list[tuple[slice | torch.Tensor, slice | torch.Tensor, torch.Tensor | None]] = []
         if self.shift is not None:
             sh, sw = self.shift
@@ -353,6 +354,8 @@ class WindowGeometry:
         """
         if not fused or _explicit_is_faster(q):
             return self._explicit(q, k, v, bias)
+        if _chunked_is_faster(q):
+            return self._chunked(q, k, v, bias)
         if bias is not None:
             bias = bias.to(q.dtype).contiguous()
         if not self.masked:
@@ -376,6 +379,55 @@ class WindowGeometry:
             _put_windows(out, rows, cols, o.view(sub + o.shape[1:]))
         return out.view(q.shape)
 
+    def _chunked(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        """The explicit arithmetic (inference only), a cache-sized chunk of windows at a time: each chunk's logits
+        get the bias (+ its windows' mask, added as one precomputed term per label pattern, as :meth:`_explicit`
+        adds them), are soft-maxed and multiplied by V while in cache, in buffers reused across chunks."""
+        q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+        windows, heads, n, _ = q.shape
+        terms = self._additive_terms(bias, q.dtype)
+        step = max(1, ATTENTION_CHUNK_ELEMENTS // (heads * n * n))
+        out = torch.empty_like(v)
+        scores = q.new_empty((min(step, windows), heads, n, n))
+        for start in range(0, windows, step):
+            stop = min(start + step, windows)
+            chunk = scores[:stop - start]
+            torch.matmul(q[start:stop], k[start:stop].transpose(-2, -1), out=chunk)
+            for a, b, pattern in self._pattern_runs(start, stop):
+                if terms[pattern] is not None:
+                    chunk[a - start:b - start] += terms[pattern]
+            torch.matmul(torch.softmax(chunk, dim=-1), v[start:stop], out=out[start:stop])
+        return out
+
+    def _additive_terms(self, bias: torch.Tensor | None, dtype: torch.dtype) -> dict:
+        """label pattern (index into ``groups``; None for an unshifted map) → the (nH, N, N) term its windows'
+        logits get: bias + mask, bias, mask, or None."""
+        bias = None if bias is None else bias.to(dtype)
+        terms = {None: bias}
+        for g, (_, _, mask) in enumerate(self.groups):
+            mask = None if mask is None else mask.to(dtype)
+            terms[g] = bias if mask is None else (mask if bias is None else bias + mask)
+        return terms
+
+    def _pattern_runs(self, start: int, stop: int):
+        """(first, end, pattern) runs of consecutive windows in [start, stop) (batch-major window index) with one
+        label pattern."""
+        if self._runs is None:
+            pattern = [[None] * self.n_cols for _ in range(self.n_rows)]
+            for g, (rows, cols, _) in enumerate(self.groups):
+                for r in range(self.n_rows)[rows] if isinstance(rows, slice) else rows.tolist():
+                    for c in range(self.n_cols)[cols] if isinstance(cols, slice) else cols.tolist():
+                        pattern[r][c] = g
+            flat = [p for row in pattern for p in row]
+            cuts = [0] + [i for i in range(1, len(flat)) if flat[i] != flat[i - 1]] + [len(flat)]
+            self._runs = [(a, b, flat[a]) for a, b in zip(cuts, cuts[1:])]
+        image = start - start % self.num_windows
+        for base in range(image, stop, self.num_windows):
+            for a, b, pattern in self._runs:
+                first, end = max(base + a, start), min(base + b, stop)
+                if first < end:
+                    yield first, end, pattern
+
     def _explicit(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         """The official softmax(q·kᵀ + bias + mask)·v, bias and mask added in one pass over the logits.
 
@@ -387,10 +439,27 @@ class WindowGeometry:
         if self.shift is not None:
             add = self.full_mask.to(attn.dtype)[:, None]  # (nW, 1, N, N)
             add = add if bias is None else bias + add  # (nW, nH, N, N): one small tensor
-            attn = (attn.view(-1, *add.shape) + add).view(attn.shape)
+            attn = (attn.view(-1, self.num_windows, *attn.shape[1:]) + add).view(attn.shape)
         elif bias is not None:
             attn = attn + bias
         return attn.softmax(dim=-1) @ v
+
+
+#: Inference dtypes and tokens per window (N) whose window attention runs :meth:`WindowGeometry._chunked` instead of
+#: SDPA on a CPU (whose flash kernel ran SwinIR-light's 10-wide heads at ~24 GFLOP/s, half its fp32 forward).
+#: SwinIR-light (8×8 windows) in fp32, whole forward, interleaved A/B on picture input (2-core EPYC AVX-512 BF16,
+#: shipped x4, 2026-11-30): with freed blocks reused (as the CLI runs) 0.477 against 0.566 s at LR 128² (median of
+#: 9), 1.98 against 2.26 s at 256² (of 5); with the default allocator 0.450 against 0.491 s at 128², 2.29 against
+#: 2.28 s at 256². Not taken: bf16 (SwinIR-light 0.40 against 0.36 s at 128²) and GRFormer's 256-token windows in
+#: fp32 (0.67 against 0.58 s).
+CHUNKED_ATTENTION = {torch.float32: (64,)}
+#: elements of one chunk's logits (fp32: 4 MiB)
+ATTENTION_CHUNK_ELEMENTS = 1 << 20
+
+
+def _chunked_is_faster(q: torch.Tensor) -> bool:
+    return (q.device.type == "cpu" and q.shape[-2] in CHUNKED_ATTENTION.get(q.dtype, ()) and
+            not torch.is_grad_enabled() and not is_exporting())
 
 
 def _explicit_is_faster(q: torch.Tensor) -> bool:
@@ -400,7 +469,8 @@ def _explicit_is_faster(q: torch.Tensor) -> bool:
     (``all``/``isneginf``/``where`` over every logit): explicit made a training step 1.4x faster for GRFormer
     (1.8 s against 2.6 s, 8×32 windows) and 1.6x for SwinIR-light (0.72 s against 1.2 s, 8×8 windows) (batch 8,
     LR 32², one thread, 2-core AVX-512 BF16 EPYC). fp32 training keeps SDPA (GRFormer 2.2 s against 3.2 s).
-    Inference keeps SDPA too: explicit bf16 was 1.2x faster for SwinIR-light with freed blocks reused
+    Inference does not take it (fp32 8×8 windows take the chunked explicit path, :data:`CHUNKED_ATTENTION`; the
+    rest keeps SDPA): explicit bf16 was 1.2x faster for SwinIR-light with freed blocks reused
     (:func:`litesr.runtime.reuse_freed_memory`, as the CLI runs) but 2.3x slower without (0.87 s against 0.37 s
     at LR 128²: each block's maps are page-faulted in anew), and GRFormer's 256-token windows were slower either way.
     """
