@@ -447,11 +447,11 @@ class WindowGeometry:
 
 #: Inference dtypes and tokens per window (N) whose window attention runs :meth:`WindowGeometry._chunked` instead of
 #: SDPA on a CPU (whose flash kernel ran SwinIR-light's 10-wide heads at ~24 GFLOP/s, half its fp32 forward).
-#: SwinIR-light (8×8 windows) in fp32, whole forward, interleaved A/B on picture input (2-core EPYC AVX-512 BF16,
-#: shipped x4, 2026-11-30): with freed blocks reused (as the CLI runs) 0.477 against 0.566 s at LR 128² (median of
-#: 9), 1.98 against 2.26 s at 256² (of 5); with the default allocator 0.450 against 0.491 s at 128², 2.29 against
-#: 2.28 s at 256². Not taken: bf16 (SwinIR-light 0.40 against 0.36 s at 128²) and GRFormer's 256-token windows in
-#: fp32 (0.67 against 0.58 s).
+#: SwinIR-light (8×8 windows) in fp32, whole forward, interleaved A/B in alternating order on picture input (2-core
+#: EPYC AVX-512 BF16, shipped x4, 2026-11-30): with freed blocks reused (as the CLI runs) 0.451 against 0.485 s at
+#: LR 128² (median of 12), 2.01 against 2.15 s at 256² (of 6), -7 % both; with the default allocator (fixed order)
+#: 0.450 against 0.491 s at 128², 2.29 against 2.28 s at 256². Not taken: bf16 (SwinIR-light 0.40 against 0.36 s at
+#: 128²) and GRFormer's 256-token windows in fp32 (0.67 against 0.58 s).
 CHUNKED_ATTENTION = {torch.float32: (64,)}
 #: elements of one chunk's logits (fp32: 4 MiB)
 ATTENTION_CHUNK_ELEMENTS = 1 << 20
