@@ -36,12 +36,14 @@ def official_forward(model, x: torch.Tensor) -> torch.Tensor:
 # ------------------------------------------------------------------------------------------ shared pieces
 
 
-def _pad_and_shift_mean(model, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _stem(model, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
+    """Reflect-pad to the window multiple, mean-shift, conv_first: (features, mean, padded size)."""
     m = model.size_multiple
     h, w = x.shape[-2:]
     x = F.pad(x, (0, (m - w % m) % m, 0, (m - h % m) % m), mode="reflect")
     mean = torch.tensor(DIV2K_RGB_MEAN, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-    return (x - mean) * model.img_range, mean
+    f = model.conv_first((x - mean) * model.img_range)
+    return f, mean, tuple(f.shape[-2:])
 
 
 def _finish(model, y: torch.Tensor, mean: torch.Tensor, h: int, w: int) -> torch.Tensor:
@@ -93,10 +95,8 @@ def _add_bias_and_mask(attn: torch.Tensor, bias: torch.Tensor, mask: torch.Tenso
 
 def _swinir(model, x: torch.Tensor) -> torch.Tensor:
     h, w = x.shape[-2:]
-    x, mean = _pad_and_shift_mean(model, x)
-    f = model.conv_first(x)
-    b, c, *size = f.shape
-    size = tuple(size)
+    f, mean, size = _stem(model, x)
+    b, c = f.shape[:2]
     t = model.patch_embed.norm(f.flatten(2).transpose(1, 2))
     for layer in model.layers:
         y = t
@@ -144,10 +144,8 @@ def _swin_attention(attn, x: torch.Tensor, mask: torch.Tensor | None) -> torch.T
 
 def _grformer(model, x: torch.Tensor) -> torch.Tensor:
     h, w = x.shape[-2:]
-    x, mean = _pad_and_shift_mean(model, x)
-    f = model.conv_first(x)
-    b, c, *size = f.shape
-    size = tuple(size)
+    f, mean, size = _stem(model, x)
+    b, c = f.shape[:2]
     t = f.flatten(2).transpose(1, 2)
     for group in model.layers:
         for block in group.blocks:
