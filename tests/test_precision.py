@@ -94,3 +94,30 @@ def test_window_transformers_bf16_within_psnr_bound(name, grad):
                 continue
             db = psnr(model(tensors[f"input_{io}"]).float().detach(), tensors[f"output_{io}"])
             assert db >= WINDOW_BF16_MIN_PSNR, (io, db)
+
+
+def test_transformer_layer_norms_normalise_low_precision_inputs_in_float32():
+    """Every LayerNorm of the transformers is blocks.LayerNorm: in fp32 it is nn.LayerNorm; at bf16 inference on a
+    CPU it normalises in float32 and rounds once (ATen's bf16 kernel was 2x slower), with gradients it is
+    nn.LayerNorm's bf16 path."""
+    from litesr.models.blocks import LayerNorm
+
+    for variant in ("swinir-light", "grformer", "esrt"):
+        norms = [m for m in litesr.create_model(variant, 4).modules() if isinstance(m, torch.nn.LayerNorm)]
+        assert norms and all(type(m) is LayerNorm for m in norms), variant
+    torch.manual_seed(0)
+    norm, reference = LayerNorm(60), torch.nn.LayerNorm(60)
+    weight, bias = torch.randn(60), torch.randn(60)
+    with torch.no_grad():
+        for m in (norm, reference):
+            m.weight.copy_(weight)
+            m.bias.copy_(bias)
+    x = torch.randn(2, 9, 7, 60) * 3 + 1
+    low = x.bfloat16()
+    with torch.inference_mode():
+        assert torch.equal(norm(x), reference(x))
+        out = norm(low)
+        assert out.dtype == torch.bfloat16
+        assert torch.equal(out, reference(low.float()).bfloat16())
+    grad_out = norm(low.clone().requires_grad_())
+    assert grad_out.requires_grad and torch.equal(grad_out.detach(), reference(low).detach())

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import SRModel
-from .blocks import conv3x3, is_exporting
+from .blocks import LayerNorm, conv3x3, is_exporting
 from .registry import Architecture, CheckpointError, Variant, register_architecture, register_variant
 
 PAPER = "Lu et al., Transformer for Single Image Super-Resolution, CVPR Workshops (NTIRE) 2022"
@@ -259,9 +259,9 @@ class LTB(nn.Module):
         super().__init__()
         dim = n_feats * PATCH * PATCH
         self.atten = EMHA(dim, NUM_HEADS)
-        self.norm1 = nn.LayerNorm(dim)
+        self.norm1 = LayerNorm(dim)
         self.mlp = MLP(dim, dim // 4)
-        self.norm2 = nn.LayerNorm(dim)
+        self.norm2 = LayerNorm(dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         size = x.shape[-2:]

@@ -26,7 +26,7 @@ from torch import nn
 
 from .base import SRModel
 from .blocks import PixelShuffleUpsampler, add_mean, pad_to_multiple, relative_position_index
-from .blocks import official_window_buffers, subtract_mean, window_geometry
+from .blocks import LayerNorm, official_window_buffers, subtract_mean, window_geometry
 from .registry import Architecture, CheckpointError, Variant, register_architecture, register_variant
 from .statedict import mlp_ratio, nested_depths, pixel_shuffle_scale, require, rgb_input_width
 
@@ -58,7 +58,7 @@ class GRFormer(SRModel):
         self.layers = nn.ModuleList(
             Group(embed_dim, d, h, tuple(window_size), mlp_ratio) for d, h in zip(depths, num_heads)
         )
-        self.norm = nn.LayerNorm(embed_dim)
+        self.norm = LayerNorm(embed_dim)
         self.conv_after_body = nn.Conv2d(embed_dim, embed_dim, 3, 1, 1)
         self.upsample = PixelShuffleUpsampler(embed_dim, scale)
 
@@ -111,9 +111,9 @@ class GRSAB(nn.Module):
         super().__init__()
         self.window, self.shift = window, shift
         self.attn = GRSA(dim, window, num_heads)
-        self.norm1 = nn.LayerNorm(dim)
+        self.norm1 = LayerNorm(dim)
         self.mlp = ConvFFN(dim, int(dim * mlp_ratio))
-        self.norm2 = nn.LayerNorm(dim)
+        self.norm2 = LayerNorm(dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _, h, w, _ = x.shape

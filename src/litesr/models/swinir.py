@@ -25,7 +25,7 @@ from torch import nn
 
 from .base import SRModel
 from .blocks import PixelShuffleUpsampler, add_mean, pad_to_multiple, relative_position_index
-from .blocks import official_window_buffers, subtract_mean, window_geometry
+from .blocks import LayerNorm, official_window_buffers, subtract_mean, window_geometry
 from .registry import Architecture, CheckpointError, Variant, register_architecture, register_variant
 from .statedict import mlp_ratio, nested_depths, pixel_shuffle_scale, require, rgb_input_width
 
@@ -52,7 +52,7 @@ class SwinIR(SRModel):
         self.layers = nn.ModuleList(
             RSTB(embed_dim, d, h, self.window_size, mlp_ratio) for d, h in zip(depths, num_heads)
         )
-        self.norm = nn.LayerNorm(embed_dim)
+        self.norm = LayerNorm(embed_dim)
         self.conv_after_body = nn.Conv2d(embed_dim, embed_dim, 3, 1, 1)
         self.upsample = PixelShuffleUpsampler(embed_dim, scale)
 
@@ -74,7 +74,7 @@ class _PatchNorm(nn.Module):
 
     def __init__(self, dim: int) -> None:
         super().__init__()
-        self.norm = nn.LayerNorm(dim)
+        self.norm = LayerNorm(dim)
 
 
 class RSTB(nn.Module):
@@ -110,9 +110,9 @@ class SwinBlock(nn.Module):
         super().__init__()
         self.window = (window_size, window_size)
         self.shift = (shift, shift) if shift else None
-        self.norm1 = nn.LayerNorm(dim)
+        self.norm1 = LayerNorm(dim)
         self.attn = WindowAttention(dim, window_size, num_heads)
-        self.norm2 = nn.LayerNorm(dim)
+        self.norm2 = LayerNorm(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
