@@ -252,7 +252,8 @@ CONTIGUOUS_QV = {torch.bfloat16}
 #: (both GMSAs); the zero columns are cut off again as a view. bf16 bmm ran the 20-column V slower than a 32-column
 #: one (the sharing GMSA's A·V at LR 256²: 2.6 against 3.4 ms). Whole bf16 forward, interleaved A/B in alternating
 #: order, medians of 12: 0.514 against 0.527 s at LR 256² (-2.5 %), 0.113 against 0.116 s at 128² (-3 %); same
-#: output bits (2-core EPYC AVX-512 BF16, shipped x4, 2026-11-30). fp32 was 4-5 % slower padded (0.207/0.913 against 0.200/0.868 s).
+#: output bits (2-core EPYC AVX-512 BF16, shipped x4, 2026-11-30). fp32 was 4-5 % slower padded (0.207/0.913
+#: against 0.200/0.868 s at 128²/256²).
 PADDED_V = {torch.bfloat16: 32}
 
 
