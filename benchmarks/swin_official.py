@@ -2,9 +2,11 @@
 
 The reference the speed benchmarks time litesr against (``floor.py``'s "official" rows), as ``elan_speed.py`` is
 for ELAN. It follows the official code's computation step by step (``../shared/specs/grformer_swinir.md``):
-tokens kept as (B, H·W, C) with the transposes between tokens and images, window partition and reverse as
-view/permute/contiguous copies, rolls, the relative position bias gathered from its table in every block, the
-explicit matmul/softmax/matmul attention, and the shifted-window mask built from its label map.
+tokens kept as (B, H·W, C) with the transposes between tokens and images, window partition and reverse as one
+permuted copy each (``blocks.window_partition``/``window_reverse``: the copy the official view/permute/contiguous
+makes), rolls, the relative position bias gathered from its table in every block, the explicit
+matmul/softmax/matmul attention, and the shifted-window mask built from its label map
+(``blocks.shifted_window_mask``, the official label slices).
 
 Where the official code rebuilds the mask: SwinIR (network_swinir.py) keeps the masks it made at construction for
 ``img_size`` (64×64) and otherwise calls ``calculate_mask`` for the runtime size in *every* block's forward,
@@ -19,7 +21,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from litesr.models.blocks import DIV2K_RGB_MEAN
+from litesr.models.blocks import DIV2K_RGB_MEAN, shifted_window_mask, window_partition, window_reverse
 
 OFFICIAL_IMG_SIZE = (64, 64)  # img_size of the official configurations: the masks built at construction
 
@@ -51,33 +53,11 @@ def _finish(model, y: torch.Tensor, mean: torch.Tensor, h: int, w: int) -> torch
     return y[:, :, : h * model.scale, : w * model.scale]
 
 
-def _partition(x: torch.Tensor, wh: int, ww: int) -> torch.Tensor:
-    b, h, w, c = x.shape
-    x = x.view(b, h // wh, wh, w // ww, ww, c)
-    return x.permute(0, 1, 3, 2, 4, 5).contiguous().view(-1, wh, ww, c)
-
-
-def _reverse(windows: torch.Tensor, wh: int, ww: int, h: int, w: int) -> torch.Tensor:
-    b = int(windows.shape[0] / (h * w / wh / ww))
-    x = windows.view(b, h // wh, w // ww, wh, ww, -1)
-    return x.permute(0, 1, 3, 2, 4, 5).contiguous().view(b, h, w, -1)
-
-
-def _mask(size, window, shift, fill: float, key_minus_query: bool, device=None) -> torch.Tensor:
-    """calculate_mask: label the map by the official slices, partition, compare, fill (then moved to the
-    input's device, as the official forward does)."""
-    h, w = size
-    (wh, ww), (sh, sw) = window, shift
-    labels = torch.zeros((1, h, w, 1))
-    count = 0
-    for rows in (slice(0, -wh), slice(-wh, -sh), slice(-sh, None)):
-        for cols in (slice(0, -ww), slice(-ww, -sw), slice(-sw, None)):
-            labels[:, rows, cols, :] = count
-            count += 1
-    windows = _partition(labels, wh, ww).view(-1, wh * ww)
-    diff = (windows.unsqueeze(1) - windows.unsqueeze(2)) if key_minus_query else \
-        (windows.unsqueeze(2) - windows.unsqueeze(1))
-    return diff.masked_fill(diff != 0, fill).masked_fill(diff == 0, 0.0).to(device)
+def _mask(size, window, shift, fill: float, device=None) -> torch.Tensor:
+    """calculate_mask: label the map by the official slices, partition, compare, fill (then moved to the input's
+    device, as the official forward does). The official codes differ only in the sign of the label difference
+    (SwinIR key − query, GRFormer query − key), which ``!= 0`` does not see."""
+    return shifted_window_mask(*size, window, shift, fill).to(device)
 
 
 def _add_bias_and_mask(attn: torch.Tensor, bias: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -115,13 +95,13 @@ def _swin_block(block, x: torch.Tensor, size, ws: int, shift: int) -> torch.Tens
     x = block.norm1(x).view(b, h, w, c)
     if shift:
         x = torch.roll(x, shifts=(-shift, -shift), dims=(1, 2))
-    windows = _partition(x, ws, ws).view(-1, ws * ws, c)
+    windows = window_partition(x, ws, ws)
     if size == OFFICIAL_IMG_SIZE:  # the buffer made at construction: shifted blocks only
-        mask = _mask(size, (ws, ws), (shift, shift), -100.0, True, x.device) if shift else None
+        mask = _mask(size, (ws, ws), (shift, shift), -100.0, x.device) if shift else None
     else:  # calculate_mask in every block, a zero mask for the non-shifted ones
-        mask = _mask(size, (ws, ws), (shift, shift), -100.0, True, x.device)
+        mask = _mask(size, (ws, ws), (shift, shift), -100.0, x.device)
     windows = _swin_attention(block.attn, windows, mask)
-    x = _reverse(windows.view(-1, ws, ws, c), ws, ws, h, w)
+    x = window_reverse(windows, ws, ws, h, w)
     if shift:
         x = torch.roll(x, shifts=(shift, shift), dims=(1, 2))
     x = shortcut + x.view(b, h * w, c)
@@ -165,10 +145,10 @@ def _grsab(block, x: torch.Tensor, size) -> torch.Tensor:
     y = x.view(b, h, w, c)
     if shift is not None:
         y = torch.roll(y, shifts=(-shift[0], -shift[1]), dims=(1, 2))
-    windows = _partition(y, wh, ww).view(-1, wh * ww, c)
-    mask = None if shift is None else _mask(size, (wh, ww), shift, -1e9, False, x.device)
+    windows = window_partition(y, wh, ww)
+    mask = None if shift is None else _mask(size, (wh, ww), shift, -1e9, x.device)
     windows = _grsa(block.attn, windows, mask)
-    y = _reverse(windows.view(-1, wh, ww, c), wh, ww, h, w)
+    y = window_reverse(windows, wh, ww, h, w)
     if shift is not None:
         y = torch.roll(y, shifts=shift, dims=(1, 2))
     x = shortcut + block.norm1(y.view(b, h * w, c))
