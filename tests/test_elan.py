@@ -212,7 +212,13 @@ def test_padded_v_changes_no_bit(monkeypatch):
     monkeypatch.setattr(elan, "CHUNK_ELEMENTS", 4 * 256 * 256)  # 15 windows: chunks of 4, 4, 4, 3
     widths = []
     padded_v = elan._padded_v
-    monkeypatch.setattr(elan, "_padded_v", lambda v: widths.append(padded_v(v).shape[-1]) or padded_v(v))
+
+    def recording(v):
+        out = padded_v(v)
+        widths.append(out.shape[-1])
+        return out
+
+    monkeypatch.setattr(elan, "_padded_v", recording)
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
         fast = model(x)
         assert widths == [32] * 24  # one V in each of the 24 GMSAs
