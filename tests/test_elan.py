@@ -247,3 +247,69 @@ def test_window_softmax_stays_within_bf16_rounding(row):
     assert (out.double() - ref).abs().max().item() <= 2 ** -8
     onednn = row in elan.ONEDNN_SOFTMAX[torch.bfloat16] and elan._onednn_softmax_runs(torch.bfloat16)
     assert bool(calls) == onednn
+
+
+def test_inference_weights_are_built_once_and_again_after_a_change():
+    """The derived inference weights (BN fold, padded LFE) are built once per dtype, and built again after anything
+    that changes a parameter: load_state_dict, an in-place step, ``.to()``, and ``eval()`` after a ``.data`` edit;
+    in training and with gradients on they are derived every call."""
+    from litesr.models import blocks
+
+    conv = torch.nn.Conv2d(2, 2, 1).eval()
+    builds = []
+
+    def build():
+        builds.append(1)
+        return conv.weight * 2
+
+    def derived(dtype=torch.float32):
+        with torch.inference_mode():
+            return blocks.inference_weights(conv, "twice", dtype, build)
+
+    first = derived()
+    assert derived() is first and len(builds) == 1
+    assert derived(torch.bfloat16) is not first and len(builds) == 2  # one per dtype
+    with torch.no_grad():
+        conv.weight.add_(1.0)  # an optimizer or EMA step
+    assert torch.equal(derived(), conv.weight.detach() * 2) and len(builds) == 3
+    conv.load_state_dict({"weight": torch.zeros(2, 2, 1, 1), "bias": torch.zeros(2)})
+    assert not derived().any()
+    conv.to(torch.float64)
+    assert derived().dtype == torch.float64  # new tensors: built again
+    n = len(builds)
+    with torch.no_grad():
+        blocks.inference_weights(conv, "twice", torch.float32, build)  # gradients off but not inference mode: cached
+    blocks.inference_weights(conv, "twice", torch.float32, build)  # gradients on: derived, never cached
+    conv.train()
+    with torch.inference_mode():
+        blocks.inference_weights(conv, "twice", torch.float32, build)  # training: derived
+    assert len(builds) == n + 2
+
+
+def test_model_follows_weights_changed_behind_the_cache(monkeypatch):
+    """The model's output follows its weights through the cache: after load_state_dict, and after a ``.data`` edit
+    followed by ``eval()``; in bf16 too (padded LFE)."""
+    state, tensors, _ = load_vector("elan_light_x4")
+    model = litesr.load_model(state).eval()
+    fresh = litesr.load_model(state).eval()
+    x = tensors["input_a"] / 255.0
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        before = model(x)
+    gmsa = model.body[0].modules_gmsa.gmsa_0
+    lfe = model.body[0].modules_lfe.lfe_0
+    changed = {k: v * 1.5 if k.startswith("body.0.") and v.is_floating_point() else v
+               for k, v in model.state_dict().items()}
+    changed.update({k: state_v for k, state_v in model.state_dict().items() if k.endswith("shift_conv.weight")})
+    model.load_state_dict(changed)
+    fresh.load_state_dict(changed)
+    for dtype in (torch.float32, torch.bfloat16):
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+            assert torch.equal(model(x), fresh(x))
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not torch.equal(model(x), before)
+    gmsa.project_inp[1].running_var.data.mul_(4.0)
+    lfe.conv0.shift_conv.conv1x1.weight.data.mul_(0.5)
+    model.eval()
+    fresh = litesr.load_model(dict(model.state_dict())).eval()  # no cache yet
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.equal(model(x), fresh(x))

@@ -55,6 +55,14 @@ class SRModel(nn.Module):
 
         cls.__init__ = init_and_record
 
+    def train(self, mode: bool = True) -> SRModel:
+        """As ``nn.Module.train``; it also drops the weights derived for inference
+        (:func:`~litesr.models.blocks.inference_weights`), so that ``model.eval()`` after changing parameters
+        through ``.data`` (which bumps no version counter) derives them anew."""
+        for module in self.modules():
+            module.__dict__.pop("_inference_weights", None)
+        return super().train(mode)
+
     @property
     def size_multiple(self) -> int:
         """Inputs whose sides are multiples of this need no internal padding (from the architecture's record)."""

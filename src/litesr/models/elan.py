@@ -18,7 +18,7 @@ from torch import nn
 
 from .base import SRModel
 from .blocks import MeanShift, PixelShuffleUpsampler, pad_to_multiple
-from .blocks import is_exporting, take_tokens, window_order, window_unorder
+from .blocks import inference_weights, is_exporting, take_tokens, window_order, window_unorder
 from .registry import Architecture, CheckpointError, Variant, register_architecture, register_variant
 from .statedict import nested_depths, pixel_shuffle_scale, rgb_input_width
 
@@ -94,12 +94,21 @@ class LFE(nn.Module):
         if not multiple or hidden % multiple == 0:
             return self.conv1(F.relu(self.conv0(x), inplace=True))
         # the same function with `pad` zero hidden channels that do not move: zero weights and bias in, zero out
-        pad, conv0, conv1 = -hidden % multiple, self.conv0.shift_conv, self.conv1.shift_conv
-        y = F.conv2d(conv0.shift(x), F.pad(conv0.conv1x1.weight, (0, 0, 0, 0, 0, 0, 0, pad)),
-                     F.pad(conv0.conv1x1.bias, (0, pad)))
-        kernel = torch.cat([conv1.weight, one_hot_shift_kernel(5)[4:].to(conv1.weight).expand(pad, 1, 3, 3)])
-        y = F.conv2d(F.relu(y, inplace=True), kernel.to(y.dtype), None, 1, 1, 1, hidden + pad)
-        return F.conv2d(y, F.pad(conv1.conv1x1.weight, (0, 0, 0, 0, 0, pad)), conv1.conv1x1.bias)
+        shift0, w0, b0, shift1, w1, b1 = inference_weights(self, "padded", x.dtype, lambda: self._padded(x.dtype))
+        y = F.conv2d(F.conv2d(x, shift0, None, 1, 1, 1, x.shape[1]), w0, b0)
+        y = F.conv2d(F.relu(y, inplace=True), shift1, None, 1, 1, 1, shift1.shape[0])
+        return F.conv2d(y, w1, b1)
+
+    def _padded(self, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+        """Shift kernel, weight and bias of both shift-convs in ``dtype``, the hidden width padded to a multiple of
+        ``PAD_HIDDEN[dtype]`` with zero weights in and out and shift taps that do not move."""
+        conv0, conv1 = self.conv0.shift_conv, self.conv1.shift_conv
+        pad = -conv0.conv1x1.out_channels % PAD_HIDDEN[dtype]
+        shift1 = torch.cat([conv1.weight, one_hot_shift_kernel(5)[4:].to(conv1.weight).expand(pad, 1, 3, 3)])
+        tensors = (conv0.weight, F.pad(conv0.conv1x1.weight, (0, 0, 0, 0, 0, 0, 0, pad)),
+                   F.pad(conv0.conv1x1.bias, (0, pad)), shift1,
+                   F.pad(conv1.conv1x1.weight, (0, 0, 0, 0, 0, pad)), conv1.conv1x1.bias)
+        return tuple(t.to(dtype) for t in tensors)
 
 
 #: Inference dtypes whose LFE hidden width (C·r_expand: 120 in ELAN-light) is padded to a multiple of this many
@@ -347,10 +356,15 @@ class GMSA(nn.Module):
         conv, bn = self.project_inp
         if self.training:
             return bn(conv(x))
+        return F.conv2d(x, *inference_weights(self.project_inp, "bn_folded", x.dtype, lambda: self._folded(x.dtype)))
+
+    def _folded(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """Weight and bias of the 1×1 projection with the (eval-mode) BatchNorm after it folded in, in ``dtype``."""
+        conv, bn = self.project_inp
         scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
         weight = conv.weight * scale[:, None, None, None]
         bias = (conv.bias - bn.running_mean) * scale + bn.bias
-        return F.conv2d(x, weight, bias)
+        return weight.to(dtype), bias.to(dtype)
 
     def forward(self, x: torch.Tensor, attns: list[torch.Tensor] | None = None):
         b, c, h, w = x.shape
