@@ -147,16 +147,21 @@ def test_explicit_attention_without_bias_masks_each_window(monkeypatch):
 
 @pytest.mark.parametrize("shift, with_bias", [(None, True), ((4, 4), True), ((4, 4), False)])
 @pytest.mark.parametrize("index_groups", [False, True])
-def test_chunked_attention_is_the_explicit_arithmetic(monkeypatch, shift, with_bias, index_groups):
+@pytest.mark.parametrize("width", [5, 10])
+def test_chunked_attention_is_the_explicit_arithmetic(monkeypatch, shift, with_bias, index_groups, width):
     """fp32 inference on 8×8 windows runs the explicit arithmetic a chunk of windows at a time (CHUNKED_ATTENTION):
-    the same result as the explicit path, with chunks that cut across label patterns and across images."""
+    the same result as the explicit path, with chunks that cut across label patterns and across images; with
+    SwinIR-light's 10-wide heads V zero-padded to 16 columns (PADDED_V_COLUMNS), other widths as they are."""
     from litesr.models import blocks
 
     torch.manual_seed(0)
     geom = WindowGeometry(24, 32, (8, 8), shift, -100.0)  # 3×4 windows an image
     if index_groups:
         geom.groups = [(torch.tensor(range(24 // 8))[r], torch.tensor(range(32 // 8))[c], m) for r, c, m in geom.groups]
-    q, k, v = (torch.randn(2 * geom.num_windows, 3, 64, 5) for _ in range(3))
+    q, k, v = (torch.randn(2 * geom.num_windows, 3, 64, width) for _ in range(3))
+    padded_to = []
+    pad = blocks.zero_padded_columns
+    monkeypatch.setattr(blocks, "zero_padded_columns", lambda t, w: padded_to.append(w) or pad(t, w))
     bias = torch.randn(3, 64, 64) if with_bias else None
     ref = geom.attend(q, k, v, bias, fused=False)
     monkeypatch.setattr(blocks, "ATTENTION_CHUNK_ELEMENTS", 5 * 3 * 64 * 64)  # chunks of 5 windows: 5, 5, 5, 5, 4
@@ -166,6 +171,7 @@ def test_chunked_attention_is_the_explicit_arithmetic(monkeypatch, shift, with_b
     with torch.inference_mode():
         out = geom.attend(q, k, v, bias)
     assert chunked and torch.allclose(out, ref, rtol=0, atol=1e-6), (out - ref).abs().max()
+    assert out.shape == v.shape and padded_to == [16 if width == 10 else width]
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
         geom.attend(q.bfloat16(), k.bfloat16(), v.bfloat16(), bias)
     assert len(chunked) == 1  # bf16 keeps SDPA

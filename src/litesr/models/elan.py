@@ -19,6 +19,7 @@ from torch import nn
 from .base import SRModel
 from .blocks import MeanShift, PixelShuffleUpsampler, pad_to_multiple
 from .blocks import inference_weights, is_exporting, take_tokens, window_order, window_unorder
+from .blocks import zero_padded_columns
 from .registry import Architecture, CheckpointError, Variant, register_architecture, register_variant
 from .statedict import nested_depths, pixel_shuffle_scale, rgb_input_width
 
@@ -293,9 +294,7 @@ def _padded_v(v: torch.Tensor) -> torch.Tensor:
     width = PADDED_V.get(v.dtype, 0)
     if width <= v.shape[-1] or torch.is_grad_enabled():
         return v
-    padded = v.new_zeros(v.shape[:-1] + (width,))
-    padded[..., :v.shape[-1]] = v
-    return padded
+    return zero_padded_columns(v, width)
 
 
 def _chunked_attention(q: torch.Tensor, v: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
