@@ -18,9 +18,9 @@ def test_auto_follows_the_registry_on_a_bf16_cpu(monkeypatch, variant):
 
 
 def test_auto_measured_choices():
-    # the measured decisions (see the registrations): GRFormer and ESRT gain nothing from bf16 autocast on CPU
-    assert ARCHITECTURES["elan"].cpu_bf16 and ARCHITECTURES["swinir"].cpu_bf16
-    assert not ARCHITECTURES["grformer"].cpu_bf16 and not ARCHITECTURES["esrt"].cpu_bf16
+    # the measured decisions (see the registrations): ESRT gains too little from bf16 autocast on CPU
+    assert ARCHITECTURES["elan"].cpu_bf16 and ARCHITECTURES["swinir"].cpu_bf16 and ARCHITECTURES["grformer"].cpu_bf16
+    assert not ARCHITECTURES["esrt"].cpu_bf16
 
 
 def test_auto_is_fp32_without_native_bf16_and_never_fp16(monkeypatch):

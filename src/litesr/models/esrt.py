@@ -433,8 +433,10 @@ def detect_config(state) -> dict | None:
     return {"scale": scale, "n_feats": n_feats}
 
 
-# cpu_bf16 stays off: bf16 autocast gains only with a channels-last path (1.33x measured) that litesr's ESRT does
-# not have yet; auto runs it in fp32 on CPU.
+# cpu_bf16 stays off: bf16 autocast ran the shipped x4 only 3-5 % faster than fp32 at LR 128² (0.524-0.544 against
+# 0.542-0.575 s, 2-core AVX-512 BF16 EPYC, 2026-11-30): CPU SDPA gains little from bf16 on its 18-wide heads (the
+# query-chunked official arithmetic with oneDNN's softmax, 0.498 s, did not change that), and a channels-last input
+# changed nothing (0.521 s). auto runs it in fp32 on CPU.
 register_architecture(Architecture(name="esrt", build=ESRT, detect=detect_config, paper=PAPER))
 register_variant(Variant(
     name="esrt", arch="esrt", config=dict(n_feats=32),
