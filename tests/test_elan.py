@@ -313,3 +313,20 @@ def test_model_follows_weights_changed_behind_the_cache(monkeypatch):
     fresh = litesr.load_model(dict(model.state_dict())).eval()  # no cache yet
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
         assert torch.equal(model(x), fresh(x))
+
+
+def test_model_built_in_inference_mode_derives_its_weights_every_call():
+    """Parameters created under inference_mode keep no version counter: the derived weights are then built every
+    call instead of cached, with the same output as a model built normally."""
+    state, tensors, _ = load_vector("elan_light_x4")
+    x = tensors["input_a"] / 255.0
+    with torch.inference_mode():
+        inside = litesr.load_model(state).eval()
+        assert inside.body[0].modules_gmsa.gmsa_0.project_inp[0].weight.is_inference()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            got = inside(x)
+        assert not any("_inference_weights" in m.__dict__ and m.__dict__["_inference_weights"]
+                       for m in inside.modules())
+    normal = litesr.load_model(state).eval()
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.equal(got, normal(x))
