@@ -1,11 +1,12 @@
-"""ELAN-light training step: litesr's shift vs the official depthwise-conv shift (and plain autograd slicing).
+"""ELAN-light training step: the official depthwise-conv shift (what litesr runs) vs moving slices.
 
 Every LFE of ELAN shifts channel groups by one pixel before a 1×1 conv. The official code does it with a depthwise
-3×3 conv of a fixed one-hot kernel; litesr moves slices and gives autograd the opposite shift as the gradient.
-This times one full training step (forward, L1 loss, backward, Adam) of the same model on the same batch with
-each shift, in one process, interleaved, and checks that all three give the same gradients.
+3×3 conv of a fixed one-hot kernel, and so does litesr, in training too; until 2026-11-30 litesr's training moved
+slices instead, with a hand-written opposite-shift gradient, which a bf16 step on one thread ran ~4 % slower (by
+alternating-order A/B). This times one full training step (forward, L1 loss, backward, Adam) of the same model on
+the same batch with each shift, in one process, interleaved, and checks that both give the same gradients.
 
-    python benchmarks/elan_train_step.py --steps 5 --batch 8 --lr-patch 32
+    python benchmarks/elan_train_step.py --steps 5 --batch 8 --lr-patch 32 --bf16
 """
 
 from __future__ import annotations
@@ -20,19 +21,22 @@ import torch.nn.functional as F
 import litesr
 from litesr.models import elan
 
-
-def official_shift(x: torch.Tensor) -> torch.Tensor:
-    """``ShiftConv2d1`` of the official code: depthwise conv with the fixed one-hot kernel."""
-    kernel = elan.one_hot_shift_kernel(x.shape[1]).to(x)
-    return F.conv2d(x, kernel, padding=1, groups=x.shape[1])
+#: (channel group, move in pixels along H and W): groups 0..3 of C//5 channels move left, right, up, down.
+MOVES = ((0, -1), (0, 1), (-1, 0), (1, 0))
 
 
-def autograd_slicing_shift(x: torch.Tensor) -> torch.Tensor:
-    """The same slices as litesr's forward, differentiated by autograd through the assignments."""
-    return elan._shift_groups(x, elan._FORWARD_MOVES)
+def slicing_shift(self, x: torch.Tensor) -> torch.Tensor:
+    """The same shift as slices, zero-padded on the side the group moves away from, differentiated by autograd."""
+    g = x.shape[1] // 5
+    h, w = x.shape[-2:]
+    parts = []
+    for i, (dy, dx) in enumerate(MOVES):
+        src = x[:, i * g:(i + 1) * g, max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]
+        parts.append(F.pad(src, (max(dx, 0), max(-dx, 0), max(dy, 0), max(-dy, 0))))
+    return torch.cat(parts + [x[:, 4 * g:]], dim=1)
 
 
-SHIFTS = {"official": official_shift, "autograd": autograd_slicing_shift, "litesr": elan.shift_channel_groups}
+SHIFTS = {"litesr": elan._ShiftThen1x1.shift, "slices": slicing_shift}
 
 
 def main() -> None:
@@ -62,23 +66,24 @@ def main() -> None:
         optimizer.step()
         return [p.grad.clone() for p in model.parameters() if p.grad is not None]
 
-    original = elan.shift_channel_groups
+    original = elan._ShiftThen1x1.shift
     try:
         grads = {}
         for name in SHIFTS:
-            elan.shift_channel_groups = SHIFTS[name]
+            elan._ShiftThen1x1.shift = SHIFTS[name]
             grads[name] = step(name)  # warm-up, and the gradients to compare
         worst = max(((a - b).abs().max() / b.abs().max().clamp_min(1e-30)).item()
-                    for name in ("official", "autograd") for a, b in zip(grads["litesr"], grads[name]))
+                    for a, b in zip(grads["litesr"], grads["slices"]))
         times = {name: [] for name in SHIFTS}
-        for _ in range(args.steps):
-            for name in SHIFTS:  # interleaved, so machine load drifts hit every variant alike
-                elan.shift_channel_groups = SHIFTS[name]
+        order = list(SHIFTS)
+        for i in range(args.steps):
+            for name in order if i % 2 else order[::-1]:  # alternating order: load drifts hit both alike
+                elan._ShiftThen1x1.shift = SHIFTS[name]
                 start = time.perf_counter()
                 step(name)
                 times[name].append(time.perf_counter() - start)
     finally:
-        elan.shift_channel_groups = original
+        elan._ShiftThen1x1.shift = original
     print(f"ELAN-light x{args.scale}, batch {args.batch}×{args.lr_patch}², {torch.get_num_threads()} threads, "
           f"{'bf16 autocast' if args.bf16 else 'fp32'}; gradients agree to {worst:.1e} (relative max)")
     base = statistics.median(times["litesr"])

@@ -42,18 +42,32 @@ def test_wrong_shift_kernel_is_rejected():
         litesr.load_model(state)
 
 
+def _moved(x, dy, dx):
+    """x moved by (dy, dx) pixels along (H, W), zeros entering (the reference for the one-hot shift)."""
+    out = torch.zeros_like(x)
+    h, w = x.shape[-2:]
+    out[..., max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
+        x[..., max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]
+    return out
+
+
 @pytest.mark.parametrize("shape", [(2, 10, 5, 7), (1, 12, 1, 1), (1, 7, 3, 2)])
-def test_shift_and_its_gradient_equal_the_official_depthwise_conv(shape):
-    import torch.nn.functional as F
+def test_shift_moves_channel_groups_and_its_gradient_moves_back(shape):
+    """The shift-conv's shift (train and eval: the official one-hot depthwise conv) moves groups of C//5 channels
+    left, right, up and down by one pixel with zeros entering, the rest stay; its gradient is the opposite move."""
+    from litesr.models.elan import _ShiftThen1x1
 
-    from litesr.models.elan import one_hot_shift_kernel, shift_channel_groups
-
+    shift = _ShiftThen1x1(shape[1], 3).double()
+    g = shape[1] // 5
+    moves = [(0, -1), (0, 1), (-1, 0), (1, 0)]
     x = torch.randn(*shape, dtype=torch.double, requires_grad=True)
-    official = F.conv2d(x, one_hot_shift_kernel(shape[1]).double(), padding=1, groups=shape[1])
-    ours = shift_channel_groups(x)
-    assert torch.equal(ours, official)
-    g = torch.randn_like(ours)
-    assert torch.equal(torch.autograd.grad(ours, x, g)[0], torch.autograd.grad(official, x, g)[0])
+    out = shift.shift(x)
+    expected = torch.cat([_moved(x[:, i * g:(i + 1) * g], *m) for i, m in enumerate(moves)] + [x[:, 4 * g:]], dim=1)
+    assert torch.equal(out, expected)
+    grad = torch.randn_like(out)
+    back = torch.cat([_moved(grad[:, i * g:(i + 1) * g], -m[0], -m[1]) for i, m in enumerate(moves)]
+                     + [grad[:, 4 * g:]], dim=1)
+    assert torch.equal(torch.autograd.grad(out, x, grad)[0], back)
 
 
 @pytest.mark.parametrize("how", ["explicit", "sdpa", "chunked"])

@@ -143,56 +143,6 @@ def one_hot_shift_kernel(channels: int) -> torch.Tensor:
     return k
 
 
-def shift_channel_groups(x: torch.Tensor) -> torch.Tensor:
-    """The one-hot depthwise conv computed as slices (bit-identical, no multiplies); zeros enter at the border.
-
-    Its gradient is the opposite shift (the adjoint of a zero-filling shift), computed directly: autograd through
-    the five slice assignments would allocate and add five full-size gradient tensors instead.
-    """
-    return _GroupShift.apply(x)
-
-
-# (channel group, direction): groups 0..3 of C//5 channels move left, right, up, down; group 4 stays.
-_FORWARD_MOVES = ("left", "right", "up", "down")
-_ADJOINT_MOVES = ("right", "left", "down", "up")
-
-
-_PADS = {"left": (0, 1, 0, 0), "right": (1, 0, 0, 0), "up": (0, 0, 0, 1), "down": (0, 0, 1, 0)}
-
-
-def _shift_groups(x: torch.Tensor, moves: tuple[str, ...]) -> torch.Tensor:
-    """Each group sliced on its far side and zero-padded on its near side, then the groups concatenated.
-
-    Pure functions of ``x`` (no in-place writes into a fresh zero tensor), so a traced or exported graph keeps the
-    data flow: the legacy ONNX exporter turns an in-place write into a fresh tensor into a constant, silently.
-    """
-    g = x.shape[1] // 5
-    parts = []
-    for i, move in enumerate(moves):
-        src = x[:, i * g:(i + 1) * g]
-        if move == "left":
-            src = src[..., 1:]
-        elif move == "right":
-            src = src[..., :-1]
-        elif move == "up":
-            src = src[..., 1:, :]
-        else:
-            src = src[..., :-1, :]
-        parts.append(F.pad(src, _PADS[move]))
-    parts.append(x[:, 4 * g:])
-    return torch.cat(parts, dim=1)
-
-
-class _GroupShift(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
-        return _shift_groups(x, _FORWARD_MOVES)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        return _shift_groups(grad, _ADJOINT_MOVES)
-
-
 class _ShiftThen1x1(nn.Module):
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__()
@@ -200,13 +150,14 @@ class _ShiftThen1x1(nn.Module):
         self.conv1x1 = nn.Conv2d(in_channels, out_channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training:
-            return self.conv1x1(shift_channel_groups(x))
         return self.conv1x1(self.shift(x))
 
     def shift(self, x: torch.Tensor) -> torch.Tensor:
-        """Inference's shift: the official depthwise conv itself, bit-identical to the slices (one-hot taps, exact
-        zeros) and, channels-last, 2-5x faster than slicing channel groups out of every pixel."""
+        """The official depthwise conv with the fixed one-hot kernel: each tap moves a value, exactly, with zeros
+        entering at the border, in the forward and in its gradient. Channels-last it ran 2-5x faster at inference
+        than slicing channel groups out of every pixel; in training, a bf16 ELAN-light step took 0.352 against
+        0.366 s with slices and a hand-written opposite-shift gradient (x3/x4, batch 8 × LR 32², 1 thread,
+        alternating order, medians of 8-16; fp32 0.764 against 0.766 s), with the same gradient bits."""
         return F.conv2d(x, self.weight.to(x.dtype), None, 1, 1, 1, x.shape[1])
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
