@@ -263,6 +263,41 @@ def test_window_softmax_stays_within_bf16_rounding(row):
     assert bool(calls) == onednn
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_fused_conv_relu_is_conv_then_relu(monkeypatch, dtype):
+    """blocks.conv2d_relu: oneDNN's fused conv + ReLU (where this build runs it) gives the unfused values, really
+    runs where FUSED_CONV_RELU names the dtype at inference, and falls back to the differentiable ops with gradients;
+    the whole bf16 ELAN forward gives the same bits with it on and off."""
+    from litesr.models import blocks
+
+    torch.manual_seed(0)
+    x = torch.randn(1, 12, 9, 7).contiguous(memory_format=torch.channels_last).to(dtype)
+    w, b = (torch.randn(16, 12, 1, 1) * 0.3).to(dtype), torch.randn(16).to(dtype)
+    calls = []
+    runs = blocks._fused_conv_relu_runs(dtype)  # probed before the spy goes in
+    monkeypatch.setattr(blocks, "FUSED_CONV_RELU", {dtype})
+    if runs:
+        fused_op = torch.ops.mkldnn._convolution_pointwise
+        monkeypatch.setattr(torch.ops.mkldnn, "_convolution_pointwise", lambda *a: calls.append(1) or fused_op(*a))
+    with torch.inference_mode():
+        fused = blocks.conv2d_relu(x, w, b)
+    assert bool(calls) == runs
+    ref = torch.relu(torch.nn.functional.conv2d(x, w, b))
+    assert torch.allclose(fused.float(), ref.float(), rtol=1e-6, atol=1e-6)
+    calls.clear()
+    xg = x.float().requires_grad_()
+    blocks.conv2d_relu(xg, w.float(), b.float()).sum().backward()
+    assert not calls and xg.grad is not None
+
+    model = litesr.create_model("elan-light", 2).eval()
+    img = torch.rand(1, 3, 20, 24)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        on = model(img)
+        monkeypatch.setattr(blocks, "FUSED_CONV_RELU", set())
+        off = model(img)
+    assert torch.equal(on, off)
+
+
 def test_inference_weights_are_built_once_and_again_after_a_change():
     """The derived inference weights (BN fold, padded LFE) are built once per dtype, and built again after anything
     that changes a parameter: load_state_dict, an in-place step, ``.to()``, and ``eval()`` after a ``.data`` edit;

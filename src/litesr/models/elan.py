@@ -19,7 +19,7 @@ from torch import nn
 from .base import SRModel
 from .blocks import MeanShift, PixelShuffleUpsampler, pad_to_multiple
 from .blocks import inference_weights, is_exporting, take_tokens, window_order, window_unorder
-from .blocks import zero_padded_columns
+from .blocks import conv2d_relu, zero_padded_columns
 from .registry import Architecture, CheckpointError, Variant, register_architecture, register_variant
 from .statedict import nested_depths, pixel_shuffle_scale, rgb_input_width
 
@@ -90,14 +90,19 @@ class LFE(nn.Module):
         self.conv1 = ShiftConv(channels * r_expand, channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        multiple = None if self.training else PAD_HIDDEN.get(x.dtype)
-        hidden = self.conv0.shift_conv.conv1x1.out_channels
-        if not multiple or hidden % multiple == 0:
+        if self.training:
             return self.conv1(F.relu(self.conv0(x), inplace=True))
-        # the same function with `pad` zero hidden channels that do not move: zero weights and bias in, zero out
-        shift0, w0, b0, shift1, w1, b1 = inference_weights(self, "padded", x.dtype, lambda: self._padded(x.dtype))
-        y = F.conv2d(depthwise_shift(x, shift0), w0, b0)
-        return F.conv2d(depthwise_shift(F.relu(y, inplace=True), shift1), w1, b1)
+        # inference: the ReLU runs inside the first 1×1 conv where oneDNN fuses it (blocks.conv2d_relu)
+        conv0, conv1 = self.conv0.shift_conv, self.conv1.shift_conv
+        multiple = PAD_HIDDEN.get(x.dtype)
+        if multiple and conv0.conv1x1.out_channels % multiple:
+            # the same function with zero hidden channels that do not move: zero weights and bias in, zero out
+            shift0, w0, b0, shift1, w1, b1 = inference_weights(self, "padded", x.dtype, lambda: self._padded(x.dtype))
+        else:
+            shift0, w0, b0 = conv0.weight, conv0.conv1x1.weight, conv0.conv1x1.bias
+            shift1, w1, b1 = conv1.weight, conv1.conv1x1.weight, conv1.conv1x1.bias
+        y = conv2d_relu(depthwise_shift(x, shift0), w0, b0)
+        return F.conv2d(depthwise_shift(y, shift1), w1, b1)
 
     def _padded(self, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
         """Shift kernel, weight and bias of both shift-convs in ``dtype``, the hidden width padded to a multiple of
