@@ -266,8 +266,8 @@ def test_window_softmax_stays_within_bf16_rounding(row):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_fused_conv_relu_is_conv_then_relu(monkeypatch, dtype):
     """blocks.conv2d_relu: oneDNN's fused conv + ReLU (where this build runs it) gives the unfused values, really
-    runs where FUSED_CONV_RELU names the dtype at inference, and falls back to the differentiable ops with gradients;
-    the whole bf16 ELAN forward gives the same bits with it on and off."""
+    runs where FUSED_CONV_RELU names the dtype at inference, and falls back to the differentiable ops with
+    gradients."""
     from litesr.models import blocks
 
     torch.manual_seed(0)
@@ -288,6 +288,11 @@ def test_fused_conv_relu_is_conv_then_relu(monkeypatch, dtype):
     xg = x.float().requires_grad_()
     blocks.conv2d_relu(xg, w.float(), b.float()).sum().backward()
     assert not calls and xg.grad is not None
+
+
+def test_fused_conv_relu_keeps_the_bf16_forward_bits(monkeypatch):
+    """The whole bf16 ELAN forward gives the same bits with the fused conv + ReLU on and off."""
+    from litesr.models import blocks
 
     model = litesr.create_model("elan-light", 2).eval()
     img = torch.rand(1, 3, 20, 24)

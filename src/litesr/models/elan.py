@@ -256,16 +256,23 @@ def _padded_v(v: torch.Tensor) -> torch.Tensor:
     return zero_padded_columns(v, width)
 
 
-def _chunked_attention(q: torch.Tensor, v: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+def _chunk_windows(n: int) -> int:
+    """Windows of ``n`` tokens per chunk: a chunk's ``n × n`` maps hold about :data:`CHUNK_ELEMENTS` elements."""
+    return max(1, CHUNK_ELEMENTS // (n * n))
+
+
+def _chunked_attention(q: torch.Tensor, v: torch.Tensor,
+                       maps_into: torch.Tensor | None = None) -> tuple[list[torch.Tensor], torch.Tensor]:
     """(softmax(Q Qᵀ) a chunk of windows each, softmax(Q Qᵀ)·V) for (windows, N, d) Q and V, a cache-sized chunk
-    of windows at a time.
+    of windows at a time (no autograd: it writes through ``out=``).
 
     The maps stay one tensor per chunk: one map of every window (at LR 256², 67 MB in fp32) exceeds the largest
     block glibc's default allocator recycles (32 MiB), so it was page-faulted in anew on every call; chunks are
-    recycled (fp32 forward at LR 256² without block reuse: 0.93 s against 1.18 s, interleaved A/B).
+    recycled (fp32 forward at LR 256² without block reuse: 0.93 s against 1.18 s, interleaved A/B). Given
+    ``maps_into`` (windows, N, N), each chunk's map is written there instead (training keeps the whole map).
     """
     w, n, _ = q.shape
-    step = max(1, CHUNK_ELEMENTS // (n * n))
+    step = _chunk_windows(n)
     out = v.new_empty(v.shape)
     scores = q.new_empty(min(step, w), n, n)
     maps = []
@@ -273,8 +280,11 @@ def _chunked_attention(q: torch.Tensor, v: torch.Tensor) -> tuple[list[torch.Ten
         qc = q[i:i + step]
         sc = scores[:qc.shape[0]]
         torch.bmm(qc, qc.transpose(-2, -1), out=sc)
-        maps.append(_softmax(sc))
-        torch.bmm(maps[-1], v[i:i + step], out=out[i:i + step])
+        attn = _softmax(sc)
+        if maps_into is not None:
+            attn = maps_into[i:i + step].copy_(attn)
+        maps.append(attn)
+        torch.bmm(attn, v[i:i + step], out=out[i:i + step])
     return maps, out
 
 
@@ -313,14 +323,10 @@ class _WindowAttention(torch.autograd.Function):
     def forward(ctx, q: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         q, v = q.contiguous(), v.contiguous()  # bf16 bmm ran strided Q and V slower (see CONTIGUOUS_QV)
         w, n, _ = q.shape
-        step = max(1, CHUNK_ELEMENTS // (n * n))
-        attn, y = q.new_empty(w, n, n), v.new_empty(v.shape)
-        for i in range(0, w, step):
-            qc = q[i:i + step]
-            attn[i:i + step] = _softmax(torch.bmm(qc, qc.transpose(-2, -1)))  # gradients are off in here
-            torch.bmm(attn[i:i + step], v[i:i + step], out=y[i:i + step])
+        attn = q.new_empty(w, n, n)
+        _, y = _chunked_attention(q, v, maps_into=attn)  # gradients are off in here
         ctx.save_for_backward(q, v, attn)
-        ctx.step = step
+        ctx.step = _chunk_windows(n)
         return attn, y
 
     @staticmethod
