@@ -36,22 +36,23 @@ CUDA_TRAIN_IMAGES = ("t1.bmp", "t2.bmp", "t3.bmp", "t5.bmp")
 HIDDEN = ("training_state", "src/litesr/weights")
 
 
-def tracked_size(keep: str | None, hide: bool) -> int:
-    """Bytes of what travels from the working tree: tracked files present and untracked ones not ignored (after
-    hiding, if asked)."""
+def working_tree() -> list[Path]:
+    """What travels from the working tree: tracked files present and untracked ones git does not ignore."""
     files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
                            capture_output=True, check=True).stdout.split(b"\0")
-    paths = [ROOT / f.decode() for f in files if f]
-    if hide:
-        hidden = [p for p in paths if _hidden(p, keep)]
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", *HIDDEN], cwd=ROOT,
-                               capture_output=True, text=True, check=True).stdout.strip()
-        if dirty:
-            sys.exit(f"error: uncommitted changes under {' and '.join(HIDDEN)}; commit them before --hide:\n{dirty}")
-        for p in hidden:
-            p.unlink(missing_ok=True)
-        print(f"hid {len(hidden)} files; restore them with: git checkout -- {' '.join(HIDDEN)}")
-    return sum(p.stat().st_size for p in paths if p.exists())
+    return [p for p in (ROOT / f.decode() for f in files if f) if p.exists()]
+
+
+def hide(keep: str | None) -> None:
+    """Delete the committed files :func:`_hidden` names from the working tree (refused while any is changed)."""
+    dirty = subprocess.run(["git", "status", "--porcelain", "--", *HIDDEN], cwd=ROOT,
+                           capture_output=True, text=True, check=True).stdout.strip()
+    if dirty:
+        sys.exit(f"error: uncommitted changes under {' and '.join(HIDDEN)}; commit them before --hide:\n{dirty}")
+    hidden = [p for p in working_tree() if _hidden(p, keep)]
+    for p in hidden:
+        p.unlink()
+    print(f"hid {len(hidden)} files; restore them with: git checkout -- {' '.join(HIDDEN)}")
 
 
 def _hidden(path: Path, keep: str | None) -> bool:
@@ -106,7 +107,9 @@ def main() -> None:
         exclude.parent.mkdir(parents=True, exist_ok=True)
         exclude.write_text(listed + ("" if listed.endswith("\n") or not listed else "\n") + "/.device/\n")
     packed = sum(p.stat().st_size for p in PACK.rglob("*") if p.is_file())
-    tree = tracked_size(args.keep, args.hide)
+    if args.hide:
+        hide(args.keep)
+    tree = sum(p.stat().st_size for p in working_tree())
     total = packed + tree
     print(f".device: {packed / 2**20:.1f} MiB; working tree: {tree / 2**20:.1f} MiB; "
           f"together {total / 2**20:.1f} of {LIMIT / 2**20:.0f} MiB")
