@@ -110,11 +110,17 @@ def test_inference_path_equals_training_path():
 BF16_MIN_PSNR = 40.0
 
 
-@pytest.mark.parametrize("how", ["explicit", "sdpa", "chunked", None])
+@pytest.mark.parametrize("how", ["explicit", "sdpa", "chunked", "fused", None])
 def test_bf16_path_within_psnr_bound(monkeypatch, how):
+    from litesr import native
     from litesr.models import elan
 
-    if how is not None:  # None: the shipped policy
+    if how == "fused" and not native.window_attention_runs():
+        pytest.skip(f"fused kernel not available here: {native.status()}")
+    if how == "fused":
+        monkeypatch.setattr(elan, "FUSED_ATTENTION", {torch.bfloat16: (4, 8, 16)})
+    elif how is not None:  # None: the shipped policy
+        monkeypatch.setattr(elan, "FUSED_ATTENTION", {})
         monkeypatch.setattr(elan, "ATTENTION_POLICY", {torch.bfloat16: {4: how, 8: how, 16: how}})
     state, tensors, _ = load_vector("elan_light_x4")
     model = litesr.load_model(state)
@@ -198,6 +204,8 @@ def test_contiguous_q_and_v_change_no_bit(monkeypatch):
     the strided halves, in every window size (64² covers the 4×4, 8×8 and chunked 16×16 windows)."""
     from litesr.models import elan
 
+    monkeypatch.setattr(elan, "FUSED_ATTENTION", {})  # the eager path, which the compiled kernel replaces where it runs
+
     state, _, _ = load_vector("elan_light_x4")
     model = litesr.load_model(state).eval()
     x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
@@ -219,6 +227,8 @@ def test_padded_v_changes_no_bit(monkeypatch):
     """bf16 inference zero-pads the 16×16 windows' V to 32 columns (PADDED_V) in both GMSAs: the same bits as the
     20-column bmm's, at a size with several chunks of windows and a ragged last one."""
     from litesr.models import elan
+
+    monkeypatch.setattr(elan, "FUSED_ATTENTION", {})  # the eager path, which the compiled kernel replaces where it runs
 
     state, _, _ = load_vector("elan_light_x4")
     model = litesr.load_model(state).eval()

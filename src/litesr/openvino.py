@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from .errors import LitesrError, OutputError, UsageError
+from .paths import cache_dir
 
 #: max|OpenVINO fp32 − PyTorch| ≤ TOLERANCE · max|PyTorch|, checked at conversion. Looser than the ONNX export's
 #: 1e-4: OpenVINO's CPU kernels round differently, whatever the execution mode (measured: up to 5.5e-4 on small
@@ -52,14 +53,6 @@ def _require_openvino():
         raise MissingOpenVinoError('openvino is not installed; --runtime openvino needs the optional extra: '
                                    'pip install "litesr[openvino]"') from exc
     return openvino
-
-
-def cache_dir() -> Path:
-    """Where litesr keeps what it derives and may reuse: ``$LITESR_CACHE``, ``$XDG_CACHE_HOME/litesr`` or
-    ``~/.cache/litesr``."""
-    if os.environ.get("LITESR_CACHE"):
-        return Path(os.environ["LITESR_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "litesr"
 
 
 def model_digest(model: nn.Module, *extra: str) -> str:

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import native
 from .base import SRModel
 from .blocks import MeanShift, PixelShuffleUpsampler, pad_to_multiple
 from .blocks import inference_weights, is_exporting, take_tokens, window_order, window_unorder
@@ -196,7 +197,18 @@ ATTENTION_POLICY = {torch.float32: {16: "chunked"}, torch.bfloat16: {16: "chunke
 CHUNK_ELEMENTS = 1 << 20
 
 
-def _policy(ws: int, dtype: torch.dtype) -> str:
+#: Inference dtypes and window sizes whose attention runs in litesr's compiled kernel (:mod:`litesr.native`) where
+#: it runs; the sharing GMSA then gets Q instead of the map and recomputes the map (no map is written out).
+FUSED_ATTENTION = {torch.bfloat16: (4, 8, 16)}
+
+
+def _policy(ws: int, width: int, dtype: torch.dtype, device: torch.device) -> str:
+    """How the attention of ``ws``×``ws`` windows with ``width``-wide heads runs: "fused", "chunked", "sdpa" or
+    "explicit" (computing and sharing GMSA always agree: the map they pass depends on it)."""
+    if (ws in FUSED_ATTENTION.get(dtype, ()) and device.type == "cpu" and ws * ws % native.TOKEN_MULTIPLE == 0
+            and width <= native.MAX_WIDTH and not torch.is_grad_enabled() and not is_exporting()
+            and not torch.compiler.is_compiling() and native.window_attention_runs()):
+        return "fused"
     how = ATTENTION_POLICY.get(dtype, {}).get(ws, "explicit")
     if how == "chunked" and (torch.is_grad_enabled() or is_exporting()):
         return "explicit"  # out= writes have no autograd, and a loop over windows would freeze a traced size
@@ -391,13 +403,15 @@ class GMSA(nn.Module):
             shift = ws // 2 if self.shifted else 0
             order, unorder = window_order(h, w, ws, shift, x.device), window_unorder(h, w, ws, shift, x.device)
             tokens = take_tokens(group, order, unorder).view(-1, ws * ws, group.shape[-1])
-            how = _policy(ws, tokens.dtype)
+            how = _policy(ws, tokens.shape[-1] // (2 if self.calc_attn else 1), tokens.dtype, tokens.device)
             if self.calc_attn:
                 q, v = tokens.chunk(2, dim=-1)
-                if q.dtype in CONTIGUOUS_QV and not torch.is_grad_enabled():
+                if q.dtype in CONTIGUOUS_QV and not torch.is_grad_enabled() and how != "fused":
                     q = q.contiguous()
                     v = v if how == "chunked" and v.dtype in PADDED_V else v.contiguous()  # padded: copied there
-                if how == "sdpa":  # the sharing GMSA gets Q, not the map
+                if how == "fused":  # the sharing GMSA gets Q, not the map
+                    attn, y = q, native.window_attention(q, v)
+                elif how == "sdpa":  # the sharing GMSA gets Q, not the map
                     attn, y = q, F.scaled_dot_product_attention(q[:, None], q[:, None], v[:, None], scale=1.0)[:, 0]
                 elif how == "chunked":
                     attn, y = _chunked_attention(q, _padded_v(v))
@@ -409,7 +423,9 @@ class GMSA(nn.Module):
                     y = attn @ v
             else:
                 attn, v = attns[k], tokens
-                if how == "sdpa":
+                if how == "fused":
+                    y = native.window_attention(attn, v)
+                elif how == "sdpa":
                     y = F.scaled_dot_product_attention(attn[:, None], attn[:, None], v[:, None], scale=1.0)[:, 0]
                 elif how == "chunked":
                     y = _chunked_apply(attn, _padded_v(v))[..., :v.shape[-1]]

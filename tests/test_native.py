@@ -1,0 +1,150 @@
+"""litesr.native: the compiled bf16 window attention against float64, its build and cache, and every way it falls
+back (then the models run their eager path)."""
+
+import os
+import platform
+import shutil
+import subprocess
+
+import pytest
+import torch
+
+import litesr
+from litesr import native
+from litesr.models import elan
+
+RUNS = native.window_attention_runs()
+needs_kernel = pytest.mark.skipif(not RUNS, reason=f"fused kernel not available here: {native.status()}")
+
+
+@pytest.fixture
+def fresh(monkeypatch, tmp_path):
+    """A fresh load (own cache folder); the process's cached load is restored afterwards."""
+    monkeypatch.setenv("LITESR_CACHE", str(tmp_path))
+    native._kernel_or_reason.cache_clear()
+    yield tmp_path
+    native._kernel_or_reason.cache_clear()
+
+
+def test_kernel_runs_where_it_should():
+    """On Linux x86-64 with the CPU's flags and a C compiler the kernel builds, loads and passes its check (else a
+    kernel broken so that it fails its check would only skip the tests below)."""
+    if (platform.system() != "Linux" or not native.CPU_FLAGS <= native._cpu_flags()
+            or not any(shutil.which(c) for c in ("cc", "gcc")) or os.environ.get("LITESR_NATIVE") == "0"):
+        pytest.skip("no AVX-512 BF16 CPU, C compiler or Linux here")
+    assert RUNS, native.status()
+
+
+def _windows(w, n, d, seed=0):
+    """Q and V as the strided halves of one (windows, n, 2d) gather, as the GMSA passes them."""
+    g = torch.Generator().manual_seed(seed)
+    t = (torch.randn(w, n, 2 * d, generator=g) * 0.7).bfloat16()
+    return t[..., :d], t[..., d:]
+
+
+@needs_kernel
+@pytest.mark.parametrize("n,d", [(16, 20), (64, 20), (256, 20), (256, 7), (64, 60), (32, 33), (16, 1)])
+def test_kernel_is_as_exact_as_eager_bf16(n, d):
+    """Within 1 % of the float64 result, and no further from it than eager bf16 (which rounds the scores)."""
+    q, v = _windows(5, n, d)
+    ref = native.reference_attention(q, v)
+    fused = native.window_attention(q, v).double()
+    eager = (torch.softmax(q @ q.transpose(-2, -1), -1) @ v).double()
+    scale = ref.abs().max().item()
+    assert (fused - ref).abs().max().item() <= 0.01 * scale
+    assert (fused - ref).abs().max().item() <= (eager - ref).abs().max().item() + 2 ** -9 * scale
+
+
+@needs_kernel
+def test_kernel_takes_strided_rows_and_leaves_its_inputs():
+    q, v = _windows(3, 32, 20)
+    before = q.clone(), v.clone()
+    strided = native.window_attention(q, v)
+    assert torch.equal(strided, native.window_attention(q.contiguous(), v.contiguous()))
+    assert torch.equal(q, before[0]) and torch.equal(v, before[1])
+
+
+@needs_kernel
+def test_kernel_refuses_what_it_cannot_take():
+    q, v = _windows(2, 24, 20)  # 24 tokens: not a multiple of 16
+    assert not native.supports(q)
+    with pytest.raises(native.NativeUnavailable):
+        native.window_attention(q, v)
+    q, v = _windows(2, 16, 20)
+    assert not native.supports(q.float()) and not native.supports(q.transpose(-2, -1))
+
+
+def test_disabled_by_environment(fresh, monkeypatch):
+    monkeypatch.setenv("LITESR_NATIVE", "0")
+    assert not native.window_attention_runs() and "LITESR_NATIVE=0" in native.status()
+
+
+def test_cpu_without_avx512_bf16_falls_back(fresh, monkeypatch):
+    monkeypatch.setattr(native, "_cpu_flags", lambda: {"avx2", "fma"})
+    assert not native.window_attention_runs() and "avx512_bf16" in native.status()
+
+
+def test_failing_compiler_falls_back_and_leaves_nothing(fresh, monkeypatch):
+    monkeypatch.setattr(native, "_cpu_flags", lambda: set(native.CPU_FLAGS))
+    monkeypatch.setenv("CC", "false")  # runs, prints nothing, exits 1
+    assert not native.window_attention_runs() and "failed" in native.status()
+    assert not any((fresh / "native").iterdir())
+
+
+def test_failed_check_falls_back(fresh, monkeypatch):
+    if not RUNS:
+        pytest.skip(f"fused kernel not available here: {native.status()}")
+    monkeypatch.setattr(native, "reference_attention", lambda q, v: torch.ones(q.shape, dtype=torch.float64))
+    assert not native.window_attention_runs() and "check" in native.status()
+
+
+@needs_kernel
+def test_built_once_into_the_cache(fresh, monkeypatch):
+    assert native.window_attention_runs()
+    built = list((fresh / "native").iterdir())
+    assert len(built) == 1 and built[0].suffix == ".so"
+    compiles = []
+    run = subprocess.run
+    monkeypatch.setattr(native.subprocess, "run", lambda cmd, **kw: compiles.append(cmd) or run(cmd, **kw))
+    native._kernel_or_reason.cache_clear()
+    assert native.window_attention_runs()
+    assert all("--version" in cmd for cmd in compiles)  # the compiler was asked its version, not run on the source
+    assert list((fresh / "native").iterdir()) == built
+
+
+def _spy(monkeypatch):
+    calls = []
+    fused = native.window_attention
+    monkeypatch.setattr(native, "window_attention", lambda q, v: calls.append(q.shape) or fused(q, v))
+    return calls
+
+
+@needs_kernel
+def test_elan_runs_the_kernel_where_named(monkeypatch):
+    """Every window size FUSED_ATTENTION names, in both the computing and the sharing GMSAs, at bf16 inference only."""
+    calls = _spy(monkeypatch)
+    model = litesr.create_model("elan-light", 2).eval()
+    img = torch.rand(1, 3, 20, 24)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        model(img)
+    gmsas = sum(isinstance(m, elan.GMSA) for m in model.modules())
+    assert sorted({s[1] for s in calls}) == sorted(ws * ws for ws in elan.FUSED_ATTENTION[torch.bfloat16])
+    assert len(calls) == gmsas * len(elan.FUSED_ATTENTION[torch.bfloat16])
+    calls.clear()
+    with torch.inference_mode():
+        model(img)  # fp32
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        model(img).sum()  # gradients on
+    assert not calls
+
+
+def test_elan_without_the_kernel_is_the_eager_path(fresh, monkeypatch):
+    """Where the kernel does not run, the bf16 forward is the eager path's, bit for bit."""
+    model = litesr.create_model("elan-light", 2).eval()
+    img = torch.rand(1, 3, 20, 24)
+    monkeypatch.setenv("LITESR_NATIVE", "0")
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        fallback = model(img)
+        monkeypatch.setattr(elan, "FUSED_ATTENTION", {})
+        eager = model(img)
+    assert torch.equal(fallback, eager)
