@@ -148,3 +148,58 @@ def test_elan_without_the_kernel_is_the_eager_path(fresh, monkeypatch):
         monkeypatch.setattr(elan, "FUSED_ATTENTION", {})
         eager = model(img)
     assert torch.equal(fallback, eager)
+
+
+@needs_kernel
+@pytest.mark.parametrize("n,d", [(64, 10), (256, 10), (16, 30), (64, 17), (32, 1)])
+def test_biased_kernel_is_fp32_exact(n, d):
+    """Within 2e-6 of the float64 result relative to its largest value (the conformance tolerance is 2e-5), with
+    per-window terms (masked entries -100 below) and Q, K, V as strided views of one (W, N, 3, heads, d) tensor."""
+    g = torch.Generator().manual_seed(0)
+    qkv = torch.randn(5, n, 3, 3, d, generator=g).permute(2, 0, 3, 1, 4)
+    terms_t = torch.randn(3, 3, n, n, generator=g) * 3
+    terms_t[1] -= 100 * (torch.rand(3, n, n, generator=g) > 0.5)
+    pattern = torch.tensor([0, 1, 2, 1, 0], dtype=torch.int32)
+    out = torch.empty(5, n, 3, d).transpose(1, 2)
+    assert native.biased_window_attention(qkv[0], qkv[1], qkv[2], terms_t, pattern, out) is out
+    ref = native.reference_biased_attention(qkv[0], qkv[1], qkv[2], terms_t, pattern)
+    assert (out.double() - ref).abs().max().item() <= 2e-6 * ref.abs().max().item()
+
+
+@needs_kernel
+def test_biased_kernel_refuses_what_it_cannot_take():
+    q = torch.randn(2, 3, 64, 10)
+    terms_t, pattern, out = torch.zeros(1, 3, 64, 64), torch.zeros(2, dtype=torch.int32), torch.empty(2, 3, 64, 10)
+    for args in [(q.double(), q, q, terms_t, pattern, out), (q, q, q, terms_t, pattern + 1, out),
+                 (q, q, q, terms_t[:, :2], pattern, out), (q[:, :, :48], q[:, :, :48], q[:, :, :48], terms_t, pattern,
+                                                           out[:, :, :48])]:
+        with pytest.raises(native.NativeUnavailable):
+            native.biased_window_attention(*args)
+
+
+@needs_kernel
+@pytest.mark.parametrize("shift, with_bias", [(None, True), ((4, 4), True), ((4, 4), False)])
+@pytest.mark.parametrize("index_groups", [False, True])
+def test_swin_geometry_runs_the_kernel(monkeypatch, shift, with_bias, index_groups):
+    """fp32 inference on 8×8 windows (SwinIR-light) takes the compiled kernel: the explicit path's result, each
+    window with its own label pattern's mask, across two images; not with gradients or in bf16."""
+    from litesr.models import blocks
+
+    torch.manual_seed(0)
+    geom = blocks.WindowGeometry(24, 32, (8, 8), shift, -100.0)  # 3×4 windows an image
+    if index_groups:
+        geom.groups = [(torch.tensor(range(24 // 8))[r], torch.tensor(range(32 // 8))[c], m) for r, c, m in geom.groups]
+    q, k, v = (torch.randn(2 * geom.num_windows, 3, 64, 10) for _ in range(3))
+    bias = torch.randn(3, 64, 64) if with_bias else None
+    ref = geom.attend(q, k, v, bias, fused=False)
+    calls = []
+    run = native.biased_window_attention
+    monkeypatch.setattr(native, "biased_window_attention", lambda *a: calls.append(1) or run(*a))
+    with torch.inference_mode():
+        out = geom.attend(q, k, v, bias)
+    assert calls and out.shape == v.shape
+    assert (out - ref).abs().max().item() <= 2e-6 * ref.abs().max().item()
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        geom.attend(q.bfloat16(), k.bfloat16(), v.bfloat16(), bias)
+    geom.attend(q.requires_grad_(), k, v, bias)
+    assert len(calls) == 1

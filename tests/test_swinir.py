@@ -154,6 +154,7 @@ def test_chunked_attention_is_the_explicit_arithmetic(monkeypatch, shift, with_b
     SwinIR-light's 10-wide heads V zero-padded to 16 columns (PADDED_V_COLUMNS), other widths as they are."""
     from litesr.models import blocks
 
+    monkeypatch.setattr(blocks, "NATIVE_ATTENTION", {})  # the eager path, which the compiled kernel replaces
     torch.manual_seed(0)
     geom = WindowGeometry(24, 32, (8, 8), shift, -100.0)  # 3×4 windows an image
     if index_groups:

@@ -97,10 +97,14 @@ def _load():
         library = ctypes.CDLL(str(_build(_compiler())))
     except OSError as exc:
         raise NativeUnavailable(f"the compiled kernel does not load: {exc}") from exc
-    kernel = library.window_attention_bf16
-    kernel.restype = ctypes.c_int
-    kernel.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64] * 3 + [ctypes.c_int64] * 3 + [ctypes.c_int]
-    return kernel
+    bf16 = library.window_attention_bf16
+    bf16.restype = ctypes.c_int
+    bf16.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64] * 3 + [ctypes.c_int64] * 3 + [ctypes.c_int]
+    f32 = library.biased_window_attention_f32
+    f32.restype = ctypes.c_int
+    f32.argtypes = ([ctypes.c_void_p, ctypes.POINTER(ctypes.c_int64)] * 3 + [ctypes.c_void_p] * 3
+                    + [ctypes.POINTER(ctypes.c_int64)] + [ctypes.c_int64] * 4 + [ctypes.c_int])
+    return bf16, f32
 
 
 def reference_attention(q: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -115,22 +119,41 @@ def reference_attention(q: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
 CHECK_TOLERANCE = 0.01
 
 
+def reference_biased_attention(q, k, v, terms_t, pattern):
+    """``softmax(Q·Kᵀ + T)·V`` per window and head in float64, T the window's term (``terms_t`` holds Tᵀ)."""
+    q, k, v = q.double(), k.double(), v.double()
+    terms = terms_t.double().transpose(-2, -1)[pattern.long()]  # (W, H, N, N)
+    return torch.softmax(q @ k.transpose(-2, -1) + terms, -1) @ v
+
+
 @lru_cache(maxsize=None)
 def _kernel_or_reason():
+    """((bf16 kernel, fp32 kernel), "compiled and checked") or (None, why not)."""
     try:
-        kernel = _load()
+        kernels = _load()
     except NativeUnavailable as exc:
         return None, str(exc)
     g = torch.Generator().manual_seed(0)
     t = (torch.randn(3, 32, 40, generator=g) * 0.7).to(torch.bfloat16)
     q, v = t[..., :20], t[..., 20:]  # strided halves, as the GMSA passes them
     y = torch.empty(3, 32, 20, dtype=torch.bfloat16)
-    _call(kernel, q, v, y)
+    _call(kernels[0], q, v, y)
     ref = reference_attention(q, v)
-    error = (y.double() - ref).abs().max().item() / ref.abs().max().item()
-    if not error <= CHECK_TOLERANCE:
-        return None, f"the compiled kernel failed its check (relative error {error:.3g})"
-    return kernel, "compiled and checked"
+    errors = [(y.double() - ref).abs().max().item() / ref.abs().max().item()]
+    qkv = torch.randn(2, 32, 3, 2, 10, generator=g).permute(2, 0, 3, 1, 4)  # (3, W, heads, N, d) views, as Swin's
+    terms_t = torch.randn(2, 2, 32, 32, generator=g)
+    pattern = torch.tensor([1, 0], dtype=torch.int32)
+    out = torch.empty(2, 2, 32, 10)
+    _call_biased(kernels[1], qkv[0], qkv[1], qkv[2], terms_t, pattern, out)
+    ref = reference_biased_attention(qkv[0], qkv[1], qkv[2], terms_t, pattern)
+    errors.append((out.double() - ref).abs().max().item() / ref.abs().max().item() / F32_CHECK_SCALE)
+    if not max(errors) <= CHECK_TOLERANCE:
+        return None, f"the compiled kernels failed their check (relative errors {errors[0]:.3g}, {errors[1]:.3g})"
+    return kernels, "compiled and checked"
+
+
+#: The fp32 kernel's error is checked against CHECK_TOLERANCE × this (fp32 rounding, not bf16's).
+F32_CHECK_SCALE = 1e-4
 
 
 def _call(kernel, q: torch.Tensor, v: torch.Tensor, y: torch.Tensor) -> None:
@@ -138,6 +161,17 @@ def _call(kernel, q: torch.Tensor, v: torch.Tensor, y: torch.Tensor) -> None:
     if kernel(q.data_ptr(), q.stride(0), q.stride(1), v.data_ptr(), v.stride(0), v.stride(1),
               y.data_ptr(), y.stride(0), y.stride(1), w, n, d, torch.get_num_threads()):
         raise MemoryError("window_attention_bf16: no scratch memory")
+
+
+def _strides(t: torch.Tensor):
+    return (ctypes.c_int64 * 3)(*t.stride()[:3])
+
+
+def _call_biased(kernel, q, k, v, terms_t, pattern, out) -> None:
+    w, heads, n, d = q.shape
+    if kernel(q.data_ptr(), _strides(q), k.data_ptr(), _strides(k), v.data_ptr(), _strides(v), terms_t.data_ptr(),
+              pattern.data_ptr(), out.data_ptr(), _strides(out), w, heads, n, d, torch.get_num_threads()):
+        raise MemoryError("biased_window_attention_f32: no scratch memory")
 
 
 def window_attention_runs() -> bool:
@@ -157,13 +191,36 @@ def supports(q: torch.Tensor) -> bool:
             and q.stride(-1) == 1)
 
 
+def supports_biased(q: torch.Tensor) -> bool:
+    """Whether :func:`biased_window_attention` takes (windows, heads, N, d) tensors like ``q``."""
+    _, _, n, d = q.shape
+    return (q.dtype == torch.float32 and q.device.type == "cpu" and n % TOKEN_MULTIPLE == 0 and 0 < d <= MAX_WIDTH
+            and q.stride(-1) == 1)
+
+
+def biased_window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, terms_t: torch.Tensor,
+                            pattern: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """``softmax(Q·Kᵀ + T)·V`` into ``out`` for fp32 (windows, heads, N, d) Q (scaled), K, V (any strides, unit
+    column stride), T window w's term: ``terms_t[pattern[w]]`` holds its transpose (patterns, heads, N, N),
+    contiguous. Returns ``out``. Only where :func:`window_attention_runs` and :func:`supports_biased` say so."""
+    kernels = _kernel_or_reason()[0]
+    w, heads, n, _ = q.shape
+    if (kernels is None or not all(supports_biased(t) and t.shape == q.shape for t in (q, k, v, out))
+            or terms_t.dtype != torch.float32 or not terms_t.is_contiguous() or terms_t.shape[1:] != (heads, n, n)
+            or pattern.dtype != torch.int32 or pattern.shape != (w,) or not pattern.is_contiguous()
+            or (w and not 0 <= int(pattern.min()) <= int(pattern.max()) < terms_t.shape[0])):
+        raise NativeUnavailable(f"biased_window_attention: not for {tuple(q.shape)} {q.dtype} here ({status()})")
+    _call_biased(kernels[1], q, k, v, terms_t, pattern, out)
+    return out
+
+
 def window_attention(q: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """``softmax(Q·Qᵀ)·V`` for bf16 (windows, N, d) Q and V (rows may be strided, columns not), fused; new tensor.
 
     Only where :func:`window_attention_runs` and :func:`supports` say so."""
-    kernel = _kernel_or_reason()[0]
-    if kernel is None or not supports(q) or not supports(v) or q.shape != v.shape:
+    kernels = _kernel_or_reason()[0]
+    if kernels is None or not supports(q) or not supports(v) or q.shape != v.shape:
         raise NativeUnavailable(f"window_attention: not for {tuple(q.shape)} {q.dtype} here ({status()})")
     y = torch.empty(q.shape, dtype=torch.bfloat16)
-    _call(kernel, q, v, y)
+    _call(kernels[0], q, v, y)
     return y

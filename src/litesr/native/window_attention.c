@@ -182,3 +182,118 @@ int window_attention_bf16(const bf16 *q, int64_t q_window_stride, int64_t q_row_
     }
     return failed ? -1 : 0;
 }
+
+/* ---------------------------------------------------------------------------------------------------------------
+ * Swin-type window attention in fp32: y = softmax(Q·Kᵀ + T)·V per window and head, T the additive term of the
+ * window's label pattern (relative position bias, plus the shifted-window mask where the window straddles the
+ * roll's seam). Q is already scaled. As above, 16 query rows ride in the lanes of a vector; the products are fp32
+ * FMAs (accumulated in another order than a BLAS GEMM: ~1e-7 relative), the exp a degree-6 polynomial (~2e-7)
+ * clamped at exp(-87) (normal numbers only: a masked logit's weight is ~1e-38 instead of ~1e-44).
+ *
+ * Layouts: element (w, h, i, c) of Q is q[w·qs[0] + h·qs[1] + i·qs[2] + c] (likewise K, V with their strides; the
+ * columns are unit-stride), of y y[w·ys[0] + h·ys[1] + i·ys[2] + c]. terms_t holds, per pattern and head, Tᵀ: the
+ * (j, i) element is T[i][j], so the 16 query rows of one key are one vector load. pattern[w] picks window w's term.
+ */
+
+static inline __m512 exp_nonpositive_f32(__m512 x) {
+    x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
+    __m512 t = _mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f));
+    __m512 k = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 f = _mm512_fmadd_ps(x, _mm512_set1_ps(1.44269504088896341f), _mm512_sub_ps(_mm512_setzero_ps(), k));
+    __m512 p = _mm512_set1_ps(1.5403530393381606e-4f);
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.3333558146428443e-3f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.6181291076284772e-3f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.5504108664821580e-2f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.4022650695910071e-1f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.9314718055994531e-1f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, k);
+}
+
+/* A·V for one block of 16 rows, channels [c0, c0 + C): acc[c] lane l = sum_j P[l][j] V[j][c0 + c]. */
+#define AV_F32(C)                                                                                            \
+    static void av_f32_##C(const __m512 *p, const float *v, int64_t vr, int64_t n, int64_t c0, float *out) { \
+        __m512 acc[C];                                                                                       \
+        _Pragma("GCC unroll 16")                                                                             \
+        for (int c = 0; c < C; c++) acc[c] = _mm512_setzero_ps();                                            \
+        for (int64_t j = 0; j < n; j++) {                                                                    \
+            const float *row = v + j * vr + c0;                                                              \
+            _Pragma("GCC unroll 16")                                                                         \
+            for (int c = 0; c < C; c++) acc[c] = _mm512_fmadd_ps(p[j], _mm512_set1_ps(row[c]), acc[c]);      \
+        }                                                                                                    \
+        _Pragma("GCC unroll 16")                                                                             \
+        for (int c = 0; c < C; c++) _mm512_store_ps(out + (c0 + c) * LANES, acc[c]);                         \
+    }
+AV_F32(1) AV_F32(2) AV_F32(3) AV_F32(4) AV_F32(5) AV_F32(6) AV_F32(7) AV_F32(8)
+AV_F32(9) AV_F32(10) AV_F32(11) AV_F32(12) AV_F32(13) AV_F32(14) AV_F32(15) AV_F32(16)
+
+typedef void (*av_f32_fn)(const __m512 *, const float *, int64_t, int64_t, int64_t, float *);
+static const av_f32_fn AV_F32_BY_WIDTH[17] = {0, av_f32_1, av_f32_2, av_f32_3, av_f32_4, av_f32_5, av_f32_6,
+                                               av_f32_7, av_f32_8, av_f32_9, av_f32_10, av_f32_11, av_f32_12,
+                                               av_f32_13, av_f32_14, av_f32_15, av_f32_16};
+
+static void one_head_f32(const float *q, int64_t qr, const float *k, int64_t kr, const float *v, int64_t vr,
+                         const float *term_t, float *y, int64_t yr, int64_t n, int64_t d, float *qt, __m512 *s,
+                         float *out) {
+    for (int64_t i = 0; i < n; i++) /* Q's columns, 16 rows a vector */
+        for (int64_t c = 0; c < d; c++) qt[(i / LANES * d + c) * LANES + i % LANES] = q[i * qr + c];
+    for (int64_t b = 0; b < n / LANES; b++) {
+        const float *a = qt + b * d * LANES;
+        __m512 m = _mm512_set1_ps(-INFINITY);
+        for (int64_t j0 = 0; j0 < n; j0 += LANES) {
+            __m512 acc[LANES];
+            _Pragma("GCC unroll 16")
+            for (int t = 0; t < LANES; t++) acc[t] = _mm512_load_ps(term_t + (j0 + t) * n + b * LANES);
+            for (int64_t c = 0; c < d; c++) {
+                __m512 qc = _mm512_load_ps(a + c * LANES);
+                const float *kc = k + j0 * kr + c;
+                _Pragma("GCC unroll 16")
+                for (int t = 0; t < LANES; t++) acc[t] = _mm512_fmadd_ps(qc, _mm512_set1_ps(kc[t * kr]), acc[t]);
+            }
+            _Pragma("GCC unroll 16")
+            for (int t = 0; t < LANES; t++) {
+                s[j0 + t] = acc[t];
+                m = _mm512_max_ps(m, acc[t]);
+            }
+        }
+        __m512 sum = _mm512_setzero_ps();
+        for (int64_t j = 0; j < n; j++) {
+            s[j] = exp_nonpositive_f32(_mm512_sub_ps(s[j], m));
+            sum = _mm512_add_ps(sum, s[j]);
+        }
+        for (int64_t c0 = 0; c0 < d; c0 += 16) AV_F32_BY_WIDTH[d - c0 < 16 ? d - c0 : 16](s, v, vr, n, c0, out);
+        const __m512 inv = _mm512_div_ps(_mm512_set1_ps(1.0f), sum);
+        for (int64_t c = 0; c < d; c++) _mm512_store_ps(out + c * LANES, _mm512_mul_ps(_mm512_load_ps(out + c * LANES), inv));
+        for (int l = 0; l < LANES; l++)
+            for (int64_t c = 0; c < d; c++) y[(b * LANES + l) * yr + c] = out[c * LANES + l];
+    }
+}
+
+/* Returns 0, or -1 if n or d is out of range or scratch memory could not be had. */
+int biased_window_attention_f32(const float *q, const int64_t *qs, const float *k, const int64_t *ks, const float *v,
+                                const int64_t *vs, const float *terms_t, const int32_t *pattern, float *y,
+                                const int64_t *ys, int64_t windows, int64_t heads, int64_t n, int64_t d,
+                                int threads) {
+    if (n <= 0 || n % LANES || d <= 0 || d > MAX_D) return -1;
+    const size_t qt_bytes = (size_t)(n * d) * 4, s_bytes = (size_t)n * 64, out_bytes = (size_t)(d * LANES) * 4;
+    const size_t total = (qt_bytes + 63) / 64 * 64 + s_bytes + (out_bytes + 63) / 64 * 64;
+    int failed = 0;
+#pragma omp parallel num_threads(threads) reduction(| : failed)
+    {
+        char *mem = aligned_alloc(64, total);
+        failed = !mem;
+        float *qt = (float *)mem;
+        __m512 *s = (__m512 *)(mem + (qt_bytes + 63) / 64 * 64);
+        float *out = (float *)((char *)s + s_bytes);
+#pragma omp for schedule(static)
+        for (int64_t item = 0; item < windows * heads; item++) {
+            if (!mem) continue;
+            const int64_t w = item / heads, h = item % heads;
+            one_head_f32(q + w * qs[0] + h * qs[1], qs[2], k + w * ks[0] + h * ks[1], ks[2], v + w * vs[0] + h * vs[1],
+                         vs[2], terms_t + ((int64_t)pattern[w] * heads + h) * n * n, y + w * ys[0] + h * ys[1], ys[2],
+                         n, d, qt, s, out);
+        }
+        free(mem);
+    }
+    return failed ? -1 : 0;
+}
