@@ -151,6 +151,18 @@ def test_elan_without_the_kernel_is_the_eager_path(fresh, monkeypatch):
 
 
 @needs_kernel
+def test_biased_kernel_in_bf16_is_fp32_attention_of_bf16_inputs():
+    g = torch.Generator().manual_seed(0)
+    qkv = torch.randn(4, 64, 3, 2, 10, generator=g).permute(2, 0, 3, 1, 4).bfloat16()
+    terms_t = torch.randn(2, 2, 64, 64, generator=g)
+    pattern = torch.tensor([0, 1, 1, 0], dtype=torch.int32)
+    out = torch.empty(4, 2, 64, 10, dtype=torch.bfloat16)
+    native.biased_window_attention(qkv[0], qkv[1], qkv[2], terms_t, pattern, out)
+    ref = native.reference_biased_attention(qkv[0], qkv[1], qkv[2], terms_t, pattern)
+    assert (out.double() - ref).abs().max().item() <= 2 ** -8 * ref.abs().max().item()  # one bf16 rounding of y
+
+
+@needs_kernel
 @pytest.mark.parametrize("n,d", [(64, 10), (256, 10), (16, 30), (64, 17), (32, 1)])
 def test_biased_kernel_is_fp32_exact(n, d):
     """Within 2e-6 of the float64 result relative to its largest value (the conformance tolerance is 2e-5), with
@@ -181,8 +193,8 @@ def test_biased_kernel_refuses_what_it_cannot_take():
 @pytest.mark.parametrize("shift, with_bias", [(None, True), ((4, 4), True), ((4, 4), False)])
 @pytest.mark.parametrize("index_groups", [False, True])
 def test_swin_geometry_runs_the_kernel(monkeypatch, shift, with_bias, index_groups):
-    """fp32 inference on 8×8 windows (SwinIR-light) takes the compiled kernel: the explicit path's result, each
-    window with its own label pattern's mask, across two images; not with gradients or in bf16."""
+    """Inference on 8×8 windows (SwinIR-light) takes the compiled kernel: the explicit path's result, each window
+    with its own label pattern's mask, across two images; in bf16 and with mixed dtypes too; not with gradients."""
     from litesr.models import blocks
 
     torch.manual_seed(0)
@@ -200,6 +212,9 @@ def test_swin_geometry_runs_the_kernel(monkeypatch, shift, with_bias, index_grou
     assert calls and out.shape == v.shape
     assert (out - ref).abs().max().item() <= 2e-6 * ref.abs().max().item()
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
-        geom.attend(q.bfloat16(), k.bfloat16(), v.bfloat16(), bias)
+        low = geom.attend(q.bfloat16(), k.bfloat16(), v.bfloat16(), bias)
+        mixed = geom.attend(q, k, v.bfloat16(), bias)  # GRFormer under autocast: fp32 unit-norm Q, K
+    assert low.dtype == torch.bfloat16 and (low.double() - ref).abs().max().item() <= 2 ** -6 * ref.abs().max().item()
+    assert mixed.dtype == torch.float32 and len(calls) == 3
     geom.attend(q.requires_grad_(), k, v, bias)
-    assert len(calls) == 1
+    assert len(calls) == 3

@@ -32,7 +32,8 @@ import torch
 from ..paths import cache_dir
 
 SOURCE = Path(__file__).with_name("window_attention.c")
-FLAGS = ("-O3", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512bf16", "-mfma", "-fopenmp", "-shared", "-fPIC")
+FLAGS = ("-O3", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512bf16", "-mfma", "-fopenmp", "-shared", "-fPIC",
+         "-Werror=implicit-function-declaration")
 #: /proc/cpuinfo flags the kernel's instructions need.
 CPU_FLAGS = frozenset({"avx512f", "avx512bw", "avx512vl", "avx512_bf16", "fma"})
 #: Token counts (window size²) must be a multiple of this; head widths at most MAX_WIDTH.
@@ -100,11 +101,13 @@ def _load():
     bf16 = library.window_attention_bf16
     bf16.restype = ctypes.c_int
     bf16.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64] * 3 + [ctypes.c_int64] * 3 + [ctypes.c_int]
-    f32 = library.biased_window_attention_f32
-    f32.restype = ctypes.c_int
-    f32.argtypes = ([ctypes.c_void_p, ctypes.POINTER(ctypes.c_int64)] * 3 + [ctypes.c_void_p] * 3
-                    + [ctypes.POINTER(ctypes.c_int64)] + [ctypes.c_int64] * 4 + [ctypes.c_int])
-    return bf16, f32
+    biased = {}
+    for dtype, name in ((torch.float32, "biased_window_attention_f32"), (torch.bfloat16, "biased_window_attention_bf16")):
+        kernel = biased[dtype] = getattr(library, name)
+        kernel.restype = ctypes.c_int
+        kernel.argtypes = ([ctypes.c_void_p, ctypes.POINTER(ctypes.c_int64)] * 3 + [ctypes.c_void_p] * 3
+                           + [ctypes.POINTER(ctypes.c_int64)] + [ctypes.c_int64] * 4 + [ctypes.c_int])
+    return bf16, biased
 
 
 def reference_attention(q: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -140,15 +143,17 @@ def _kernel_or_reason():
     _call(kernels[0], q, v, y)
     ref = reference_attention(q, v)
     errors = [(y.double() - ref).abs().max().item() / ref.abs().max().item()]
-    qkv = torch.randn(2, 32, 3, 2, 10, generator=g).permute(2, 0, 3, 1, 4)  # (3, W, heads, N, d) views, as Swin's
     terms_t = torch.randn(2, 2, 32, 32, generator=g)
     pattern = torch.tensor([1, 0], dtype=torch.int32)
-    out = torch.empty(2, 2, 32, 10)
-    _call_biased(kernels[1], qkv[0], qkv[1], qkv[2], terms_t, pattern, out)
-    ref = reference_biased_attention(qkv[0], qkv[1], qkv[2], terms_t, pattern)
-    errors.append((out.double() - ref).abs().max().item() / ref.abs().max().item() / F32_CHECK_SCALE)
+    qkv = torch.randn(2, 32, 3, 2, 10, generator=g).permute(2, 0, 3, 1, 4)  # (3, W, heads, N, d) views, as Swin's
+    for dtype, scale in ((torch.float32, F32_CHECK_SCALE), (torch.bfloat16, 1.0)):
+        qkv = qkv.to(dtype)
+        out = torch.empty(2, 2, 32, 10, dtype=dtype)
+        _call_biased(kernels[1][dtype], qkv[0], qkv[1], qkv[2], terms_t, pattern, out)
+        ref = reference_biased_attention(qkv[0], qkv[1], qkv[2], terms_t, pattern)
+        errors.append((out.double() - ref).abs().max().item() / ref.abs().max().item() / scale)
     if not max(errors) <= CHECK_TOLERANCE:
-        return None, f"the compiled kernels failed their check (relative errors {errors[0]:.3g}, {errors[1]:.3g})"
+        return None, f"the compiled kernels failed their check (relative errors {', '.join(f'{e:.3g}' for e in errors)})"
     return kernels, "compiled and checked"
 
 
@@ -194,23 +199,25 @@ def supports(q: torch.Tensor) -> bool:
 def supports_biased(q: torch.Tensor) -> bool:
     """Whether :func:`biased_window_attention` takes (windows, heads, N, d) tensors like ``q``."""
     _, _, n, d = q.shape
-    return (q.dtype == torch.float32 and q.device.type == "cpu" and n % TOKEN_MULTIPLE == 0 and 0 < d <= MAX_WIDTH
-            and q.stride(-1) == 1)
+    return (q.dtype in (torch.float32, torch.bfloat16) and q.device.type == "cpu" and n % TOKEN_MULTIPLE == 0
+            and 0 < d <= MAX_WIDTH and q.stride(-1) == 1)
 
 
 def biased_window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, terms_t: torch.Tensor,
                             pattern: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-    """``softmax(Q·Kᵀ + T)·V`` into ``out`` for fp32 (windows, heads, N, d) Q (scaled), K, V (any strides, unit
-    column stride), T window w's term: ``terms_t[pattern[w]]`` holds its transpose (patterns, heads, N, N),
-    contiguous. Returns ``out``. Only where :func:`window_attention_runs` and :func:`supports_biased` say so."""
+    """``softmax(Q·Kᵀ + T)·V`` into ``out`` for (windows, heads, N, d) Q (scaled), K, V (any strides, unit column
+    stride; fp32, or bf16 computed in fp32), T window w's term: ``terms_t[pattern[w]]`` holds its transpose
+    (patterns, heads, N, N), fp32, contiguous. Returns ``out``. Only where :func:`window_attention_runs` and
+    :func:`supports_biased` say so."""
     kernels = _kernel_or_reason()[0]
     w, heads, n, _ = q.shape
-    if (kernels is None or not all(supports_biased(t) and t.shape == q.shape for t in (q, k, v, out))
+    if (kernels is None or not all(supports_biased(t) and t.shape == q.shape and t.dtype == q.dtype
+                                   for t in (q, k, v, out))
             or terms_t.dtype != torch.float32 or not terms_t.is_contiguous() or terms_t.shape[1:] != (heads, n, n)
             or pattern.dtype != torch.int32 or pattern.shape != (w,) or not pattern.is_contiguous()
             or (w and not 0 <= int(pattern.min()) <= int(pattern.max()) < terms_t.shape[0])):
         raise NativeUnavailable(f"biased_window_attention: not for {tuple(q.shape)} {q.dtype} here ({status()})")
-    _call_biased(kernels[1], q, k, v, terms_t, pattern, out)
+    _call_biased(kernels[1][q.dtype], q, k, v, terms_t, pattern, out)
     return out
 
 

@@ -297,3 +297,58 @@ int biased_window_attention_f32(const float *q, const int64_t *qs, const float *
     }
     return failed ? -1 : 0;
 }
+
+/* The same for bf16 Q, K, V and y (autocast): each head's rows are widened to fp32 first, the attention runs in
+   fp32 as above (more exact than bf16 logits), and y is rounded to bf16 once. */
+static inline __mmask16 lanes_mask(int64_t count) { return count >= 16 ? 0xffff : (__mmask16)((1u << count) - 1); }
+
+static inline void widen_row(const bf16 *src, float *dst, int64_t d) {
+    for (int64_t c = 0; c < d; c += LANES) {
+        const __mmask16 m = lanes_mask(d - c);
+        __m512i wide = _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, src + c)), 16);
+        _mm512_mask_storeu_ps(dst + c, m, _mm512_castsi512_ps(wide));
+    }
+}
+
+static inline void narrow_row(const float *src, bf16 *dst, int64_t d) {
+    for (int64_t c = 0; c < d; c += LANES) {
+        const __mmask16 m = lanes_mask(d - c);
+        _mm256_mask_storeu_epi16(dst + c, m, (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, src + c)));
+    }
+}
+
+int biased_window_attention_bf16(const bf16 *q, const int64_t *qs, const bf16 *k, const int64_t *ks, const bf16 *v,
+                                 const int64_t *vs, const float *terms_t, const int32_t *pattern, bf16 *y,
+                                 const int64_t *ys, int64_t windows, int64_t heads, int64_t n, int64_t d,
+                                 int threads) {
+    if (n <= 0 || n % LANES || d <= 0 || d > MAX_D) return -1;
+    const size_t rows_bytes = (size_t)(n * d) * 4, s_bytes = (size_t)n * 64, out_bytes = (size_t)(d * LANES) * 4;
+    const size_t padded = (rows_bytes + 63) / 64 * 64, total = 5 * padded + s_bytes + (out_bytes + 63) / 64 * 64;
+    int failed = 0;
+#pragma omp parallel num_threads(threads) reduction(| : failed)
+    {
+        char *mem = aligned_alloc(64, total);
+        failed = !mem;
+        float *qt = (float *)mem, *qf = (float *)(mem + padded), *kf = (float *)(mem + 2 * padded);
+        float *vf = (float *)(mem + 3 * padded), *yf = (float *)(mem + 4 * padded);
+        __m512 *s = (__m512 *)(mem + 5 * padded);
+        float *out = (float *)((char *)s + s_bytes);
+#pragma omp for schedule(static)
+        for (int64_t item = 0; item < windows * heads; item++) {
+            if (!mem) continue;
+            const int64_t w = item / heads, h = item % heads;
+            const bf16 *qh = q + w * qs[0] + h * qs[1], *kh = k + w * ks[0] + h * ks[1], *vh = v + w * vs[0] + h * vs[1];
+            for (int64_t i = 0; i < n; i++) {
+                widen_row(qh + i * qs[2], qf + i * d, d);
+                widen_row(kh + i * ks[2], kf + i * d, d);
+                widen_row(vh + i * vs[2], vf + i * d, d);
+            }
+            one_head_f32(qf, d, kf, d, vf, d, terms_t + ((int64_t)pattern[w] * heads + h) * n * n, yf, d, n, d, qt, s,
+                         out);
+            bf16 *yh = y + w * ys[0] + h * ys[1];
+            for (int64_t i = 0; i < n; i++) narrow_row(yf + i * d, yh + i * ys[2], d);
+        }
+        free(mem);
+    }
+    return failed ? -1 : 0;
+}
