@@ -227,6 +227,23 @@ def test_grad_clip_flag_reaches_the_config(few_images, tmp_path):
     assert yaml.safe_load((out / "config.yaml").read_text())["grad_clip"] == 0.25
 
 
+def test_loss_option_picks_the_pixel_loss(few_images, tmp_path, monkeypatch):
+    """l1 by default; ``loss: l2`` trains on the mean squared error, also when given on resume (an L2 fine-tune of
+    an L1 run)."""
+    from litesr import train
+
+    used = []
+    spies = {name: (lambda f, name=name: lambda a, b: used.append(name) or f(a, b))(f)
+             for name, f in train.PIXEL_LOSSES.items()}
+    monkeypatch.setattr(train, "PIXEL_LOSSES", spies)
+    Trainer(small_config(few_images, tmp_path / "l", iters=2), progress=False).run()
+    assert used == ["l1", "l1"]
+    used.clear()
+    Trainer(small_config(few_images, tmp_path / "l", iters=4, loss="l2"), resume=True, progress=False).run()
+    assert used == ["l2", "l2"]
+    assert yaml.safe_load((tmp_path / "l" / "config.yaml").read_text())["loss"] == "l2"
+
+
 def test_log_lines_when_stderr_is_not_a_terminal(few_images, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "litesr", "train", "--config", tiny_yaml(tmp_path), "--scale", "2", "--train-data",

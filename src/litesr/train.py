@@ -52,6 +52,10 @@ class Distributed:
                    int(os.environ.get("WORLD_SIZE", 1)))
 
 
+#: ``loss`` config values → loss functions.
+PIXEL_LOSSES = {"l1": torch.nn.functional.l1_loss, "l2": torch.nn.functional.mse_loss}
+
+
 def lr_lambda(config: TrainConfig):
     """Multiplier of the base lr at a step: linear warm-up, then multistep decay or cosine to ``min_lr``."""
 
@@ -375,7 +379,7 @@ class Trainer:
         c = self.config
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
             sr = self.net(lr_img)
-        loss = torch.nn.functional.l1_loss(sr.float(), hr_img)
+        loss = PIXEL_LOSSES[c.loss](sr.float(), hr_img)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if c.grad_clip:

@@ -55,6 +55,8 @@ class TrainConfig:
     batch_size: int = option(64, "global batch size (split over torchrun processes)")
     patch_size: int = option(256, "HR patch side (a multiple of the scale)")
     repeat: int = option(1, "passes over the image list per epoch")
+    loss: str = option("l1", "pixel loss: l1 (the papers' recipes) or l2 (mean squared error, what PSNR measures; "
+                             "for fine-tuning a trained run at a low lr)", choices=("l1", "l2"))
     lr: float = option(2e-4, "base learning rate")
     betas: tuple[float, float] = option((0.9, 0.99), "Adam betas", nargs=2, metavar=("B1", "B2"))
     weight_decay: float = option(0.0, "Adam weight decay")

@@ -31,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train",
         help="train a model (paper recipes, resume, torchrun/DDP)",
-        description="Train a super-resolution model with L1 loss and Adam on HR image folders (LR made with "
+        description="Train a super-resolution model with L1 (or L2) loss and Adam on HR image folders (LR made with "
         "MATLAB-compatible bicubic) or paired HR/LR folders, validating on benchmark sets. Every flag below "
         "--config sets the recipe key of the same name (--batch-size: batch_size) and overrides the recipe's "
         "value, on --resume too.",
