@@ -71,7 +71,21 @@ def test_kernel_refuses_what_it_cannot_take():
     with pytest.raises(native.NativeUnavailable):
         native.window_attention(q, v)
     q, v = _windows(2, 16, 20)
-    assert not native.supports(q.float()) and not native.supports(q.transpose(-2, -1))
+    assert not native.supports(q.double()) and not native.supports(q.transpose(-2, -1))
+    with pytest.raises(native.NativeUnavailable):
+        native.window_attention(q.float(), v)  # mixed dtypes
+
+
+@needs_kernel
+@pytest.mark.parametrize("n,d", [(16, 20), (256, 20), (64, 7)])
+def test_fp32_kernel_is_elans_attention_to_fp32_rounding(n, d):
+    """fp32 windows run the fp32 kernel with K = Q and a zero term: within 2e-6 of float64 (tolerance 2e-5)."""
+    g = torch.Generator().manual_seed(0)
+    t = torch.randn(5, n, 2 * d, generator=g) * 0.7
+    q, v = t[..., :d], t[..., d:]
+    ref = native.reference_attention(q, v)
+    out = native.window_attention(q, v)
+    assert out.dtype == torch.float32 and (out.double() - ref).abs().max().item() <= 2e-6 * ref.abs().max().item()
 
 
 def test_disabled_by_environment(fresh, monkeypatch):
@@ -121,7 +135,8 @@ def _spy(monkeypatch):
 
 @needs_kernel
 def test_elan_runs_the_kernel_where_named(monkeypatch):
-    """Every window size FUSED_ATTENTION names, in both the computing and the sharing GMSAs, at bf16 inference only."""
+    """Every window size FUSED_ATTENTION names, in both the computing and the sharing GMSAs, at bf16 and fp32
+    inference, never with gradients."""
     calls = _spy(monkeypatch)
     model = litesr.create_model("elan-light", 2).eval()
     img = torch.rand(1, 3, 20, 24)
@@ -132,7 +147,9 @@ def test_elan_runs_the_kernel_where_named(monkeypatch):
     assert len(calls) == gmsas * len(elan.FUSED_ATTENTION[torch.bfloat16])
     calls.clear()
     with torch.inference_mode():
-        model(img)  # fp32
+        model(img)  # fp32: the same, through the fp32 kernel
+    assert len(calls) == gmsas * len(elan.FUSED_ATTENTION[torch.float32])
+    calls.clear()
     with torch.autocast("cpu", dtype=torch.bfloat16):
         model(img).sum()  # gradients on
     assert not calls

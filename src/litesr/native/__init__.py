@@ -192,8 +192,8 @@ def status() -> str:
 def supports(q: torch.Tensor) -> bool:
     """Whether :func:`window_attention` takes (windows, N, d) tensors like ``q``."""
     _, n, d = q.shape
-    return (q.dtype == torch.bfloat16 and q.device.type == "cpu" and n % TOKEN_MULTIPLE == 0 and 0 < d <= MAX_WIDTH
-            and q.stride(-1) == 1)
+    return (q.dtype in (torch.bfloat16, torch.float32) and q.device.type == "cpu" and n % TOKEN_MULTIPLE == 0
+            and 0 < d <= MAX_WIDTH and q.stride(-1) == 1)
 
 
 def supports_biased(q: torch.Tensor) -> bool:
@@ -222,12 +222,23 @@ def biased_window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, t
 
 
 def window_attention(q: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """``softmax(Q·Qᵀ)·V`` for bf16 (windows, N, d) Q and V (rows may be strided, columns not), fused; new tensor.
+    """``softmax(Q·Qᵀ)·V`` (ELAN's attention: K = Q, no scaling) for (windows, N, d) Q and V (rows may be strided,
+    columns not), fused; a new tensor. bf16 runs the bf16 kernel, fp32 the fp32 one (with a zero term).
 
     Only where :func:`window_attention_runs` and :func:`supports` say so."""
     kernels = _kernel_or_reason()[0]
-    if kernels is None or not supports(q) or not supports(v) or q.shape != v.shape:
+    if kernels is None or not supports(q) or not supports(v) or q.shape != v.shape or q.dtype != v.dtype:
         raise NativeUnavailable(f"window_attention: not for {tuple(q.shape)} {q.dtype} here ({status()})")
-    y = torch.empty(q.shape, dtype=torch.bfloat16)
-    _call(kernels[0], q, v, y)
+    y = torch.empty(q.shape, dtype=q.dtype)
+    if q.dtype == torch.bfloat16:
+        _call(kernels[0], q, v, y)
+    else:
+        w, n, _ = q.shape
+        _call_biased(kernels[1][q.dtype], q[:, None], q[:, None], v[:, None], _zero_term(n),
+                     torch.zeros(w, dtype=torch.int32), y[:, None])
     return y
+
+
+@lru_cache(maxsize=8)
+def _zero_term(n: int) -> torch.Tensor:
+    return torch.zeros(1, 1, n, n)
