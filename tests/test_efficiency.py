@@ -133,6 +133,9 @@ def test_cli_bench(tmp_path, capsys):
     doc = json.loads(out.read_text())
     pan = doc["results"][0]
     assert pan["params"] == 272_419 and pan["sizes"]["16"]["latency"] > 0 and pan["macs"] == pan["layer_macs"]
+    from litesr import native
+
+    assert f"compiled attention kernels: {native.status()}" in table and doc["native_kernels"] == native.status()
 
 
 def test_cli_bench_checkpoint_and_errors(tmp_path, capsys):

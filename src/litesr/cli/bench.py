@@ -15,7 +15,8 @@ EXAMPLES = """examples:
 MACs are counted for a 1280x720 output (the papers' Multi-Adds), on the meta device: "all" counts every
 convolution and matmul (attention included), "layers" only Conv2d/Linear (thop-style, attention left out).
 Latency is the median of --runs forwards after --warmup; memory is the peak growth over one forward, each size in
-a fresh process. Latency does not depend on the weights, so models are built with random weights; a checkpoint
+a fresh process. On a CPU the last line says whether litesr's compiled attention kernels ran (AVX-512 BF16 CPUs
+with a C compiler; LITESR_NATIVE=0 turns them off) or the eager PyTorch path. Latency does not depend on the weights, so models are built with random weights; a checkpoint
 path works too. Compare figures from one run only: the machine (and its load) sets the scale.
 """
 
@@ -87,12 +88,20 @@ def run(args: argparse.Namespace) -> int:
                 row["sizes"][str(size)] = measure_isolated(spec, timeout=args.timeout)
         results.append(row)
     print(format_table(results, args))
+    kernels = None
+    if not args.macs_only and pick_device(args.device).type == "cpu":
+        from .. import native
+
+        kernels = native.status()
+        print(f"litesr's compiled attention kernels: {kernels}"
+              + ("" if native.window_attention_runs() else " (the eager PyTorch path ran)"))
     if args.json:
         from ..io import atomic_path
 
         scales = sorted({r["scale"] for r in results})
         doc = {"scale": scales[0] if len(scales) == 1 else scales, "device": args.device, "precision": args.precision,
-               "threads": args.threads, "runs": args.runs, "warmup": args.warmup, "results": results}
+               "threads": args.threads, "runs": args.runs, "warmup": args.warmup, "native_kernels": kernels,
+               "results": results}
         with atomic_path(args.json) as tmp:
             tmp.write_text(json.dumps(doc, indent=2) + "\n")
     return 0
