@@ -129,7 +129,7 @@ def test_built_once_into_the_cache(fresh, monkeypatch):
 def _spy(monkeypatch):
     calls = []
     fused = native.window_attention
-    monkeypatch.setattr(native, "window_attention", lambda q, v: calls.append(q.shape) or fused(q, v))
+    monkeypatch.setattr(native, "window_attention", lambda q, v, **kw: calls.append(q.shape) or fused(q, v, **kw))
     return calls
 
 
@@ -153,6 +153,35 @@ def test_elan_runs_the_kernel_where_named(monkeypatch):
     with torch.autocast("cpu", dtype=torch.bfloat16):
         model(img).sum()  # gradients on
     assert not calls
+
+
+@needs_kernel
+def test_kernel_writes_windows_into_their_rows():
+    """With ``out``/``out_rows`` the bf16 kernel writes window i's row t into row out_rows[i·N + t] of a column
+    slice of a wider map: the rows a gather plus scatter would give, the other columns untouched."""
+    q, v = _windows(4, 16, 20)
+    rows = torch.randperm(64, generator=torch.Generator().manual_seed(3)).to(torch.int32)
+    wide = torch.full((64, 60), 7.0, dtype=torch.bfloat16)
+    assert native.window_attention(q, v, out=wide[:, 20:40], out_rows=rows).data_ptr() == wide[:, 20:40].data_ptr()
+    expected = torch.empty(64, 20, dtype=torch.bfloat16)
+    expected[rows.long()] = native.window_attention(q, v).reshape(64, 20)
+    assert torch.equal(wide[:, 20:40], expected)
+    assert torch.all(wide[:, :20] == 7.0) and torch.all(wide[:, 40:] == 7.0)
+    with pytest.raises(native.NativeUnavailable):  # a row outside the table
+        native.window_attention(q, v, out=wide[:32, 20:40], out_rows=rows)
+
+
+@needs_kernel
+def test_elan_in_place_output_is_the_gathered_one(monkeypatch):
+    """bf16 GMSAs with every group fused write into one output (IN_PLACE_OUTPUT): the same bits as scattering each
+    group's result back and concatenating, batch of two, shifted blocks."""
+    model = litesr.create_model("elan-light", 2).eval()
+    img = torch.rand(2, 3, 36, 20, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        in_place = model(img)
+        monkeypatch.setattr(elan, "IN_PLACE_OUTPUT", set())
+        gathered = model(img)
+    assert torch.equal(in_place, gathered)
 
 
 def test_elan_without_the_kernel_is_the_eager_path(fresh, monkeypatch):

@@ -100,7 +100,8 @@ def _load():
         raise NativeUnavailable(f"the compiled kernel does not load: {exc}") from exc
     bf16 = library.window_attention_bf16
     bf16.restype = ctypes.c_int
-    bf16.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64] * 3 + [ctypes.c_int64] * 3 + [ctypes.c_int]
+    bf16.argtypes = ([ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64] * 3 + [ctypes.c_void_p] + [ctypes.c_int64] * 3
+                     + [ctypes.c_int])
     biased = {}
     for dtype, name in ((torch.float32, "biased_window_attention_f32"), (torch.bfloat16, "biased_window_attention_bf16")):
         kernel = biased[dtype] = getattr(library, name)
@@ -161,10 +162,11 @@ def _kernel_or_reason():
 F32_CHECK_SCALE = 1e-4
 
 
-def _call(kernel, q: torch.Tensor, v: torch.Tensor, y: torch.Tensor) -> None:
+def _call(kernel, q: torch.Tensor, v: torch.Tensor, y: torch.Tensor, out_rows: torch.Tensor | None = None) -> None:
     w, n, d = q.shape
-    if kernel(q.data_ptr(), q.stride(0), q.stride(1), v.data_ptr(), v.stride(0), v.stride(1),
-              y.data_ptr(), y.stride(0), y.stride(1), w, n, d, torch.get_num_threads()):
+    if kernel(q.data_ptr(), q.stride(0), q.stride(1), v.data_ptr(), v.stride(0), v.stride(1), y.data_ptr(),
+              y.stride(0), y.stride(-2), None if out_rows is None else out_rows.data_ptr(), w, n, d,
+              torch.get_num_threads()):
         raise MemoryError("window_attention_bf16: no scratch memory")
 
 
@@ -221,19 +223,31 @@ def biased_window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, t
     return out
 
 
-def window_attention(q: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+def window_attention(q: torch.Tensor, v: torch.Tensor, out: torch.Tensor | None = None,
+                     out_rows: torch.Tensor | None = None) -> torch.Tensor:
     """``softmax(Q·Qᵀ)·V`` (ELAN's attention: K = Q, no scaling) for (windows, N, d) Q and V (rows may be strided,
-    columns not), fused; a new tensor. bf16 runs the bf16 kernel, fp32 the fp32 one (with a zero term).
+    columns not), fused. bf16 runs the bf16 kernel, fp32 the fp32 one (with a zero term).
 
-    Only where :func:`window_attention_runs` and :func:`supports` say so."""
+    Returns a new (windows, N, d) tensor; or, bf16 only, writes window i's row t into row ``out_rows[i·N + t]``
+    of ``out`` (an (R, d) table with unit column stride, e.g. a column slice of a (B·H·W, C) map) and returns
+    ``out``. Only where :func:`window_attention_runs` and :func:`supports` say so."""
     kernels = _kernel_or_reason()[0]
-    if kernels is None or not supports(q) or not supports(v) or q.shape != v.shape or q.dtype != v.dtype:
+    w, n, d = q.shape
+    rows_ok = out is None or (
+        out_rows is not None and q.dtype == torch.bfloat16 and out.dtype == q.dtype and out.dim() == 2
+        and out.shape[1] == d and out.stride(1) == 1 and out_rows.dtype == torch.int32
+        and out_rows.is_contiguous() and out_rows.shape == (w * n,)
+        and (w == 0 or 0 <= int(out_rows.min()) <= int(out_rows.max()) < out.shape[0]))
+    if (kernels is None or not supports(q) or not supports(v) or q.shape != v.shape or q.dtype != v.dtype
+            or not rows_ok):
         raise NativeUnavailable(f"window_attention: not for {tuple(q.shape)} {q.dtype} here ({status()})")
+    if out is not None:
+        _call(kernels[0], q, v, out, out_rows)
+        return out
     y = torch.empty(q.shape, dtype=q.dtype)
     if q.dtype == torch.bfloat16:
         _call(kernels[0], q, v, y)
     else:
-        w, n, _ = q.shape
         _call_biased(kernels[1][q.dtype], q[:, None], q[:, None], v[:, None], _zero_term(n),
                      torch.zeros(w, dtype=torch.int32), y[:, None])
     return y

@@ -89,7 +89,8 @@ typedef struct {
     float *out;    /* (dv, 16) */
 } scratch;
 
-static void one_window(const bf16 *q, int64_t qr, const bf16 *v, int64_t vr, bf16 *y, int64_t yr, int64_t n,
+static void one_window(const bf16 *q, int64_t qr, const bf16 *v, int64_t vr, bf16 *y, int64_t yr,
+                       const int32_t *out_rows, int64_t n,
                        int64_t d, scratch *w) {
     const int64_t dpairs = (d + 1) / 2, dv = (d + 3) / 4 * 4, blocks = n / LANES, pairs = n / 2;
     for (int64_t j = 0; j < n; j++)
@@ -142,16 +143,19 @@ static void one_window(const bf16 *q, int64_t qr, const bf16 *v, int64_t vr, bf1
             _mm256_storeu_si256((__m256i *)cols[c],
                                 (__m256i)_mm512_cvtneps_pbh(_mm512_mul_ps(_mm512_load_ps(w->out + c * LANES), inv)));
         for (int l = 0; l < LANES; l++) {
-            bf16 *row = y + (b * LANES + l) * yr;
+            bf16 *row = y + (out_rows ? out_rows[b * LANES + l] : b * LANES + l) * yr;
             for (int64_t c = 0; c < d; c++) row[c] = cols[c][l];
         }
     }
 }
 
-/* Returns 0, or -1 if n or d is out of range or scratch memory could not be had. */
+/* With out_rows NULL, y is (windows, n, d) with the given strides; else window i's row t is written to row
+   out_rows[i·n + t] (row stride y_row_stride) of y: straight into its place in a (B·H·W, C) map, no scatter after.
+   Returns 0, or -1 if n or d is out of range or scratch memory could not be had. */
 int window_attention_bf16(const bf16 *q, int64_t q_window_stride, int64_t q_row_stride, const bf16 *v,
                           int64_t v_window_stride, int64_t v_row_stride, bf16 *y, int64_t y_window_stride,
-                          int64_t y_row_stride, int64_t windows, int64_t n, int64_t d, int threads) {
+                          int64_t y_row_stride, const int32_t *out_rows, int64_t windows, int64_t n, int64_t d,
+                          int threads) {
     if (n <= 0 || n % LANES || d <= 0 || d > MAX_D) return -1;
     const int64_t dpairs = (d + 1) / 2, dv = (d + 3) / 4 * 4;
     const size_t sizes[6] = {(size_t)(n / LANES * dpairs) * 64, (size_t)(n * dpairs) * 4, (size_t)(n / 2 * dv) * 4,
@@ -177,7 +181,8 @@ int window_attention_bf16(const bf16 *q, int64_t q_window_stride, int64_t q_row_
         for (int64_t i = 0; i < windows; i++)
             if (mem)
                 one_window(q + i * q_window_stride, q_row_stride, v + i * v_window_stride, v_row_stride,
-                           y + i * y_window_stride, y_row_stride, n, d, &w);
+                           out_rows ? y : y + i * y_window_stride, y_row_stride, out_rows ? out_rows + i * n : NULL,
+                           n, d, &w);
         free(mem);
     }
     return failed ? -1 : 0;
