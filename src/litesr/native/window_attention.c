@@ -3,12 +3,13 @@
  * The eager path writes each window's n×n scores, runs ATen's/oneDNN's softmax over them (an fp32-accurate exp,
  * ~4 G elements/s here) and reads the map back for A·V. Here a block of 16 query rows is one vector lane each:
  * its scores against every key (vdpbf16ps on Q pairs), the row maxima and sums as vertical max/add over the keys
- * (no horizontal reductions), an exp accurate to ~2e-6 (far under bf16's 4e-3 step) and A·V from the bf16
+ * (no horizontal reductions), an exp accurate to ~2e-7 (far under bf16's 4e-3 step) and A·V from the bf16
  * probabilities — all in L1, no map written out. Normalising by the row sum happens on the d outputs, not the n
  * probabilities.
  *
  * Layouts: Q and V are (windows, n, d) with row and window strides in elements (Q and V may be the two halves of
- * one gathered tensor); y is written the same way. n must be a multiple of 16; d at most 64.
+ * one gathered tensor); y is written the same way, or row by row into the rows a table names (its place in the
+ * block's output map). n must be a multiple of 16; d at most 64.
  * Arithmetic: scores and A·V accumulate bf16 products in fp32 (as oneDNN's bf16 bmm does); the probabilities are
  * rounded to bf16 before A·V (as the eager bf16 path rounds the softmax output); y is rounded to bf16 once.
  *
@@ -25,13 +26,15 @@
 
 typedef uint16_t bf16;
 
-/* exp(x) for x <= 0: 2^t = 2^round(t) · 2^f, f in [-0.5, 0.5], 2^f by its degree-5 Taylor polynomial. */
+/* exp(x) for x <= 0: 2^t = 2^round(t) · 2^f, f in [-0.5, 0.5], 2^f by its degree-6 Taylor polynomial (relative
+   error ~2e-7); clamped at exp(-87), so the result stays a normal number (a masked logit weighs ~1e-38, not ~1e-44). */
 static inline __m512 exp_nonpositive(__m512 x) {
-    x = _mm512_max_ps(x, _mm512_set1_ps(-100.0f));
+    x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
     __m512 t = _mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f));
     __m512 k = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 f = _mm512_sub_ps(t, k);
-    __m512 p = _mm512_set1_ps(1.3333558146428443e-3f);
+    __m512 f = _mm512_fmadd_ps(x, _mm512_set1_ps(1.44269504088896341f), _mm512_sub_ps(_mm512_setzero_ps(), k));
+    __m512 p = _mm512_set1_ps(1.5403530393381606e-4f);
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.3333558146428443e-3f));
     p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.6181291076284772e-3f));
     p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.5504108664821580e-2f));
     p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.4022650695910071e-1f));
@@ -192,28 +195,13 @@ int window_attention_bf16(const bf16 *q, int64_t q_window_stride, int64_t q_row_
  * Swin-type window attention in fp32: y = softmax(Q·Kᵀ + T)·V per window and head, T the additive term of the
  * window's label pattern (relative position bias, plus the shifted-window mask where the window straddles the
  * roll's seam). Q is already scaled. As above, 16 query rows ride in the lanes of a vector; the products are fp32
- * FMAs (accumulated in another order than a BLAS GEMM: ~1e-7 relative), the exp a degree-6 polynomial (~2e-7)
- * clamped at exp(-87) (normal numbers only: a masked logit's weight is ~1e-38 instead of ~1e-44).
+ * FMAs (accumulated in another order than a BLAS GEMM: ~1e-7 relative), the exp the one above.
  *
  * Layouts: element (w, h, i, c) of Q is q[w·qs[0] + h·qs[1] + i·qs[2] + c] (likewise K, V with their strides; the
  * columns are unit-stride), of y y[w·ys[0] + h·ys[1] + i·ys[2] + c]. terms_t holds, per pattern and head, Tᵀ: the
  * (j, i) element is T[i][j], so the 16 query rows of one key are one vector load. pattern[w] picks window w's term.
  */
 
-static inline __m512 exp_nonpositive_f32(__m512 x) {
-    x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
-    __m512 t = _mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f));
-    __m512 k = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 f = _mm512_fmadd_ps(x, _mm512_set1_ps(1.44269504088896341f), _mm512_sub_ps(_mm512_setzero_ps(), k));
-    __m512 p = _mm512_set1_ps(1.5403530393381606e-4f);
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.3333558146428443e-3f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.6181291076284772e-3f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.5504108664821580e-2f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.4022650695910071e-1f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.9314718055994531e-1f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
-    return _mm512_scalef_ps(p, k);
-}
 
 /* A·V for one block of 16 rows, channels [c0, c0 + C): acc[c] lane l = sum_j P[l][j] V[j][c0 + c]. */
 #define AV_F32(C)                                                                                            \
@@ -263,7 +251,7 @@ static void one_head_f32(const float *q, int64_t qr, const float *k, int64_t kr,
         }
         __m512 sum = _mm512_setzero_ps();
         for (int64_t j = 0; j < n; j++) {
-            s[j] = exp_nonpositive_f32(_mm512_sub_ps(s[j], m));
+            s[j] = exp_nonpositive(_mm512_sub_ps(s[j], m));
             sum = _mm512_add_ps(sum, s[j]);
         }
         for (int64_t c0 = 0; c0 < d; c0 += 16) AV_F32_BY_WIDTH[d - c0 < 16 ? d - c0 : 16](s, v, vr, n, c0, out);
@@ -272,35 +260,6 @@ static void one_head_f32(const float *q, int64_t qr, const float *k, int64_t kr,
         for (int l = 0; l < LANES; l++)
             for (int64_t c = 0; c < d; c++) y[(b * LANES + l) * yr + c] = out[c * LANES + l];
     }
-}
-
-/* Returns 0, or -1 if n or d is out of range or scratch memory could not be had. */
-int biased_window_attention_f32(const float *q, const int64_t *qs, const float *k, const int64_t *ks, const float *v,
-                                const int64_t *vs, const float *terms_t, const int32_t *pattern, float *y,
-                                const int64_t *ys, int64_t windows, int64_t heads, int64_t n, int64_t d,
-                                int threads) {
-    if (n <= 0 || n % LANES || d <= 0 || d > MAX_D) return -1;
-    const size_t qt_bytes = (size_t)(n * d) * 4, s_bytes = (size_t)n * 64, out_bytes = (size_t)(d * LANES) * 4;
-    const size_t total = (qt_bytes + 63) / 64 * 64 + s_bytes + (out_bytes + 63) / 64 * 64;
-    int failed = 0;
-#pragma omp parallel num_threads(threads) reduction(| : failed)
-    {
-        char *mem = aligned_alloc(64, total);
-        failed = !mem;
-        float *qt = (float *)mem;
-        __m512 *s = (__m512 *)(mem + (qt_bytes + 63) / 64 * 64);
-        float *out = (float *)((char *)s + s_bytes);
-#pragma omp for schedule(static)
-        for (int64_t item = 0; item < windows * heads; item++) {
-            if (!mem) continue;
-            const int64_t w = item / heads, h = item % heads;
-            one_head_f32(q + w * qs[0] + h * qs[1], qs[2], k + w * ks[0] + h * ks[1], ks[2], v + w * vs[0] + h * vs[1],
-                         vs[2], terms_t + ((int64_t)pattern[w] * heads + h) * n * n, y + w * ys[0] + h * ys[1], ys[2],
-                         n, d, qt, s, out);
-        }
-        free(mem);
-    }
-    return failed ? -1 : 0;
 }
 
 /* The same for bf16 Q, K, V and y (autocast): each head's rows are widened to fp32 first, the attention runs in
@@ -322,13 +281,15 @@ static inline void narrow_row(const float *src, bf16 *dst, int64_t d) {
     }
 }
 
-int biased_window_attention_bf16(const bf16 *q, const int64_t *qs, const bf16 *k, const int64_t *ks, const bf16 *v,
-                                 const int64_t *vs, const float *terms_t, const int32_t *pattern, bf16 *y,
-                                 const int64_t *ys, int64_t windows, int64_t heads, int64_t n, int64_t d,
-                                 int threads) {
+/* Both precisions: fp32 rows are read and written in place; bf16 rows are widened into fp32 copies first and y is
+   narrowed back. Returns 0, or -1 if n or d is out of range or scratch memory could not be had. */
+static int biased_attention(int bf16io, const void *q, const int64_t *qs, const void *k, const int64_t *ks,
+                            const void *v, const int64_t *vs, const float *terms_t, const int32_t *pattern, void *y,
+                            const int64_t *ys, int64_t windows, int64_t heads, int64_t n, int64_t d, int threads) {
     if (n <= 0 || n % LANES || d <= 0 || d > MAX_D) return -1;
     const size_t rows_bytes = (size_t)(n * d) * 4, s_bytes = (size_t)n * 64, out_bytes = (size_t)(d * LANES) * 4;
     const size_t padded = (rows_bytes + 63) / 64 * 64, total = 5 * padded + s_bytes + (out_bytes + 63) / 64 * 64;
+    const size_t size = bf16io ? 2 : 4;
     int failed = 0;
 #pragma omp parallel num_threads(threads) reduction(| : failed)
     {
@@ -342,18 +303,39 @@ int biased_window_attention_bf16(const bf16 *q, const int64_t *qs, const bf16 *k
         for (int64_t item = 0; item < windows * heads; item++) {
             if (!mem) continue;
             const int64_t w = item / heads, h = item % heads;
-            const bf16 *qh = q + w * qs[0] + h * qs[1], *kh = k + w * ks[0] + h * ks[1], *vh = v + w * vs[0] + h * vs[1];
-            for (int64_t i = 0; i < n; i++) {
-                widen_row(qh + i * qs[2], qf + i * d, d);
-                widen_row(kh + i * ks[2], kf + i * d, d);
-                widen_row(vh + i * vs[2], vf + i * d, d);
+            const char *qh = (const char *)q + (w * qs[0] + h * qs[1]) * size;
+            const char *kh = (const char *)k + (w * ks[0] + h * ks[1]) * size;
+            const char *vh = (const char *)v + (w * vs[0] + h * vs[1]) * size;
+            char *yh = (char *)y + (w * ys[0] + h * ys[1]) * size;
+            const float *term = terms_t + ((int64_t)pattern[w] * heads + h) * n * n;
+            if (!bf16io) {
+                one_head_f32((const float *)qh, qs[2], (const float *)kh, ks[2], (const float *)vh, vs[2], term,
+                             (float *)yh, ys[2], n, d, qt, s, out);
+                continue;
             }
-            one_head_f32(qf, d, kf, d, vf, d, terms_t + ((int64_t)pattern[w] * heads + h) * n * n, yf, d, n, d, qt, s,
-                         out);
-            bf16 *yh = y + w * ys[0] + h * ys[1];
-            for (int64_t i = 0; i < n; i++) narrow_row(yf + i * d, yh + i * ys[2], d);
+            for (int64_t i = 0; i < n; i++) {
+                widen_row((const bf16 *)qh + i * qs[2], qf + i * d, d);
+                widen_row((const bf16 *)kh + i * ks[2], kf + i * d, d);
+                widen_row((const bf16 *)vh + i * vs[2], vf + i * d, d);
+            }
+            one_head_f32(qf, d, kf, d, vf, d, term, yf, d, n, d, qt, s, out);
+            for (int64_t i = 0; i < n; i++) narrow_row(yf + i * d, (bf16 *)yh + i * ys[2], d);
         }
         free(mem);
     }
     return failed ? -1 : 0;
+}
+
+int biased_window_attention_f32(const float *q, const int64_t *qs, const float *k, const int64_t *ks, const float *v,
+                                const int64_t *vs, const float *terms_t, const int32_t *pattern, float *y,
+                                const int64_t *ys, int64_t windows, int64_t heads, int64_t n, int64_t d,
+                                int threads) {
+    return biased_attention(0, q, qs, k, ks, v, vs, terms_t, pattern, y, ys, windows, heads, n, d, threads);
+}
+
+int biased_window_attention_bf16(const bf16 *q, const int64_t *qs, const bf16 *k, const int64_t *ks, const bf16 *v,
+                                 const int64_t *vs, const float *terms_t, const int32_t *pattern, bf16 *y,
+                                 const int64_t *ys, int64_t windows, int64_t heads, int64_t n, int64_t d,
+                                 int threads) {
+    return biased_attention(1, q, qs, k, ks, v, vs, terms_t, pattern, y, ys, windows, heads, n, d, threads);
 }
