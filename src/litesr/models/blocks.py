@@ -620,7 +620,7 @@ NATIVE_ATTENTION = {torch.float32: (64, 256), torch.bfloat16: (64, 256)}
 def _native_is_faster(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> bool:
     return (q.device.type == "cpu" and q.shape[-2] in NATIVE_ATTENTION.get(_common_dtype(q, k, v), ())
             and not torch.is_grad_enabled() and not is_exporting() and not torch.compiler.is_compiling()
-            and native.window_attention_runs() and all(native.supports_biased(t) for t in (q, k, v)))
+            and native.window_attention_runs() and all(native.supports(t) for t in (q, k, v)))
 
 
 def _common_dtype(*tensors: torch.Tensor) -> torch.dtype:

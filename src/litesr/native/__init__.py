@@ -1,10 +1,15 @@
 """Kernels litesr compiles on the user's machine when it can, and the eager path it falls back to when it cannot.
 
-One kernel so far: ELAN's window attention, ``softmax(Q·Qᵀ)·V`` per window, fused for bf16 on CPUs with AVX-512 BF16
-(``window_attention.c``). PyTorch has no CPU op that fuses the two matmuls with the softmax, and its softmax computes
-an fp32-accurate exp over a map written out and read back: in the bf16 ELAN-light forward at LR 256², the 16×16
-windows' softmax took 4.5 of a computing GMSA's 7.4 ms. The kernel keeps a block of 16 query rows in registers, with
-an exp accurate to ~2e-6 (bf16's step is 4e-3), and writes no map.
+Window attention, fused, for CPUs with AVX-512 BF16 (``window_attention.c``):
+
+* :func:`window_attention`: ELAN's ``softmax(Q·Qᵀ)·V`` per window, bf16 (``vdpbf16ps``) or fp32;
+* :func:`biased_window_attention`: Swin-type ``softmax(Q·Kᵀ + T)·V`` per window and head, T the window's bias/mask
+  term (SwinIR-light, GRFormer), fp32 or bf16 inputs computed in fp32.
+
+PyTorch has no CPU op that fuses the two matmuls with the softmax, and its softmax computes an fp32-accurate exp
+over a map written out and read back: in the bf16 ELAN-light forward at LR 256², the 16×16 windows' softmax took
+4.5 of a computing GMSA's 7.4 ms. The kernels keep a block of 16 query rows in vector lanes, take the exp from a
+polynomial (relative error ~2e-7; bf16's step is 4e-3) and write no map.
 
 On first use the C source (shipped in the package) is compiled with the machine's C compiler (``$CC``, else ``cc``
 or ``gcc``; about 0.5 s) into litesr's cache folder (:func:`litesr.paths.cache_dir`), keyed by the source, the flags
@@ -178,7 +183,7 @@ def _call_biased(kernel, q, k, v, terms_t, pattern, out) -> None:
     w, heads, n, d = q.shape
     if kernel(q.data_ptr(), _strides(q), k.data_ptr(), _strides(k), v.data_ptr(), _strides(v), terms_t.data_ptr(),
               pattern.data_ptr(), out.data_ptr(), _strides(out), w, heads, n, d, torch.get_num_threads()):
-        raise MemoryError("biased_window_attention_f32: no scratch memory")
+        raise MemoryError("biased_window_attention: no scratch memory")
 
 
 def window_attention_runs() -> bool:
@@ -191,18 +196,12 @@ def status() -> str:
     return _kernel_or_reason()[1]
 
 
-def supports(q: torch.Tensor) -> bool:
-    """Whether :func:`window_attention` takes (windows, N, d) tensors like ``q``."""
-    _, n, d = q.shape
-    return (q.dtype in (torch.bfloat16, torch.float32) and q.device.type == "cpu" and n % TOKEN_MULTIPLE == 0
-            and 0 < d <= MAX_WIDTH and q.stride(-1) == 1)
-
-
-def supports_biased(q: torch.Tensor) -> bool:
-    """Whether :func:`biased_window_attention` takes (windows, heads, N, d) tensors like ``q``."""
-    _, _, n, d = q.shape
-    return (q.dtype in (torch.float32, torch.bfloat16) and q.device.type == "cpu" and n % TOKEN_MULTIPLE == 0
-            and 0 < d <= MAX_WIDTH and q.stride(-1) == 1)
+def supports(t: torch.Tensor) -> bool:
+    """Whether the kernels take (…, N, d) windows like ``t``: fp32 or bf16 on the CPU, N a multiple of
+    :data:`TOKEN_MULTIPLE`, d at most :data:`MAX_WIDTH`, unit column stride."""
+    n, d = t.shape[-2:]
+    return (t.dtype in (torch.float32, torch.bfloat16) and t.device.type == "cpu" and n % TOKEN_MULTIPLE == 0
+            and 0 < d <= MAX_WIDTH and t.stride(-1) == 1)
 
 
 def biased_window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, terms_t: torch.Tensor,
@@ -210,10 +209,10 @@ def biased_window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, t
     """``softmax(Q·Kᵀ + T)·V`` into ``out`` for (windows, heads, N, d) Q (scaled), K, V (any strides, unit column
     stride; fp32, or bf16 computed in fp32), T window w's term: ``terms_t[pattern[w]]`` holds its transpose
     (patterns, heads, N, N), fp32, contiguous. Returns ``out``. Only where :func:`window_attention_runs` and
-    :func:`supports_biased` say so."""
+    :func:`supports` say so."""
     kernels = _kernel_or_reason()[0]
     w, heads, n, _ = q.shape
-    if (kernels is None or not all(supports_biased(t) and t.shape == q.shape and t.dtype == q.dtype
+    if (kernels is None or not all(supports(t) and t.shape == q.shape and t.dtype == q.dtype
                                    for t in (q, k, v, out))
             or terms_t.dtype != torch.float32 or not terms_t.is_contiguous() or terms_t.shape[1:] != (heads, n, n)
             or pattern.dtype != torch.int32 or pattern.shape != (w,) or not pattern.is_contiguous()
