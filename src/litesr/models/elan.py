@@ -192,7 +192,8 @@ class _ShiftThen1x1(nn.Module):
 #: its output differed from a float64 forward by 3.8e-4 of the output's range, against 3.6e-5 for the official
 #: arithmetic, and an ONNX export (explicit) then missed its 1e-4 check against the eager forward. (That input
 #: was an outlier, not SDPA's rule: over five inputs its median was 2.9e-5, the official arithmetic's 3.6e-5, and
-#: each path reached 1.0-3.8e-4 on one of them; 2026-12-01.) Chunking the 8×8 windows too, or 2^18-2^19-element chunks, did no better. Other windows: explicit.
+#: each path reached 1.0-3.8e-4 on one of them; 2026-12-01.) Chunking the 8×8 windows too, or 2^18-2^19-element
+#: chunks, did no better. Other windows: explicit. (Where litesr's compiled kernel runs, FUSED_ATTENTION decides.)
 ATTENTION_POLICY = {torch.float32: {16: "chunked"}, torch.bfloat16: {16: "chunked"}}
 #: "chunked": elements of one chunk's map (16 windows of 16×16: 2 MiB in bf16)
 CHUNK_ELEMENTS = 1 << 20
@@ -209,8 +210,8 @@ FUSED_ATTENTION = {torch.bfloat16: (4, 8, 16), torch.float32: (4, 8, 16)}
 #: Inference dtypes in which a GMSA whose groups all run "fused" has the kernel write each window's rows straight
 #: into their place in the block's (B·H·W, C) output (no scatter back per group, no concatenation). bf16 forward,
 #: shipped x4, alternating order (2-core EPYC AVX-512 BF16, 2026-12-01, two runs): 0.077-0.078 against
-#: 0.082-0.083 s at LR 128², 0.334-0.338 against 0.345-0.352 s at 256², the same bits. (Reading the windows' rows in place too, instead of gathering them, was
-#: slower at 256²: README.)
+#: 0.082-0.083 s at LR 128², 0.334-0.338 against 0.345-0.352 s at 256², the same bits. (Reading the windows' rows
+#: in place too, instead of gathering them, was slower at 256²: README.)
 IN_PLACE_OUTPUT = {torch.bfloat16}
 
 
@@ -386,7 +387,9 @@ class GMSA(nn.Module):
 
     Inference path (same arithmetic, fewer passes over memory): BatchNorm folded into the 1×1 projection; roll and
     window partition as one gather of the token rows (:func:`window_order`), window reverse and roll back as one
-    gather; the projection read and written channels-last when the block runs channels-last.
+    gather; the projection read and written channels-last when the block runs channels-last; where litesr's
+    compiled kernel runs (:data:`FUSED_ATTENTION`), each group's attention in one call and, in bf16, its rows written
+    straight into the output (:data:`IN_PLACE_OUTPUT`).
     """
 
     def __init__(self, channels: int, shifted: bool, window_sizes: list[int], calc_attn: bool) -> None:

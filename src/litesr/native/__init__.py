@@ -108,7 +108,8 @@ def _load():
     bf16.argtypes = ([ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64] * 3 + [ctypes.c_void_p] + [ctypes.c_int64] * 3
                      + [ctypes.c_int])
     biased = {}
-    for dtype, name in ((torch.float32, "biased_window_attention_f32"), (torch.bfloat16, "biased_window_attention_bf16")):
+    for dtype, name in ((torch.float32, "biased_window_attention_f32"),
+                        (torch.bfloat16, "biased_window_attention_bf16")):
         kernel = biased[dtype] = getattr(library, name)
         kernel.restype = ctypes.c_int
         kernel.argtypes = ([ctypes.c_void_p, ctypes.POINTER(ctypes.c_int64)] * 3 + [ctypes.c_void_p] * 3
@@ -159,7 +160,8 @@ def _kernel_or_reason():
         ref = reference_biased_attention(qkv[0], qkv[1], qkv[2], terms_t, pattern)
         errors.append((out.double() - ref).abs().max().item() / ref.abs().max().item() / scale)
     if not max(errors) <= CHECK_TOLERANCE:
-        return None, f"the compiled kernels failed their check (relative errors {', '.join(f'{e:.3g}' for e in errors)})"
+        listed = ", ".join(f"{e:.3g}" for e in errors)
+        return None, f"the compiled kernels failed their check (relative errors {listed})"
     return kernels, "compiled and checked"
 
 

@@ -256,7 +256,8 @@ static void one_head_f32(const float *q, int64_t qr, const float *k, int64_t kr,
         }
         for (int64_t c0 = 0; c0 < d; c0 += 16) AV_F32_BY_WIDTH[d - c0 < 16 ? d - c0 : 16](s, v, vr, n, c0, out);
         const __m512 inv = _mm512_div_ps(_mm512_set1_ps(1.0f), sum);
-        for (int64_t c = 0; c < d; c++) _mm512_store_ps(out + c * LANES, _mm512_mul_ps(_mm512_load_ps(out + c * LANES), inv));
+        for (int64_t c = 0; c < d; c++)
+            _mm512_store_ps(out + c * LANES, _mm512_mul_ps(_mm512_load_ps(out + c * LANES), inv));
         for (int l = 0; l < LANES; l++)
             for (int64_t c = 0; c < d; c++) y[(b * LANES + l) * yr + c] = out[c * LANES + l];
     }
