@@ -15,6 +15,9 @@ from litesr.models import elan
 
 RUNS = native.window_attention_runs()
 needs_kernel = pytest.mark.skipif(not RUNS, reason=f"fused kernel not available here: {native.status()}")
+builds_here = pytest.mark.skipif(
+    platform.system() != "Linux" or platform.machine() not in ("x86_64", "AMD64")
+    or not (shutil.which("cc") or shutil.which("gcc")), reason="the kernels build on Linux x86-64 with cc only")
 
 
 @pytest.fixture
@@ -98,11 +101,21 @@ def test_cpu_without_avx512_bf16_falls_back(fresh, monkeypatch):
     assert not native.window_attention_runs() and "avx512_bf16" in native.status()
 
 
+@builds_here
 def test_failing_compiler_falls_back_and_leaves_nothing(fresh, monkeypatch):
     monkeypatch.setattr(native, "_cpu_flags", lambda: set(native.CPU_FLAGS))
     monkeypatch.setenv("CC", "false")  # runs, prints nothing, exits 1
     assert not native.window_attention_runs() and "failed" in native.status()
     assert not any((fresh / "native").iterdir())
+
+
+@builds_here
+def test_unwritable_cache_falls_back(fresh, monkeypatch):
+    monkeypatch.setattr(native, "_cpu_flags", lambda: set(native.CPU_FLAGS))
+    blocker = fresh / "not-a-folder"
+    blocker.write_text("")
+    monkeypatch.setenv("LITESR_CACHE", str(blocker))  # the cache folder cannot be made
+    assert not native.window_attention_runs() and "could not build" in native.status()
 
 
 def test_failed_check_falls_back(fresh, monkeypatch):

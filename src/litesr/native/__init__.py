@@ -77,16 +77,19 @@ def _build(compiler: str) -> Path:
     target = cache_dir() / "native" / f"window_attention-{key.hexdigest()[:16]}.so"
     if target.exists():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
-    os.close(fd)
+    tmp = None
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
+        os.close(fd)
         done = subprocess.run([compiler, *FLAGS, str(SOURCE), "-o", tmp], capture_output=True, text=True, timeout=300)
         if done.returncode:
             raise NativeUnavailable(f"{compiler} failed on {SOURCE.name}: {done.stderr.strip()[-500:]}")
         os.replace(tmp, target)  # atomic: a concurrent build of the same key writes the same file
+    except (OSError, subprocess.SubprocessError) as exc:  # an unwritable cache, a compiler that hangs
+        raise NativeUnavailable(f"could not build the kernels into {target.parent}: {exc}") from exc
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
     return target
 
