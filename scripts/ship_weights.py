@@ -87,7 +87,8 @@ def main() -> None:
         "train_hours": round(hours, 2), "data": args.data_desc,
         "hardware": f"{cpu_name()}; {args.hardware}".strip("; "),
         "recipe": {k: config[k] for k in ("batch_size", "patch_size", "lr", "schedule", "warmup_iters", "iters",
-                                          "ema_decay", "grad_clip", "seed")} | {"precision": config.get("precision", config.get("amp"))},
+                                          "ema_decay", "grad_clip", "seed")}
+                  | {"precision": config.get("precision", config.get("amp")), "loss": config.get("loss", "l1")},
         "recipe_file": args.recipe,
         "results": scores, "validation_curve": curve, "note": args.note, "litesr": litesr.__version__,
     }
@@ -154,9 +155,10 @@ def render_card(card: dict) -> str:
     return f"""# {card['arch']} x{card['scale']} — litesr's own weights
 
 - **Trained on:** {card['data'].rstrip('.')}.
-- **Recipe:** L1, Adam (0.9, 0.99), batch {r['batch_size']}, HR patch {r['patch_size']}, lr {r['lr']} ({r['schedule']},
-  {r['warmup_iters']} warm-up iterations, planned {r['iters']}), EMA {r['ema_decay']}, grad clip {r['grad_clip']},
-  precision {r.get('precision', r.get('amp'))}, seed {r['seed']} (`src/litesr/configs/{recipe}.yaml`).
+- **Recipe** (the last phase's settings; the note has the history): {r.get('loss', 'l1').upper()}, Adam (0.9, 0.99),
+  batch {r['batch_size']}, HR patch {r['patch_size']}, lr {r['lr']} ({r['schedule']}, {r['warmup_iters']} warm-up
+  iterations, planned {r['iters']}), EMA {r['ema_decay']}, grad clip {r['grad_clip']}, precision
+  {r.get('precision', r.get('amp'))}, seed {r['seed']} (`src/litesr/configs/{recipe}.yaml`).
 - **Weights:** the EMA at iteration {card['step']} (best Set5 validation) of {card['iterations_run']} run so far.
 - **Hardware / time:** {card['hardware']}; {card['train_hours']} h of training wall time.
 {('- **Note:** ' + card['note']) if card['note'] else ''}
