@@ -16,8 +16,8 @@ MACs are counted for a 1280x720 output (the papers' Multi-Adds), on the meta dev
 convolution and matmul (attention included), "layers" only Conv2d/Linear (thop-style, attention left out).
 Latency is the median of --runs forwards after --warmup; memory is the peak growth over one forward, each size in
 a fresh process. On a CPU the last line says whether litesr's compiled attention kernels ran (AVX-512 BF16 CPUs
-with a C compiler; LITESR_NATIVE=0 turns them off) or the eager PyTorch path. Latency does not depend on the weights, so models are built with random weights; a checkpoint
-path works too. Compare figures from one run only: the machine (and its load) sets the scale.
+with a C compiler; LITESR_NATIVE=0 turns them off) or the eager PyTorch path. Latency does not depend on the
+weights, so models are built with random weights; a checkpoint path works too. Compare figures from one run only: the machine (and its load) sets the scale.
 """
 
 
@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--runs and --warmup must be at least 1")
     if any(n < 1 for n in args.sizes):
         raise UsageError("--sizes must be positive")
-    pick_device(args.device)  # a clear error now rather than in every worker
+    device = pick_device(args.device)  # a clear error now rather than in every worker
     if args.json:
         check_writable(args.json)
     results = []
@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
         results.append(row)
     print(format_table(results, args))
     kernels = None
-    if not args.macs_only and pick_device(args.device).type == "cpu":
+    if not args.macs_only and device.type == "cpu":
         from .. import native
 
         kernels = native.status()

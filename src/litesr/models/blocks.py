@@ -249,8 +249,14 @@ def take_tokens(tokens: torch.Tensor, index: torch.Tensor, inverse: torch.Tensor
 def _gather_rows(tokens: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     b, length, c = tokens.shape
     if is_exporting() or b != 1:  # a traced graph must not freeze the batch size it was traced at
-        index = (index[None] + torch.arange(b, device=index.device)[:, None] * length).flatten()
+        index = batched_rows(index, b, length)
     return tokens.reshape(b * length, c).index_select(0, index).view(b, -1, c)
+
+
+def batched_rows(index: torch.Tensor, b: int, length: int) -> torch.Tensor:
+    """``index`` into one image's ``length`` rows, repeated for each of ``b`` images as rows of their (B·length)
+    stack."""
+    return (index[None] + torch.arange(b, device=index.device)[:, None] * length).flatten()
 
 
 class _Permutation(torch.autograd.Function):
@@ -617,10 +623,16 @@ ATTENTION_CHUNK_ELEMENTS = 1 << 20
 NATIVE_ATTENTION = {torch.float32: (64, 256), torch.bfloat16: (64, 256)}
 
 
+def native_inference(device: torch.device) -> bool:
+    """Whether litesr's compiled kernels may run now: inference on the CPU (no gradients, no tracing, compiling or
+    exporting, which cannot see into them) where they were built and checked."""
+    return (device.type == "cpu" and not torch.is_grad_enabled() and not is_exporting()
+            and native.window_attention_runs())
+
+
 def _native_is_faster(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> bool:
-    return (q.device.type == "cpu" and q.shape[-2] in NATIVE_ATTENTION.get(_common_dtype(q, k, v), ())
-            and not torch.is_grad_enabled() and not is_exporting() and not torch.compiler.is_compiling()
-            and native.window_attention_runs() and all(native.supports(t) for t in (q, k, v)))
+    return (q.shape[-2] in NATIVE_ATTENTION.get(_common_dtype(q, k, v), ()) and native_inference(q.device)
+            and all(native.supports(t) for t in (q, k, v)))
 
 
 def _common_dtype(*tensors: torch.Tensor) -> torch.dtype:

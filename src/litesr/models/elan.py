@@ -20,7 +20,7 @@ from .. import native
 from .base import SRModel
 from .blocks import MeanShift, PixelShuffleUpsampler, pad_to_multiple
 from .blocks import inference_weights, is_exporting, take_tokens, window_order, window_unorder
-from .blocks import conv2d_relu, zero_padded_columns
+from .blocks import batched_rows, conv2d_relu, native_inference, zero_padded_columns
 from .registry import Architecture, CheckpointError, Variant, register_architecture, register_variant
 from .statedict import nested_depths, pixel_shuffle_scale, rgb_input_width
 
@@ -218,16 +218,13 @@ IN_PLACE_OUTPUT = {torch.bfloat16}
 @lru_cache(maxsize=64)
 def _window_rows(b: int, h: int, w: int, ws: int, shift: int) -> torch.Tensor:
     """int32 row of a (B·H·W, C) map that each windowed token (in :func:`window_order`, batch by batch) came from."""
-    order = window_order(h, w, ws, shift, torch.device("cpu"))
-    return (order[None] + torch.arange(b)[:, None] * (h * w)).flatten().to(torch.int32)
+    return batched_rows(window_order(h, w, ws, shift, torch.device("cpu")), b, h * w).to(torch.int32)
 
 
 def _policy(ws: int, width: int, dtype: torch.dtype, device: torch.device) -> str:
     """How the attention of ``ws``×``ws`` windows with ``width``-wide heads runs: "fused", "chunked", "sdpa" or
     "explicit" (computing and sharing GMSA always agree: the map they pass depends on it)."""
-    if (ws in FUSED_ATTENTION.get(dtype, ()) and device.type == "cpu" and ws * ws % native.TOKEN_MULTIPLE == 0
-            and width <= native.MAX_WIDTH and not torch.is_grad_enabled() and not is_exporting()
-            and not torch.compiler.is_compiling() and native.window_attention_runs()):
+    if ws in FUSED_ATTENTION.get(dtype, ()) and native.fits(ws * ws, width) and native_inference(device):
         return "fused"
     how = ATTENTION_POLICY.get(dtype, {}).get(ws, "explicit")
     if how == "chunked" and (torch.is_grad_enabled() or is_exporting()):

@@ -201,12 +201,16 @@ def status() -> str:
     return _kernel_or_reason()[1]
 
 
+def fits(n: int, d: int) -> bool:
+    """Whether the kernels take windows of ``n`` tokens with ``d``-wide heads."""
+    return n % TOKEN_MULTIPLE == 0 and 0 < d <= MAX_WIDTH
+
+
 def supports(t: torch.Tensor) -> bool:
-    """Whether the kernels take (…, N, d) windows like ``t``: fp32 or bf16 on the CPU, N a multiple of
-    :data:`TOKEN_MULTIPLE`, d at most :data:`MAX_WIDTH`, unit column stride."""
-    n, d = t.shape[-2:]
-    return (t.dtype in (torch.float32, torch.bfloat16) and t.device.type == "cpu" and n % TOKEN_MULTIPLE == 0
-            and 0 < d <= MAX_WIDTH and t.stride(-1) == 1)
+    """Whether the kernels take (…, N, d) windows like ``t``: fp32 or bf16 on the CPU, a shape that :func:`fits`,
+    unit column stride."""
+    return (t.dtype in (torch.float32, torch.bfloat16) and t.device.type == "cpu" and fits(*t.shape[-2:])
+            and t.stride(-1) == 1)
 
 
 def biased_window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, terms_t: torch.Tensor,
