@@ -86,6 +86,7 @@ def test_torchrun_gloo_two_processes(few_images, tmp_path):
     (["--arch", "elan-light"], "no training data"),
     (["--arch", "elan-light", "--train-data", "/nonexistent/folder"], "training data folder not found"),
     (["--config", "/nonexistent.yaml"], "config file not found"),
+    (["--arch", "elan-light", "--train-data", "x", "--hr-scales", "1", "1.5"], "hr_scales must be factors in (0, 1]"),
 ])
 def test_bad_flags_give_one_clear_line(args, message, tmp_path, capsys):
     rc = main(["train", *args, "--out", str(tmp_path / "r"), "--device", "cpu", "--quiet"])
@@ -188,6 +189,30 @@ def test_array_cache_memory_maps_and_trains_identically(few_images, tmp_path):
     b = Trainer(small_config(few_images, tmp_path / "b", iters=4, cache_dir=str(cache)), progress=False)
     b.run()
     assert all(torch.equal(x, y) for x, y in zip(a.model.state_dict().values(), b.model.state_dict().values()))
+
+
+def test_hr_scales_add_matlab_downscaled_copies(few_images, tmp_path):
+    import numpy as np
+
+    from litesr.data.imresize import imresize, modcrop
+    from litesr.data.training import load_hr_folders
+    from litesr.io import read_image
+
+    plain = load_hr_folders([few_images], 2, min_hr_size=32)
+    cache = tmp_path / "cache"
+    for cache_dir in (None, cache, cache):  # computed, written to the cache, read back from it
+        pairs = load_hr_folders([few_images], 2, min_hr_size=32, hr_scales=[1.0, 0.7], cache_dir=cache_dir)
+        assert [p.name for p in pairs] == [n for p in plain for n in (p.name, p.name + "@0.7")]
+        for a, b in zip(plain, pairs[::2]):  # factor 1 is the plain data, bit for bit
+            assert np.array_equal(a.hr, b.hr) and np.array_equal(a.lr, b.lr)
+        small = pairs[1]
+        hr = modcrop(imresize(read_image(few_images / plain[0].name), 0.7), 2)
+        assert np.array_equal(small.hr, hr) and np.array_equal(small.lr, imresize(hr, 0.5))
+    assert len(list(cache.glob("*.npy"))) == 4 * len(plain)  # HR, LR, HR@0.7, LR@0.7 per image
+    # copies smaller than the patch are left out, the originals kept
+    t1 = min(read_image(few_images / "t1.bmp").shape[:2])
+    assert [p.name for p in load_hr_folders([few_images], 2, min_hr_size=t1 - t1 % 2, hr_scales=[1.0, 0.5])
+            if p.name.startswith("t1")] == ["t1.bmp"]
 
 
 def test_overrides_on_resume_apply(few_images, tmp_path):

@@ -167,7 +167,8 @@ class Trainer:
                 raise ConfigError("train_lr_data pairs with exactly one train_data HR folder")
             pairs = load_paired_folders(c.train_data[0], c.train_lr_data, c.scale, cache_dir=c.cache_dir)
         else:
-            pairs = load_hr_folders(c.train_data, c.scale, min_hr_size=c.patch_size, cache_dir=c.cache_dir)
+            pairs = load_hr_folders(c.train_data, c.scale, min_hr_size=c.patch_size, cache_dir=c.cache_dir,
+                                    hr_scales=c.hr_scales)
         dataset = PatchDataset(pairs, c.scale, c.patch_size, c.repeat, augment=True, seed=c.seed)
         per_rank = c.batch_size // self.dist.world_size
         sampler = StepSampler(per_rank, self.dist.rank, self.dist.world_size, start_step=self.step)

@@ -45,6 +45,9 @@ class TrainConfig:
     train_data: list[str] = option(list, "HR image folder(s); LR made with MATLAB-compatible bicubic",
                                    nargs="+", metavar="DIR")
     train_lr_data: str | None = option(None, "LR folder paired with a single HR folder", metavar="DIR")
+    hr_scales: list[float] = option(lambda: [1.0], "train on each HR image at these sizes (MATLAB-bicubic "
+                                    "downscaled), e.g. 1 0.9 0.8 0.7 0.6: the scale augmentation of the 291 images "
+                                    "in VDSR and DRRN", nargs="+", metavar="F")
     cache_dir: str | None = option(None, "keep decoded images and bicubic LR here as memory-mapped .npy files: "
                                          "restarts skip decoding, data need not fit in RAM", metavar="DIR")
     val_data: str | None = option(None, "benchmark root (EDSR layout: <Set>/HR, <Set>/LR_bicubic/X<s>)",
@@ -123,6 +126,10 @@ class TrainConfig:
         checks = [
             (self.scale in SCALES, f"scale must be one of {', '.join(map(str, SCALES))}, not {self.scale}"),
             (bool(self.train_data), "no training data: set train_data in the config or pass --train-data DIR"),
+            (bool(self.hr_scales) and all(0 < f <= 1 for f in self.hr_scales),
+             f"hr_scales must be factors in (0, 1], not {self.hr_scales}"),
+            (not self.train_lr_data or list(self.hr_scales) == [1.0],
+             "hr_scales applies to HR folders (LR made by bicubic), not to paired train_lr_data"),
             (self.iters > 0, f"iters must be positive, not {self.iters}"),
             (self.batch_size > 0, f"batch_size must be positive, not {self.batch_size}"),
             (self.patch_size > 0 and self.patch_size % self.scale == 0,

@@ -19,7 +19,7 @@ best.safetensors (best validation PSNR), metrics.jsonl and config.yaml.
 
 #: Element type of each annotation a config field can have on the command line.
 _ARG_TYPES = {"int": int, "float": float, "str": str, "str | None": str, "float | None": float, "list[str]": str,
-              "list[int]": int, "tuple[float, float]": float}
+              "list[int]": int, "list[float]": float, "tuple[float, float]": float}
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -39,25 +39,35 @@ def list_images(folder: str | Path) -> list[Path]:
 
 
 def load_hr_folders(folders: Sequence[str | Path], scale: int, min_hr_size: int = 0,
-                    cache_dir: str | Path | None = None) -> list[ImagePair]:
+                    cache_dir: str | Path | None = None, hr_scales: Sequence[float] = (1.0,)) -> list[ImagePair]:
     """Read HR images, modcrop them and make their LR with MATLAB bicubic (done once, kept in memory).
 
-    Images smaller than ``min_hr_size`` (the HR patch) cannot give a patch and are left out. With ``cache_dir``,
-    decoded HR and bicubic LR arrays are kept there as ``.npy`` files and memory-mapped: a restarted (resumed)
-    run skips decoding and resizing, and the data need not fit in RAM.
+    ``hr_scales``: each image is used at each of these sizes, downscaled by MATLAB bicubic before its LR is made
+    (1 0.9 0.8 0.7 0.6 is the scale augmentation VDSR and DRRN apply to the 291 images). Images smaller than
+    ``min_hr_size`` (the HR patch) cannot give a patch and are left out. With ``cache_dir``, decoded HR and
+    resized arrays are kept there as ``.npy`` files and memory-mapped: a restarted (resumed) run skips decoding
+    and resizing, and the data need not fit in RAM.
     """
     from .imresize import imresize, modcrop
 
     cache = ArrayCache(cache_dir) if cache_dir else None
+
+    def derived(path: Path, kind: str, make) -> np.ndarray:
+        return cache.get(path, kind, make) if cache else make()
+
     pairs = []
     for folder in folders:
         for path in list_images(folder):
-            hr = modcrop(cache.get(path, "hr", lambda: read_image(path)) if cache else read_image(path), scale)
-            if min(hr.shape[:2]) < min_hr_size:
-                continue
-            downscale = lambda: imresize(np.asarray(hr), 1.0 / scale)  # noqa: E731
-            lr = cache.get(path, f"lr_x{scale}", downscale) if cache else downscale()
-            pairs.append(ImagePair(path.name, hr, lr))
+            original = derived(path, "hr", lambda: read_image(path))
+            for factor in hr_scales:
+                tag = "" if factor == 1 else f"_s{factor:g}"
+                hr = original if factor == 1 else derived(path, f"hr{tag}", lambda: imresize(np.asarray(original),
+                                                                                             factor))
+                hr = modcrop(hr, scale)
+                if min(hr.shape[:2]) < min_hr_size:
+                    continue
+                lr = derived(path, f"lr_x{scale}{tag}", lambda: imresize(np.asarray(hr), 1.0 / scale))
+                pairs.append(ImagePair(path.name + tag.replace("_s", "@"), hr, lr))
     if not pairs:
         raise UsageError(f"no training image in {', '.join(map(str, folders))} is at least {min_hr_size} px "
                          "on both sides; lower --patch-size")
