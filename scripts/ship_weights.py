@@ -88,7 +88,8 @@ def main() -> None:
         "hardware": f"{cpu_name()}; {args.hardware}".strip("; "),
         "recipe": {k: config[k] for k in ("batch_size", "patch_size", "lr", "schedule", "warmup_iters", "iters",
                                           "ema_decay", "grad_clip", "seed")}
-                  | {"precision": config.get("precision", config.get("amp")), "loss": config.get("loss", "l1")},
+                  | {"precision": config.get("precision", config.get("amp")), "loss": config.get("loss", "l1"),
+                     "hr_scales": config.get("hr_scales", [1.0])},
         "recipe_file": args.recipe,
         "results": scores, "validation_curve": curve, "note": args.note, "litesr": litesr.__version__,
     }
@@ -152,13 +153,16 @@ def render_card(card: dict) -> str:
     r = card["recipe"]
     recipe = card.get("recipe_file", f"{card['arch']}_x{card['scale']}_cpu")
     paper_name = PAPER_NAME.get(card["arch"], card["arch"])
+    factors = r.get("hr_scales", [1.0])
+    scales = "" if list(factors) == [1.0] else (", scale augmentation: HR images at "
+                                                f"{' / '.join(f'{f:g}' for f in factors)} of their size")
     return f"""# {card['arch']} x{card['scale']} — litesr's own weights
 
 - **Trained on:** {card['data'].rstrip('.')}.
 - **Recipe** (the last phase's settings; the note has the history): {r.get('loss', 'l1').upper()}, Adam (0.9, 0.99),
   batch {r['batch_size']}, HR patch {r['patch_size']}, lr {r['lr']} ({r['schedule']}, {r['warmup_iters']} warm-up
   iterations, planned {r['iters']}), EMA {r['ema_decay']}, grad clip {r['grad_clip']}, precision
-  {r.get('precision', r.get('amp'))}, seed {r['seed']} (`src/litesr/configs/{recipe}.yaml`).
+  {r.get('precision', r.get('amp'))}, seed {r['seed']}{scales} (`src/litesr/configs/{recipe}.yaml`).
 - **Weights:** the EMA at iteration {card['step']} (best Set5 validation) of {card['iterations_run']} run so far.
 - **Hardware / time:** {card['hardware']}; {card['train_hours']} h of training wall time.
 {('- **Note:** ' + card['note']) if card['note'] else ''}

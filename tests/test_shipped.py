@@ -85,6 +85,15 @@ def test_readme_table_is_rewritten_in_place(tmp_path):
     assert "| stale | row |" not in lines and lines[-1] == "after"
 
 
+def test_card_names_the_scale_augmentation():
+    ship = _ship_weights_script()
+    card = json.loads((WEIGHTS_DIR / "elan-light_x4.json").read_text())
+    card["recipe"]["hr_scales"] = [1.0]
+    assert "scale augmentation" not in ship.render_card(card)
+    card["recipe"]["hr_scales"] = [1.0, 0.9, 0.6]
+    assert "scale augmentation: HR images at 1 / 0.9 / 0.6 of their size" in ship.render_card(card)
+
+
 def test_models_lists_the_shipped_weights(capsys):
     assert main(["models"]) == 0
     rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()[1:]}
