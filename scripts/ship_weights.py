@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 
 import litesr
 from litesr.efficiency import cpu_name
@@ -54,6 +55,11 @@ def main() -> None:
     config = json.loads(state["config"])
     best = json.loads((args.run / "best.json").read_text())
     model = litesr.load_model(args.run / "best.safetensors")
+    with safe_open(args.run / "best.safetensors", "pt") as f:
+        weights_step = int(f.metadata().get("litesr.step", best["step"]))
+    if weights_step != best["step"]:  # a running run wrote a new best between the two reads
+        raise SystemExit(f"{args.run}: best.json is step {best['step']} but best.safetensors step {weights_step} "
+                         "(the run is writing a new best); run this again")
     arch, scale = config["arch"], model.scale
     name = f"{arch}_x{scale}"
     previous = WEIGHTS_DIR / f"{name}.json"
