@@ -338,11 +338,13 @@ def test_flags_reach_the_config(few_images, tmp_path):
     out = tmp_path / "flags"
     assert main(["train", "--config", tiny_yaml(tmp_path), "--scale", "2", "--train-data", str(few_images),
                  "--iters", "1", "--batch-size", "2", "--patch-size", "32", "--workers", "0", "--betas", "0.8", "0.9",
-                 "--milestones", "5", "7", "--min-lr", "1e-6", "--val-sets", "Set5,Set14", "--out", str(out),
+                 "--milestones", "5", "7", "--min-lr", "1e-6", "--val-sets", "Set5,Set14", "--hr-scales", "1", "0.8",
+                 "--out", str(out),
                  "--device", "cpu", "--quiet"]) == 0
     saved = yaml.safe_load((out / "config.yaml").read_text())
     assert saved["betas"] == [0.8, 0.9] and saved["milestones"] == [5, 7] and saved["min_lr"] == 1e-6
     assert saved["val_sets"] == ["Set5", "Set14"] and saved["model_config"] == TINY
+    assert saved["hr_scales"] == [1.0, 0.8] and '"images": 8' in (out / "metrics.jsonl").read_text()
 
 
 def test_precision_is_the_one_word_and_old_run_folders_still_resume(few_images, tmp_path):
