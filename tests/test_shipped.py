@@ -88,7 +88,7 @@ def test_readme_table_is_rewritten_in_place(tmp_path):
 def test_card_names_the_scale_augmentation():
     ship = _ship_weights_script()
     card = json.loads((WEIGHTS_DIR / "elan-light_x4.json").read_text())
-    card["recipe"]["hr_scales"] = [1.0]
+    card["recipe"]["hr_scales"], card["note"] = [1.0], ""
     assert "scale augmentation" not in ship.render_card(card)
     card["recipe"]["hr_scales"] = [1.0, 0.9, 0.6]
     assert "scale augmentation: HR images at 1 / 0.9 / 0.6 of their size" in ship.render_card(card)
