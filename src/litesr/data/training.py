@@ -51,22 +51,18 @@ def load_hr_folders(folders: Sequence[str | Path], scale: int, min_hr_size: int 
     from .imresize import imresize, modcrop
 
     cache = ArrayCache(cache_dir) if cache_dir else None
-
-    def derived(path: Path, kind: str, make) -> np.ndarray:
-        return cache.get(path, kind, make) if cache else make()
-
     pairs = []
     for folder in folders:
         for path in list_images(folder):
-            original = derived(path, "hr", lambda: read_image(path))
+            original = _cached(cache, path, "hr", lambda: read_image(path))
             for factor in hr_scales:
                 tag = "" if factor == 1 else f"_s{factor:g}"
-                hr = original if factor == 1 else derived(path, f"hr{tag}", lambda: imresize(np.asarray(original),
-                                                                                             factor))
+                hr = original if factor == 1 else _cached(cache, path, f"hr{tag}",
+                                                          lambda: imresize(np.asarray(original), factor))
                 hr = modcrop(hr, scale)
                 if min(hr.shape[:2]) < min_hr_size:
                     continue
-                lr = derived(path, f"lr_x{scale}{tag}", lambda: imresize(np.asarray(hr), 1.0 / scale))
+                lr = _cached(cache, path, f"lr_x{scale}{tag}", lambda: imresize(np.asarray(hr), 1.0 / scale))
                 pairs.append(ImagePair(path.name + tag.replace("_s", "@"), hr, lr))
     if not pairs:
         raise UsageError(f"no training image in {', '.join(map(str, folders))} is at least {min_hr_size} px "
@@ -84,7 +80,10 @@ def load_paired_folders(hr_folder: str | Path, lr_folder: str | Path, scale: int
     if len(hr_files) != len(lr_files):
         raise UsageError(f"{hr_folder} has {len(hr_files)} images but {lr_folder} has {len(lr_files)}")
     cache = ArrayCache(cache_dir) if cache_dir else None
-    decode = (lambda p: cache.get(p, "image", lambda: read_image(p))) if cache else read_image
+
+    def decode(p: Path) -> np.ndarray:
+        return _cached(cache, p, "image", lambda: read_image(p))
+
     pairs = []
     for hp, lp in zip(hr_files, lr_files):
         lr = decode(lp)
@@ -93,6 +92,11 @@ def load_paired_folders(hr_folder: str | Path, lr_folder: str | Path, scale: int
             raise UsageError(f"{hp} ({hr.shape[1]}x{hr.shape[0]}) is smaller than x{scale} of {lp}")
         pairs.append(ImagePair(hp.name, hr, lr))
     return pairs
+
+
+def _cached(cache: "ArrayCache | None", source: Path, kind: str, make) -> np.ndarray:
+    """``make()``, kept in (and read back from) ``cache`` as ``source``'s ``kind`` entry when there is a cache."""
+    return cache.get(source, kind, make) if cache else make()
 
 
 class ArrayCache:
