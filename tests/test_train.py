@@ -368,3 +368,18 @@ def test_init_weights_by_shipped_name(few_images, tmp_path):
     shipped = litesr.load_model(shipped_weights("elan-light", 4)).state_dict()
     assert torch.equal(trainer.model.state_dict()["head.0.weight"], shipped["head.0.weight"])
     assert trainer.skipped_init == ["tail.0.bias", "tail.0.weight"]  # the x2 tail starts fresh
+
+
+def test_train_only_trains_the_tail_and_keeps_the_body_and_its_statistics(few_images, tmp_path):
+    trainer = Trainer(small_config(few_images, tmp_path / "t", train_only=[r"^tail\."], iters=6), progress=False)
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    trainer.run()
+    after = trainer.model.state_dict()
+    changed = sorted(k for k in before if not torch.equal(before[k], after[k]))
+    assert changed and all(k.startswith("tail.") for k in changed), changed  # BN running stats included
+    assert {id(p) for g in trainer.optimizer.param_groups for p in g["params"]} == {
+        id(p) for n, p in trainer.model.named_parameters() if n.startswith("tail.")}
+    with pytest.raises(ConfigError, match="matches no parameter"):
+        Trainer(small_config(few_images, tmp_path / "u", train_only=["^nothing"]), progress=False)
+    with pytest.raises(ConfigError, match="not a valid regex"):
+        small_config(few_images, tmp_path / "v", train_only=["("])

@@ -107,6 +107,25 @@ def init_from(model: nn.Module, path: str) -> list[str]:
     return sorted(k for k in own if k not in usable)
 
 
+def freeze_all_but(model: nn.Module, patterns: list[str]) -> list[nn.Module]:
+    """Freeze every parameter whose name matches none of ``patterns`` (nothing when there are none); return the
+    BatchNorm layers left with no trainable parameter, whose running statistics must stay as they are."""
+    import re
+
+    if not patterns:
+        return []
+    regexes = [re.compile(p) for p in patterns]
+    trained = 0
+    for name, param in model.named_parameters():
+        param.requires_grad_(any(r.search(name) for r in regexes))
+        trained += param.requires_grad
+    if not trained:
+        raise ConfigError(f"train_only {patterns} matches no parameter of {type(model).__name__} "
+                          f"(names look like {next(iter(dict(model.named_parameters())))!r})")
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+            and not any(p.requires_grad for p in m.parameters())]
+
+
 # --------------------------------------------------------------------------------------------- the run
 
 
@@ -134,12 +153,13 @@ class Trainer:
         self.model = create_model(config.arch, config.scale, **config.model_config).to(device)
         if config.init_weights and not resume:  # a resumed run takes every weight from its checkpoint
             self.skipped_init = init_from(self.model, config.init_weights)
+        self.frozen_norms = freeze_all_but(self.model, config.train_only)
         self.ema = None
         if config.ema_decay:
             from torch.optim.swa_utils import AveragedModel
 
             self.ema = AveragedModel(self.model, multi_avg_fn=warmed_up_ema(config.ema_decay), use_buffers=True)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, betas=config.betas,
+        self.optimizer = torch.optim.Adam([p for p in self.model.parameters() if p.requires_grad], lr=config.lr, betas=config.betas,
                                           weight_decay=config.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(config))
         self.step = 0
@@ -229,6 +249,12 @@ class Trainer:
                          weight_decay=c.weight_decay)
         self.scheduler._last_lr = [g["lr"] for g in self.optimizer.param_groups]
 
+    def _train_mode(self, training: bool = True) -> None:
+        """The model in training mode, except the BatchNorm layers of a frozen part: their statistics stay."""
+        self.model.train(training)
+        for norm in self.frozen_norms:
+            norm.eval()
+
     def eval_model(self) -> nn.Module:
         return self.ema.module if self.ema is not None else self.model
 
@@ -269,7 +295,7 @@ class Trainer:
         try:
             results = evaluate(model, c.val_data, c.val_sets, c.scale, device=self.device, progress=False)
         finally:
-            model.train(was_training)
+            self._train_mode(was_training)
         scores = {name: {"psnr_y": r["psnr_y"], "ssim_y": r["ssim_y"]} for name, r in results.items()}
         psnr = scores[c.val_sets[0]]["psnr_y"]
         record = {"step": self.step, "val": scores, f"val_psnr_{c.val_sets[0]}": psnr}
@@ -322,7 +348,7 @@ class Trainer:
 
         say(f"train {c.arch} x{c.scale}: step {self.step} of {c.iters}, {n_images} images, batch {c.batch_size}, "
             f"patch {c.patch_size}, {'bf16' if self.amp else 'fp32'} on {self.device.type} -> {self.out}")
-        self.model.train()
+        self._train_mode()
         last_ckpt, t_log, step_log = time.monotonic(), time.monotonic(), self.step
         loss_sum, loss_n = torch.zeros((), device=self.device), 0  # summed on the device: no sync per step
         try:

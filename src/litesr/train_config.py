@@ -80,6 +80,10 @@ class TrainConfig:
     val_every: int = option(5000, "validate every N iterations", metavar="N")
     ckpt_every: int = option(1000, "checkpoint every N iterations ...", metavar="N")
     ckpt_minutes: float = option(5.0, "... or every M minutes, whichever comes first", metavar="M")
+    train_only: list[str] = option(list, "train only the parameters whose names match one of these regexes "
+                                   "(e.g. '^tail\\.' for a new upsampling tail on a trained body); the rest stay "
+                                   "frozen, BatchNorm statistics of frozen layers included", nargs="+",
+                                   metavar="REGEX")
     init_weights: str | None = option(None, "start from these weights (keys of matching shape; e.g. a x4 body for "
                                             "x2): a file, or shipped weights by name (elan-light_x4)", metavar="PATH")
     out: str | None = option(None, "run folder (default runs/<arch>_x<scale>)", metavar="DIR")
@@ -140,6 +144,8 @@ class TrainConfig:
              f"precision must be one of {', '.join(TRAIN_PRECISIONS)}, not {self.precision!r}"),
             (self.ema_decay is None or 0 < self.ema_decay < 1, f"ema_decay must be in (0, 1), not {self.ema_decay}"),
             (self.workers >= 0, "workers must be >= 0"),
+            (all(_compiles(r) for r in self.train_only), f"train_only holds a pattern that is not a valid regex: "
+                                                          f"{[r for r in self.train_only if not _compiles(r)]}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -149,6 +155,16 @@ class TrainConfig:
         d = dataclasses.asdict(self)
         d["betas"] = list(self.betas)
         return d
+
+
+def _compiles(pattern: str) -> bool:
+    import re
+
+    try:
+        re.compile(pattern)
+    except re.error:
+        return False
+    return True
 
 
 def upgrade_legacy_keys(values: dict[str, Any]) -> dict[str, Any]:
