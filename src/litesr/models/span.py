@@ -2,9 +2,9 @@
 
 Faithful to the NTIRE 2025 efficient-SR entry: github.com/Amazingren/NTIRE2025_ESR @b69fb66
 (``models/team46_SPAN.py`` class ``SPAN``, built as ``SPAN(3, 3, upscale=4, feature_channels=28)``; MIT). The
-same class, with the fusion width read from the weights, runs the 2024 ``SPAN30`` checkpoints (ch28 and ch26),
-which differ only in ``conv_cat``'s output width. Reading order: SPAN → SPAB (block with parameter-free
-attention) → Conv3XC (one folded 3×3 conv).
+2024 ``SPAN30`` files (ch28 and ch26) differ from it only in ``conv_cat``'s output width (C instead of 20), which
+is read from the weights, so they fit this class too (their checkpoints are not in litesr's test data).
+Reading order: SPAN → SPAB (block with parameter-free attention) → Conv3XC (one folded 3×3 conv).
 
 What the official forward does, and litesr with it:
 
@@ -18,19 +18,25 @@ What the official forward does, and litesr with it:
   read from the ``block_<n>`` keys here.
 - the mean is the float32 tensor the official code keeps and casts to the input's dtype at each forward.
 
-**Folded form only.** SPAN is trained with re-parameterised convolutions ("Conv3XC", spec §5.2): three branches
-summed, a 1×1 shortcut ``sk`` (c_in → c_out) on the input and ``conv`` = 1×1 (c_in → 2c_in) → 3×3 without padding
-(2c_in → 2c_out) → 1×1 (2c_out → c_out) on the input zero-padded by one pixel, all with biases; keys
-``<name>.sk.*`` and ``<name>.conv.{0,1,2}.*``. After training they fold exactly (borders included, since the
-padding comes before the first 1×1) into one 3×3 conv with padding 1: W[o,i,u,v] = Σ_b Σ_a W3[o,b]·W2[b,a,u,v]·
-W1[a,i] plus Wsk on the centre tap; bias = W3·(b2 + Σ_{a,u,v} W2·b1) + b3 + bsk. The released checkpoints hold only
-that folded conv (``<name>.eval_conv.*``), and this module implements only it, for inference: training SPAN as
-published would need the three-branch form and its fold, which litesr does not have, so ``litesr train`` refuses
-``span``. A checkpoint in the training form is refused with a message saying so.
+**Folded form only.** SPAN is trained with re-parameterised convolutions ("Conv3XC"; the training form is in the
+sibling ``team44_SPAN.py`` and in the 2024 files): per Conv3XC, three branches summed, a 1×1 shortcut ``sk``
+(c_in → c_out) on the input, and ``conv`` = 1×1 (c_in → 2c_in) → 3×3 without padding (2c_in → 2c_out) → 1×1
+(2c_out → c_out) on the input zero-padded by one pixel, all with biases (keys ``<name>.sk.*`` and
+``<name>.conv.{0,1,2}.*``). After training they fold exactly (borders included, since the padding comes before the
+first 1×1) into one 3×3 conv with padding 1: W[o,i,u,v] = Σ_b Σ_a W3[o,b]·W2[b,a,u,v]·W1[a,i], plus Wsk on the
+centre tap; bias = W3·(b2 + Σ_{a,u,v} W2·b1) + b3 + bsk. The released checkpoints hold only that folded conv
+(``<name>.eval_conv.*``), and this module implements only it, for inference: training SPAN as published would need
+the three-branch form and its fold, which litesr does not have, so ``litesr train`` refuses ``span``. A checkpoint
+in the training form is refused with a message saying so.
 
 Differences from the official class that change no number: the frozen ``requires_grad=False`` on ``eval_conv``
 is dropped (litesr counts every weight, 146,328 for ch28, not the 10,948 the official flag leaves trainable); the
 dead ``has_relu`` LeakyReLU branch and the unused attention maps are left out; SiLU is applied out of place.
+
+The released ×4 file (``team46_span.pth``, trained on DIV2K + LSDIR; its ``params_ema`` copy, as the official test
+loads it) scores with ``litesr eval`` in fp32 what the official code scores, to every decimal it gives: Set5
+31.7359 / 0.8893, Set14 28.4029 / 0.7771, B100 27.4379 / 0.7312, Urban100 10-image subset 26.3403 / 0.7819 (PSNR /
+SSIM on Y).
 """
 
 from __future__ import annotations
@@ -142,7 +148,10 @@ def detect_config(state) -> dict | None:
     return {"scale": scale, "feature_channels": channels, "fusion_channels": fusion, "num_blocks": num_blocks}
 
 
-# cpu_bf16 stays off until bf16 autocast is timed against fp32 for SPAN on a CPU with native bf16 (not measured yet).
+# cpu_bf16 stays off: the auto choice awaits a timing of bf16 autocast against fp32 for SPAN on a CPU with native
+# bf16 (not measured yet). What bf16 costs is measured: team46_span.pth, `litesr eval --precision bf16` against fp32,
+# Set5 31.6866 against 31.7359 dB (-0.049), Set14 28.3874 against 28.4029 (-0.015); SSIM 0.8881 / 0.7764 against
+# 0.8893 / 0.7771. The x255 input scale leaves bf16 little room: the first conv alone in fp32 recovers 0.016 dB on Set5.
 register_architecture(Architecture(
     name="span", build=SPAN, detect=detect_config, paper=PAPER,
     inference_only="litesr implements SPAN's folded (inference) form only; training it needs the re-parameterised "
