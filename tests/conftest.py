@@ -87,6 +87,7 @@ SMALL = {
     "grformer": dict(depths=[2], num_heads=[3]),  # one group: a plain and a shifted block
     "imdn": {},
     "pan": {},
+    "span": {},
     "swinir-light": dict(depths=[2], num_heads=[6]),
 }
 

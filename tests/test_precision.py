@@ -9,7 +9,7 @@ from litesr.cli import build_parser
 from litesr.models.registry import ARCHITECTURES
 
 
-@pytest.mark.parametrize("variant", ["elan-light", "esrt", "grformer", "imdn", "pan", "swinir-light"])
+@pytest.mark.parametrize("variant", ["elan-light", "esrt", "grformer", "imdn", "pan", "span", "swinir-light"])
 def test_auto_follows_the_registry_on_a_bf16_cpu(monkeypatch, variant):
     monkeypatch.setattr(runtime, "native_bf16", lambda device: True)
     model = litesr.create_model(variant, 2)

@@ -21,6 +21,7 @@ OTHER_SIZES = {
     "grformer": dict(embed_dim=24, depths=[2, 2], num_heads=[2, 2], mlp_ratio=1.5),
     "imdn": dict(nf=32, num_modules=3),
     "pan": dict(nf=20, unf=12, nb=3),
+    "span": dict(feature_channels=16, fusion_channels=12, num_blocks=4),
 }
 
 
@@ -99,7 +100,7 @@ def test_the_constructor_contract():
     assert tiny.scale == 3 and tiny.config == {"scale": 3, "widths": [4, 8]}  # recorded once, runtime option out
 
 
-@pytest.mark.parametrize("arch, key", [("imdn", "IMDB3."), ("pan", "SCPA_trunk.5.")])
+@pytest.mark.parametrize("arch, key", [("imdn", "IMDB3."), ("pan", "SCPA_trunk.5."), ("span", "block_3.")])
 def test_a_gap_in_the_module_numbering_is_refused(arch, key):
     state = {k: v for k, v in litesr.create_model(arch, 4).state_dict().items() if not k.startswith(key)}
     with pytest.raises(litesr.CheckpointError, match="non-consecutive modules"):

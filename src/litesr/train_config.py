@@ -122,6 +122,8 @@ class TrainConfig:
             variant = resolve_variant(self.arch)
         except LitesrError as exc:
             raise ConfigError(str(exc)) from None
+        if ARCHITECTURES[variant.arch].inference_only:
+            raise ConfigError(f"cannot train {self.arch}: {ARCHITECTURES[variant.arch].inference_only}")
         accepted = set(inspect.signature(ARCHITECTURES[variant.arch].build).parameters) - {"scale", "self"}
         wrong = sorted(set(self.model_config) - accepted)
         if wrong:

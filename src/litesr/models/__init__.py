@@ -5,6 +5,7 @@ from . import esrt  # noqa: F401
 from . import swinir  # noqa: F401
 from . import grformer  # noqa: F401
 from . import imdn, pan  # noqa: F401
+from . import span  # noqa: F401
 from .registry import ARCHITECTURES, VARIANTS, Architecture, CheckpointError, Variant
 
 __all__ = ["ARCHITECTURES", "VARIANTS", "Architecture", "CheckpointError", "Variant"]

@@ -47,6 +47,7 @@ class Architecture:
     size_multiple: ``size_multiple(config) -> int``: the multiple the model pads its input to internally (its
                   windows); inputs and tiles aligned to it need no padding. The tiling hint, and the padding the
                   model itself applies (``SRModel.size_multiple`` reads it from here).
+    inference_only: empty for a family litesr can train; else why it cannot (``litesr train`` says it in one line).
     """
 
     name: str
@@ -57,6 +58,7 @@ class Architecture:
     official_buffers: Callable[[nn.Module, int], dict] | None = None
     cpu_bf16: bool = False
     size_multiple: Callable[[dict], int] = lambda config: 1
+    inference_only: str = ""
 
     def ignores(self, key: str) -> bool:
         return self.ignored_keys is not None and re.search(self.ignored_keys, key) is not None
