@@ -84,7 +84,7 @@ def main() -> None:
         rec = json.loads(line)
         if "val" in rec:
             curve.append((rec["step"], round(rec[f"val_psnr_{config['val_sets'][0]}"], 3)))
-        elif "it_per_s" in rec:  # wall time over every session of the run, from the logged step rates
+        elif "it_per_s" in rec:  # wall time over every resumed part of the run, from the logged step rates
             seconds += (rec["step"] - last_step) / rec["it_per_s"]
             last_step = rec["step"]
     hours = seconds / 3600

@@ -13,7 +13,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-#: ../shared beside the clone; LITESR_SHARED points elsewhere (a GPU machine gets a packed copy: scripts/gpu_session.sh)
+#: ../shared beside the clone; LITESR_SHARED points elsewhere
 SHARED = Path(os.environ.get("LITESR_SHARED") or Path(__file__).resolve().parents[1].parent / "shared")
 CONFORMANCE = SHARED / "conformance"
 DATA = SHARED / "data"

@@ -115,7 +115,8 @@ def test_inference_path_equals_training_path():
 
 #: bf16 autocast against the official fp32 output, on the 0..255 scale. The vectors' weights and inputs are not a
 #: trained model on photos: measured 42.1-44.7 dB for ELAN-light x2/x4 (46.8-49.5 for ELAN x4 d4), the same before
-#: and after the fast path; the shipped model on real images moves < 0.01 dB of PSNR (README). Bound: 40 dB.
+#: and after the fast path; the shipped model on real images moves < 0.01 dB of PSNR (docs/performance.md §2.7).
+#: Bound: 40 dB.
 BF16_MIN_PSNR = 40.0
 
 

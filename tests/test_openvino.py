@@ -34,7 +34,7 @@ def test_fp32_matches_pytorch_at_sizes_it_was_not_converted_at(variant):
 
 def test_fp32_reproduces_the_official_elan_vector():
     """The official ELAN-light x4 within OpenVINO's tolerance (its fp32 kernels round differently from PyTorch's);
-    eval on Set5/Set14 moved by +0.0002/-0.0001 dB (README)."""
+    eval on Set5/Set14 moved by +0.0002/-0.0001 dB (docs/performance.md §2.7)."""
     state, tensors, _ = load_vector("elan_light_x4")
     runtime = OpenVinoModel(litesr.load_model(state), precision="fp32")
     for io in "ab":
@@ -52,7 +52,7 @@ def test_bf16_stays_close_where_it_runs():
     with torch.inference_mode():
         ref = model(x)
     out = OpenVinoModel(model, precision="bf16")(x)
-    # bf16: Set5/Set14 -0.0007/+0.0004 dB with the shipped x4 (README)
+    # bf16: Set5/Set14 -0.0007/+0.0004 dB with the shipped x4 (docs/performance.md §2.7)
     assert psnr(out.clamp(0, 1), ref.clamp(0, 1), peak=1.0) > 40
 
 

@@ -293,7 +293,7 @@ def test_sigterm_to_the_process_group_checkpoints_and_exits_cleanly(few_images, 
            str(few_images), "--iters", "100000", "--batch-size", "2", "--patch-size", "32", "--workers", "1",
            "--log-every", "2", "--ckpt-minutes", "100", "--out", str(out), "--device", "cpu"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            start_new_session=True)
+                            preexec_fn=os.setpgrp)  # a process group of its own, signalled below as a whole
     deadline = time.monotonic() + 120
     while not (out / "metrics.jsonl").exists() and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.2)

@@ -56,7 +56,7 @@ def leftovers(folder: Path) -> list[str]:
 
 @functools.lru_cache(maxsize=None)
 def srgb_icc() -> bytes:
-    """One sRGB profile per session: littleCMS stamps each new profile with the current time, so two calls a
+    """One sRGB profile per test process: littleCMS stamps each new profile with the current time, so two calls a
     second apart give different bytes."""
     return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 

@@ -164,7 +164,7 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(config))
         self.step = 0
         self.best_psnr = -math.inf
-        self.train_seconds = 0.0  # wall time spent in training steps, over all resumed sessions
+        self.train_seconds = 0.0  # wall time spent in training steps, over all resumed runs
         if resume:
             self._load_state()
         elif (self.out / "state.pt").exists():

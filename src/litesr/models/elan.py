@@ -211,7 +211,7 @@ FUSED_ATTENTION = {torch.bfloat16: (4, 8, 16), torch.float32: (4, 8, 16)}
 #: into their place in the block's (B·H·W, C) output (no scatter back per group, no concatenation). bf16 forward,
 #: shipped x4, alternating order (2-core EPYC AVX-512 BF16, 2026-12-01, two runs): 0.077-0.078 against
 #: 0.082-0.083 s at LR 128², 0.334-0.338 against 0.345-0.352 s at 256², the same bits. (Reading the windows' rows
-#: in place too, instead of gathering them, was slower at 256²: README.)
+#: in place too, instead of gathering them, was slower at 256²: docs/performance.md §4.4.)
 IN_PLACE_OUTPUT = {torch.bfloat16}
 
 

@@ -293,7 +293,7 @@ def official_buffers(model: nn.Module, img_size: int = 64) -> dict[str, torch.Te
 
 # cpu_bf16: bf16 autocast was 0.92x (slower) until its layer norms ran in float32 (blocks.LayerNorm); since then
 # 0.538 against 0.618 s at LR 128² and 2.31 against 2.74 s at 256² for the shipped x4 (alternating order, medians
-# of 6, 2-core AVX-512 BF16 EPYC, 2026-11-30), for Set5/Set14 PSNR -0.011/-0.005 dB (README).
+# of 6, 2-core AVX-512 BF16 EPYC, 2026-11-30), for Set5/Set14 PSNR -0.011/-0.005 dB (docs/performance.md §2.7).
 register_architecture(Architecture(
     name="grformer", build=GRFormer, detect=detect_config, paper=PAPER, cpu_bf16=True,
     ignored_keys=r"\.attn\.relative_position_(index|bias_table)$|\.attn_mask$",
