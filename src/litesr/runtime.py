@@ -31,8 +31,9 @@ def native_bf16(device: torch.device) -> bool:
     if device.type == "cuda":
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     if device.type == "cpu":
-        probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
-        return any(probe() for probe in probes if probe is not None)
+        from .compat import cpu_has_native_bf16
+
+        return cpu_has_native_bf16()
     return False
 
 

@@ -26,6 +26,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from . import compat
 from .checkpoint import create_model, read_state_dict, save_model, to_official_keys
 from .errors import DivergedError
 from .io import atomic_path
@@ -83,7 +84,7 @@ def warmed_up_ema(decay: float):
         n = float(num_averaged)
         d = min(decay, (1.0 + n) / (10.0 + n))
         if torch.is_floating_point(averaged[0]):
-            torch._foreach_lerp_(averaged, current, 1.0 - d)
+            compat.foreach_lerp_(averaged, current, 1.0 - d)
         else:  # integer buffers (BatchNorm's num_batches_tracked): follow the model
             for a, c in zip(averaged, current):
                 a.copy_(c)
@@ -247,7 +248,7 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group.update(initial_lr=c.lr, lr=c.lr * factor(self.scheduler.last_epoch), betas=tuple(c.betas),
                          weight_decay=c.weight_decay)
-        self.scheduler._last_lr = [g["lr"] for g in self.optimizer.param_groups]
+        compat.set_last_lr(self.scheduler, [g["lr"] for g in self.optimizer.param_groups])
 
     def _train_mode(self, training: bool = True) -> None:
         """The model in training mode, except the BatchNorm layers of a frozen part: their statistics stay."""

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import native
+from .. import compat, native
 
 T = TypeVar("T")
 
@@ -64,7 +64,7 @@ class _Stamp:
     __slots__ = ("held", "version")
 
     def __init__(self, t: torch.Tensor) -> None:
-        self.held, self.version = t.detach(), t._version
+        self.held, self.version = t.detach(), compat.version(t)
 
     def __eq__(self, other: object) -> bool:
         return (isinstance(other, _Stamp) and self.version == other.version and self.held.dtype == other.held.dtype
@@ -86,24 +86,9 @@ def conv2d_relu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
     dtypes :data:`FUSED_CONV_RELU` names; as a convolution and an in-place ReLU otherwise (training, export,
     compile, other devices). The same values either way (bf16: the same bits at LR 256²; fp32: within rounding)."""
     if (x.dtype in FUSED_CONV_RELU and weight.dtype == x.dtype and x.is_cpu and x.dim() == 4
-            and not torch.is_grad_enabled() and not is_exporting() and _fused_conv_relu_runs(x.dtype)):
-        return torch.ops.mkldnn._convolution_pointwise(x, weight, bias, [0, 0], [1, 1], [1, 1], 1, "relu", [], None)
+            and not torch.is_grad_enabled() and not is_exporting() and compat.fused_conv_relu_runs(x.dtype)):
+        return compat.fused_conv_relu(x, weight, bias)
     return F.relu(F.conv2d(x, weight, bias), inplace=True)
-
-
-@lru_cache(maxsize=None)
-def _fused_conv_relu_runs(dtype: torch.dtype) -> bool:
-    """Whether this PyTorch build has oneDNN's fused convolution + ReLU for ``dtype`` (and it gets it right)."""
-    if not torch.backends.mkldnn.is_available() or not hasattr(torch.ops.mkldnn, "_convolution_pointwise"):
-        return False
-    x = torch.linspace(-1, 1, 32).reshape(1, 2, 4, 4).to(dtype)
-    w, b = torch.linspace(-1, 1, 6).reshape(3, 2, 1, 1).to(dtype), torch.tensor([0.5, -0.5, 0.0]).to(dtype)
-    with torch.no_grad(), torch.autocast("cpu", enabled=False):
-        try:
-            fused = torch.ops.mkldnn._convolution_pointwise(x, w, b, [0, 0], [1, 1], [1, 1], 1, "relu", [], None)
-        except (RuntimeError, NotImplementedError):
-            return False
-        return torch.allclose(fused.float(), F.relu(F.conv2d(x, w, b)).float(), rtol=1e-2, atol=1e-5)
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int | tuple[int, int], mode: str = "reflect") -> torch.Tensor:

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import native
+from .. import compat, native
 from .base import SRModel
 from .blocks import MeanShift, PixelShuffleUpsampler, pad_to_multiple
 from .blocks import inference_weights, is_exporting, take_tokens, window_order, window_unorder
@@ -258,22 +258,9 @@ PADDED_V = {torch.bfloat16: 32}
 def _softmax(scores: torch.Tensor) -> torch.Tensor:
     """softmax over the last dim of a window group's scores, in oneDNN where :data:`ONEDNN_SOFTMAX` says so."""
     if (scores.shape[-1] in ONEDNN_SOFTMAX.get(scores.dtype, ()) and scores.is_cpu and not torch.is_grad_enabled()
-            and not is_exporting() and not torch.compiler.is_compiling() and _onednn_softmax_runs(scores.dtype)):
-        return torch._softmax(scores.to_mkldnn(), -1, False).to_dense()
+            and not is_exporting() and not torch.compiler.is_compiling() and compat.onednn_softmax_runs(scores.dtype)):
+        return compat.onednn_softmax(scores)
     return torch.softmax(scores, -1)
-
-
-@lru_cache(maxsize=None)
-def _onednn_softmax_runs(dtype: torch.dtype) -> bool:
-    """Whether this PyTorch build and CPU run oneDNN's softmax in ``dtype`` (and get it right)."""
-    if not torch.backends.mkldnn.is_available():
-        return False
-    x = torch.tensor([[0.0, 1.0, 2.0, 3.0]])
-    try:
-        out = torch._softmax(x.to(dtype).to_mkldnn(), -1, False).to_dense().float()
-    except RuntimeError:
-        return False
-    return torch.allclose(out, torch.softmax(x, -1), atol=1e-2)
 
 
 def _padded_v(v: torch.Tensor) -> torch.Tensor:
@@ -367,7 +354,7 @@ class _WindowAttention(torch.autograd.Function):
             da = torch.zeros_like(a) if dy is None else torch.bmm(dy[part], v[part].transpose(-2, -1))
             if d_attn is not None:
                 da += d_attn[part]
-            ds = torch._softmax_backward_data(da, a, -1, a.dtype)
+            ds = compat.softmax_backward(da, a)
             torch.bmm(ds, qc, out=dq[part])  # Q Qᵀ: Q's gradient from both sides, dS·Q + dSᵀ·Q
             dq[part].baddbmm_(ds.transpose(-2, -1), qc)
             if dy is not None:

@@ -1,0 +1,194 @@
+"""Every private PyTorch API litesr uses, in one place, each probed once with a plain fallback.
+
+litesr runs on the PyTorch range its ``pyproject.toml`` allows; a few fast paths use APIs that PyTorch does not
+promise to keep (underscore names). Each is wrapped here: the first call probes whether this build has it and
+computes it right (on a tiny input, against the public computation), and every later call takes the private
+path only if the probe passed, else the public one. A new PyTorch that drops or changes one of them costs speed,
+never a crash or a wrong result, and touches this file only. ``probes()`` reports which pass
+(``tests/test_compat.py`` prints it).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+
+def probes() -> dict[str, bool]:
+    """Which private APIs this PyTorch build offers and gets right: name → passes."""
+    return {
+        "torch._softmax on oneDNN tensors (bf16)": onednn_softmax_runs(torch.bfloat16),
+        "torch._softmax on oneDNN tensors (fp32)": onednn_softmax_runs(torch.float32),
+        "torch._softmax_backward_data": _softmax_backward_runs(),
+        "torch.ops.mkldnn._convolution_pointwise (bf16)": fused_conv_relu_runs(torch.bfloat16),
+        "Tensor._version": _version_runs(),
+        "torch._foreach_lerp_": _foreach_lerp_runs(),
+        "LRScheduler._last_lr": _last_lr_runs(),
+        "torch.cpu._is_avx512_bf16_supported / _is_amx_tile_supported": _cpu_probes_exist(),
+    }
+
+
+# --------------------------------------------------------------------------------------------- softmax
+
+
+def onednn_softmax(x: torch.Tensor) -> torch.Tensor:
+    """softmax over the last dim computed by oneDNN (``x`` converted to a oneDNN tensor and back); callers check
+    :func:`onednn_softmax_runs` first."""
+    return torch._softmax(x.to_mkldnn(), -1, False).to_dense()
+
+
+@lru_cache(maxsize=None)
+def onednn_softmax_runs(dtype: torch.dtype) -> bool:
+    """Whether this PyTorch build and CPU run oneDNN's softmax in ``dtype`` (and get it right)."""
+    if not torch.backends.mkldnn.is_available() or not hasattr(torch, "_softmax"):
+        return False
+    x = torch.tensor([[0.0, 1.0, 2.0, 3.0]])
+    try:
+        out = onednn_softmax(x.to(dtype)).float()
+    except (RuntimeError, TypeError):
+        return False
+    return torch.allclose(out, torch.softmax(x, -1), atol=1e-2)
+
+
+def softmax_backward(grad: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """The gradient of a softmax over the last dim, from its output ``out`` and the output's gradient ``grad``:
+    ATen's kernel where it runs, else ``out · (grad − Σ grad·out)``."""
+    if _softmax_backward_runs():
+        return torch._softmax_backward_data(grad, out, -1, out.dtype)
+    return out * (grad - (grad * out).sum(-1, keepdim=True))
+
+
+@lru_cache(maxsize=None)
+def _softmax_backward_runs() -> bool:
+    if not hasattr(torch, "_softmax_backward_data"):
+        return False
+    out = torch.softmax(torch.tensor([[0.5, -1.0, 2.0]]), -1)
+    grad = torch.tensor([[1.0, 2.0, -0.5]])
+    try:
+        got = torch._softmax_backward_data(grad, out, -1, out.dtype)
+    except (RuntimeError, TypeError):
+        return False
+    return torch.allclose(got, out * (grad - (grad * out).sum(-1, keepdim=True)), atol=1e-6)
+
+
+# --------------------------------------------------------------------------------------------- convolution
+
+
+def fused_conv_relu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """``relu(conv2d(x, weight, bias))`` (stride 1, no padding) as one oneDNN call; callers check
+    :func:`fused_conv_relu_runs` first."""
+    return torch.ops.mkldnn._convolution_pointwise(x, weight, bias, [0, 0], [1, 1], [1, 1], 1, "relu", [], None)
+
+
+@lru_cache(maxsize=None)
+def fused_conv_relu_runs(dtype: torch.dtype) -> bool:
+    """Whether this PyTorch build has oneDNN's fused convolution + ReLU for ``dtype`` (and it gets it right)."""
+    if not torch.backends.mkldnn.is_available() or not hasattr(torch.ops.mkldnn, "_convolution_pointwise"):
+        return False
+    x = torch.linspace(-1, 1, 32).reshape(1, 2, 4, 4).to(dtype)
+    w, b = torch.linspace(-1, 1, 6).reshape(3, 2, 1, 1).to(dtype), torch.tensor([0.5, -0.5, 0.0]).to(dtype)
+    with torch.no_grad(), torch.autocast("cpu", enabled=False):
+        try:
+            fused = fused_conv_relu(x, w, b)
+        except (RuntimeError, NotImplementedError, TypeError):
+            return False
+        return torch.allclose(fused.float(), F.relu(F.conv2d(x, w, b)).float(), rtol=1e-2, atol=1e-5)
+
+
+# --------------------------------------------------------------------------------------------- tensors, training
+
+
+class _NoVersion:
+    """What :func:`version` gives without ``Tensor._version``: equal to nothing, so no derived value is reused."""
+
+    def __eq__(self, other: object) -> bool:
+        return False
+
+    __hash__ = object.__hash__
+
+
+def version(t: torch.Tensor) -> object:
+    """The tensor's in-place modification counter (``Tensor._version``: bumped by every in-place write, optimizer
+    steps and ``load_state_dict`` included). Without it, a value that compares unequal to everything: caches keyed
+    on it then recompute every time — slower, never stale."""
+    return t._version if _version_runs() else _NoVersion()
+
+
+@lru_cache(maxsize=None)
+def _version_runs() -> bool:
+    t = torch.zeros(2)
+    try:
+        before = t._version
+        t.add_(1)
+        return isinstance(before, int) and t._version != before
+    except AttributeError:
+        return False
+
+
+def foreach_lerp_(averaged: list[torch.Tensor], current: list[torch.Tensor], weight: float) -> None:
+    """``a += weight · (c − a)`` for each pair, in one fused call where PyTorch has it."""
+    if _foreach_lerp_runs():
+        torch._foreach_lerp_(averaged, current, weight)
+        return
+    for a, c in zip(averaged, current):
+        a.lerp_(c, weight)
+
+
+@lru_cache(maxsize=None)
+def _foreach_lerp_runs() -> bool:
+    a, c = [torch.zeros(3)], [torch.ones(3)]
+    try:
+        torch._foreach_lerp_(a, c, 0.25)
+    except (AttributeError, RuntimeError, TypeError):
+        return False
+    return torch.allclose(a[0], torch.full((3,), 0.25))
+
+
+def set_last_lr(scheduler: torch.optim.lr_scheduler.LRScheduler, lrs: list[float]) -> None:
+    """Make ``scheduler.get_last_lr()`` report ``lrs`` (after the optimizer's lrs were changed by hand); where the
+    scheduler keeps no ``_last_lr`` there is nothing to update."""
+    if _last_lr_runs():
+        scheduler._last_lr = list(lrs)
+
+
+@lru_cache(maxsize=None)
+def _last_lr_runs() -> bool:
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.5)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
+    if not hasattr(sched, "_last_lr"):
+        return False
+    sched._last_lr = [0.25]
+    try:
+        return sched.get_last_lr() == [0.25]
+    except Exception:  # a scheduler that computes get_last_lr otherwise
+        return False
+
+
+# --------------------------------------------------------------------------------------------- the CPU
+
+
+def _cpu_feature_probes() -> list[Callable[[], bool]]:
+    names = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return [probe for probe in (getattr(torch.cpu, name, None) for name in names) if callable(probe)]
+
+
+def _cpu_probes_exist() -> bool:
+    return bool(_cpu_feature_probes())
+
+
+@lru_cache(maxsize=None)
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX-512 BF16 or AMX): PyTorch's probes where it has them, else the
+    CPU flags Linux reports."""
+    probes = _cpu_feature_probes()
+    if probes:
+        return any(probe() for probe in probes)
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line for line in f if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
