@@ -263,19 +263,20 @@ class SCC(nn.Module):
     def compress(self, v: torch.Tensor) -> torch.Tensor:
         """(B', h, L, d) → (B', h, M, d): ``spatial_linear`` over the r² pixels of each cell (row-major in the cell),
         cells row-major in the window."""
-        n, heads, _, d = v.shape
-        b, r = self.base, self.cell
-        cells = v.reshape(n, heads, b, r, b, r, d).permute(0, 1, 2, 4, 6, 3, 5).reshape(n, heads, b * b, d, r * r)
+        heads, d = v.shape[1], v.shape[3]
+        b, r = self.base, self.cell  # (window counts as -1: a traced graph must not freeze them)
+        cells = v.reshape(-1, heads, b, r, b, r, d).permute(0, 1, 2, 4, 6, 3, 5).reshape(-1, heads, b * b, d, r * r)
         return self.spatial_linear(cells).squeeze(-1)
 
     def _spatial_associative(self, q: torch.Tensor, v: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         """``(q·v̂ᵀ/d + bias)·v̂`` as ``q·(v̂ᵀv̂)/d + bias·v̂``: the bias term as one (L×M)·(M×B'd) GEMM per head."""
-        n, heads, m, d = v.shape
+        heads, length, d = q.shape[1:]  # (window counts as -1: a traced graph must not freeze them)
+        m = v.shape[2]
         gram = v.transpose(-2, -1) @ v / d  # (B', h, d, d)
-        shared = torch.bmm(bias.to(v.dtype), v.permute(1, 2, 0, 3).reshape(heads, m, n * d))  # (h, L, B'·d)
-        shared = shared.view(heads, -1, n, d).permute(2, 0, 1, 3)
-        return torch.baddbmm(shared.reshape(n * heads, -1, d), q.reshape(n * heads, -1, d),
-                             gram.reshape(n * heads, d, d)).view(n, heads, -1, d)
+        shared = torch.bmm(bias.to(v.dtype), v.permute(1, 2, 0, 3).reshape(heads, m, -1))  # (h, L, B'·d)
+        shared = shared.view(heads, length, -1, d).permute(2, 0, 1, 3)
+        return torch.baddbmm(shared.reshape(-1, length, d), q.reshape(-1, length, d),
+                             gram.reshape(-1, d, d)).view(-1, heads, length, d)
 
 
 def offset_table(ws: int, dtype: torch.dtype, device: torch.device | None = None) -> torch.Tensor:
