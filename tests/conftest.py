@@ -85,6 +85,7 @@ SMALL = {
     "elan-light": dict(m_elan=4),  # two blocks: unshifted and shifted, attention shared in each
     "esrt": dict(n_feats=16),
     "grformer": dict(depths=[2], num_heads=[3]),  # one group: a plain and a shifted block
+    "hitsrf": dict(embed_dim=40, depths=[2], num_heads=[2], hier_win_ratios=[0.5, 2]),  # windows 4 and 16
     "imdn": {},
     "pan": {},
     "span": {},

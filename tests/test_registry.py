@@ -19,6 +19,7 @@ OTHER_SIZES = {
     "esrt": dict(n_feats=16),
     "swinir": dict(embed_dim=24, depths=[2, 3], num_heads=[2, 4], window_size=4, mlp_ratio=1.5),
     "grformer": dict(embed_dim=24, depths=[2, 2], num_heads=[2, 2], mlp_ratio=1.5),
+    "hitsrf": dict(embed_dim=40, depths=[2, 3], num_heads=[2, 4], hier_win_ratios=[0.5, 2, 1], mlp_ratio=1.5),
     "imdn": dict(nf=32, num_modules=3),
     "pan": dict(nf=20, unf=12, nb=3),
     "span": dict(feature_channels=16, fusion_channels=12, num_blocks=4),

@@ -154,6 +154,15 @@ class LayerNorm(nn.LayerNorm):
         return super().forward(x)
 
 
+class PatchEmbedNorm(nn.Module):
+    """The official Swin-type ``patch_embed`` with patch_norm=True and patch size 1 (SwinIR, HiT-SRF): only its
+    LayerNorm has weights (``patch_embed.norm``)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.norm = LayerNorm(dim)
+
+
 def conv3x3(in_channels: int, out_channels: int) -> nn.Conv2d:
     """3×3 convolution with 'same' zero padding and a bias (ESRT's ``default_conv``, IMDN's ``conv_layer``)."""
     return nn.Conv2d(in_channels, out_channels, 3, 1, 1)

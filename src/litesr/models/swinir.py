@@ -26,7 +26,7 @@ from torch import nn
 
 from .base import SRModel
 from .blocks import PixelShuffleUpsampler, add_mean, pad_to_multiple, relative_position_index
-from .blocks import LayerNorm, official_window_buffers, subtract_mean, window_geometry
+from .blocks import LayerNorm, PatchEmbedNorm, official_window_buffers, subtract_mean, window_geometry
 from .registry import Architecture, CheckpointError, Variant, register_architecture, register_variant
 from .statedict import mlp_ratio, nested_depths, pixel_shuffle_scale, require, rgb_input_width
 
@@ -49,7 +49,7 @@ class SwinIR(SRModel):
         self.img_range = float(img_range)
         self.window_size = int(window_size)
         self.conv_first = nn.Conv2d(3, embed_dim, 3, 1, 1)
-        self.patch_embed = _PatchNorm(embed_dim)
+        self.patch_embed = PatchEmbedNorm(embed_dim)
         self.layers = nn.ModuleList(
             RSTB(embed_dim, d, h, self.window_size, mlp_ratio) for d, h in zip(depths, num_heads)
         )
@@ -68,14 +68,6 @@ class SwinIR(SRModel):
         y = self.conv_after_body(t.permute(0, 3, 1, 2)) + f
         y = add_mean(self.upsample(y), self.img_range)
         return y[..., : h * self.scale, : w * self.scale]
-
-
-class _PatchNorm(nn.Module):
-    """The official ``patch_embed`` (patch_norm=True): only its LayerNorm has weights (``patch_embed.norm``)."""
-
-    def __init__(self, dim: int) -> None:
-        super().__init__()
-        self.norm = LayerNorm(dim)
 
 
 class RSTB(nn.Module):
