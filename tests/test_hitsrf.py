@@ -279,5 +279,6 @@ def test_real_checkpoint_tiles_match_the_whole_image(checkpoint):
     assert model.size_multiple == 64
     x = image_to_tensor(read_image(BENCHMARKS / "Urban100" / "HR" / "img_011.png"))[..., :320, :320]
     full = upscale_tensor(model, x, tile=None)
-    tiled = upscale_tensor(model, x, tile=128, overlap=128)  # 3×3 tiles
+    tiled = upscale_tensor(model, x, tile=128)  # 3×3 tiles; the default overlap becomes the model's tile_context
+    assert model.tile_context == 128
     assert psnr(tiled.clamp(0, 1), full.clamp(0, 1), peak=1.0) > 45.0

@@ -259,3 +259,15 @@ def test_upscale_array_memory_is_the_uint8_output_not_a_float_one():
     growth = peak() - before
     assert out.shape == (3072, 3072, 3) and np.array_equal(out[::4, ::4], rgb)
     assert growth < 27 * 2**20 + 40 * 2**20, f"{growth / 2**20:.0f} MiB (a float32 output alone is 108 MiB)"
+
+
+def test_a_model_that_needs_more_context_gets_it_whatever_overlap_is_asked():
+    from litesr.tiling import plan_for
+
+    class Wide(torch.nn.Module):
+        scale, size_multiple, tile_context = 4, 16, 48
+
+    tiles = plan_for(Wide(), 300, 300, tile=128, overlap=8)
+    inner = [t for t in tiles if t.cy0 > 0 and t.cx0 > 0]
+    assert inner and all(t.cy0 - t.y0 >= 48 and t.cx0 - t.x0 >= 48 for t in inner)
+    assert litesr.create_model("hitsrf", 4).tile_context == 128 and litesr.create_model("elan-light", 4).tile_context == 0

@@ -80,7 +80,8 @@ def plan_for(model: nn.Module, h: int, w: int, tile: int | None = DEFAULT_TILE,
     (with windows of one size where the model runs static shapes, ``model.static_shapes``)."""
     if tile is None or (h <= tile and w <= tile):
         return [Tile(0, h, 0, w, 0, h, 0, w)]  # the whole image in one pass
-    return plan_tiles(h, w, tile, overlap, getattr(model, "size_multiple", 1),  # a plain nn.Module: no hint
+    overlap = max(overlap, getattr(model, "tile_context", 0))  # a plain nn.Module: no hints
+    return plan_tiles(h, w, tile, overlap, getattr(model, "size_multiple", 1),
                       uniform=getattr(model, "static_shapes", False))
 
 

@@ -70,5 +70,12 @@ class SRModel(nn.Module):
 
         return ARCHITECTURES[self.arch_name].size_multiple(self.config)
 
+    @property
+    def tile_context(self) -> int:
+        """The fewest LR pixels of context a tile needs on each side to agree with the whole image (≥ 45 dB)."""
+        from .registry import ARCHITECTURES
+
+        return ARCHITECTURES[self.arch_name].tile_context(self.config)
+
     def extra_repr(self) -> str:
         return f"arch={self.arch_name}, scale={self.scale}"

@@ -427,14 +427,19 @@ def _check_block(state, prefix: str, dim: int, heads: int) -> None:
             raise CheckpointError(f"{prefix}{name} has shape {tuple(value.shape)}, expected {shape} for width {dim}")
 
 
+def _largest_window(config: dict) -> int:
+    return max(block_windows(config.get("base_win_size", DEFAULT_BASE_WIN_SIZE), config["hier_win_ratios"]))
+
+
 register_architecture(Architecture(
     name="hitsrf", build=HiTSRF, detect=detect_config, paper=PAPER,
     # No image-level padding (every block pads to its own window and crops back); the multiple is the tiling hint:
     # tiles on the grid of the largest window share the whole image's windows that divide it (4…64, not 48; the
     # lcm, 192, would round the overlap up to 192). Real x4 weights, a 320² LR crop, tiles of 128: 38.3 dB against the
     # whole image unaligned (overlap 32), 39.0 (overlap 96); aligned to 64, 44.3 (overlap 64), 48.1 (overlap 128).
-    size_multiple=lambda config: max(block_windows(config.get("base_win_size", DEFAULT_BASE_WIN_SIZE),
-                                                   config["hier_win_ratios"])),
+    size_multiple=lambda config: _largest_window(config),
+    # ... and the context a tile needs: 48.1 dB needs two largest windows (128 px for the published model)
+    tile_context=lambda config: 2 * _largest_window(config),
 ))
 register_variant(Variant(
     name="hitsrf", arch="hitsrf",

@@ -48,6 +48,9 @@ class Architecture:
                   windows); inputs and tiles aligned to it need no padding. The tiling hint, and the padding the
                   model itself applies (``SRModel.size_multiple`` reads it from here).
     inference_only: empty for a family litesr can train; else why it cannot (``litesr train`` says it in one line).
+    tile_context: ``tile_context(config) -> int``: the fewest LR pixels of context a tile needs on each side for
+                  tiled outputs to agree with the whole image (≥ 45 dB PSNR); the tiler never uses less, whatever
+                  overlap it is given. 0: the tiler's default overlap is enough.
     """
 
     name: str
@@ -59,6 +62,7 @@ class Architecture:
     cpu_bf16: bool = False
     size_multiple: Callable[[dict], int] = lambda config: 1
     inference_only: str = ""
+    tile_context: Callable[[dict], int] = lambda config: 0
 
     def ignores(self, key: str) -> bool:
         return self.ignored_keys is not None and re.search(self.ignored_keys, key) is not None
