@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import struct
 import tempfile
 import zlib
@@ -306,6 +307,77 @@ def tensor_to_image(x: torch.Tensor) -> np.ndarray:
     return x.detach().float().clamp(0, 1).mul(255.0).round().byte().permute(1, 2, 0).cpu().numpy()
 
 
+#: Temporary files of :func:`atomic_path`: ``.litesr-<pid>-<8 random>.tmp`` beside the output, at most 28 bytes
+#: whatever the output's name (a name the file system takes always has a temporary it takes too), and
+#: recognisable as litesr's own, with the process that wrote it, by :func:`remove_stale_temporaries`.
+TEMP_PREFIX, TEMP_SUFFIX = ".litesr-{pid}-", ".tmp"
+_TEMP_NAME = re.compile(r"^\.litesr-(\d+)-[A-Za-z0-9_]{8}\.tmp$")
+
+
+def remove_stale_temporaries(folder: str | os.PathLike, before: float, names: Iterable[str] = ()) -> list[Path]:
+    """Delete the temporary files a killed litesr run left in ``folder``; return them.
+
+    Only litesr's own are touched: ``.litesr-<pid>-XXXXXXXX.tmp`` whose process is gone, and the
+    ``.<name>.XXXXXXXX.tmp`` of earlier versions for the output ``names`` given, each last modified before
+    ``before`` (a ``time.time()``: the start of the run that cleans up).
+    """
+    folder = Path(folder)
+    old_style = {f".{name}" for name in names}
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        name = entry.name
+        match = _TEMP_NAME.match(name)
+        if match:
+            if _process_alive(int(match.group(1))):
+                continue
+        elif not (name.endswith(TEMP_SUFFIX) and len(name) > 13
+                  and name[:-13] in old_style and name[-13] == "."):  # .<name>.XXXXXXXX.tmp
+            continue
+        try:
+            if entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_mtime < before:
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+        except OSError:
+            continue
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # someone else's process: leave its files alone
+    return True
+
+
+def name_too_long(path: str | os.PathLike) -> str | None:
+    """Why the file system would refuse ``path``'s name (or a folder's on the way to it), else None.
+
+    The limit is read from the nearest existing folder (``NAME_MAX``, 255 bytes on most file systems)."""
+    path = Path(path)
+    existing = path.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    try:
+        limit = os.pathconf(existing, "PC_NAME_MAX") if hasattr(os, "pathconf") else 255
+    except (OSError, ValueError):
+        limit = 255
+    parts = [p for p in path.relative_to(existing).parts] if path.is_relative_to(existing) else [path.name]
+    for part in parts:
+        size = len(os.fsencode(part))
+        if size > limit:
+            return f"the name {part[:40]}... is {size} bytes, longer than the {limit} the file system allows"
+    return None
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it over ``path``, on failure delete it.
@@ -317,7 +389,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp_path = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX.format(pid=os.getpid()), suffix=TEMP_SUFFIX, dir=path.parent)
         os.close(fd)
         tmp_path = Path(tmp)
         yield tmp_path
