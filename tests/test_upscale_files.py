@@ -623,3 +623,79 @@ def test_missing_inputs_are_reported_before_a_model_loads(tmp_path, capsys, monk
     assert rc == 2 and err == [f"litesr upscale: error: input not found: {tmp_path / 'nope.png'}, "
                                f"{tmp_path / 'gone.jpg'}"]
     assert not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------ the Python API reads PIL images as the CLI reads files
+
+def _cli_output(capsys, tiny, src: Path, dst: Path) -> np.ndarray:
+    rc, _, err = cli(capsys, "upscale", src, "-o", dst, "--weights", tiny[0], "--quiet")
+    assert rc == 0, err
+    return litesr.io.read_picture(dst, keep_depth=True)
+
+
+def test_python_upscale_of_a_pil_image_gives_what_the_cli_gives_for_its_file(tiny, tmp_path, capsys):
+    rng = np.random.default_rng(5)
+    # turned by its EXIF orientation, with an ICC profile: comes back upright, profile and EXIF carried
+    exif = Image.Exif()
+    exif[0x0112], exif[0x010F] = 6, "litesr test camera"  # rotate 90° clockwise to display; a maker to keep
+    src = tmp_path / "turned.png"
+    Image.fromarray(photo(10, 14)).save(src, exif=exif.tobytes(), icc_profile=srgb_icc())
+    expected = _cli_output(capsys, tiny, src, tmp_path / "turned_out.png")
+    with Image.open(src) as img:
+        got = litesr.upscale(img, tiny[1], precision="fp32")
+    assert got.mode == "RGB" and got.size == (20, 28)  # upright: 10 wide, 14 high before x2
+    assert np.array_equal(np.array(got), expected.rgb)
+    assert got.info["icc_profile"] == srgb_icc() == expected.icc
+    assert 0x0112 not in got.getexif() and got.getexif()[0x010F] == "litesr test camera"
+    # LA with transparency, and an opaque LA: LA comes back
+    gray = photo(10, 14)[..., 0]
+    alpha = rng.integers(0, 256, (10, 14), dtype=np.uint8)
+    la = Image.merge("LA", [Image.fromarray(gray), Image.fromarray(alpha)])
+    la.save(tmp_path / "la.png")
+    expected = _cli_output(capsys, tiny, tmp_path / "la.png", tmp_path / "la_out.png")
+    got = litesr.upscale(la, tiny[1], precision="fp32")
+    assert got.mode == "LA" and np.array_equal(np.array(got.getchannel("A")), expected.alpha)
+    assert np.array_equal(np.array(got.getchannel("L")), expected.rgb[..., 0])
+    opaque = litesr.upscale(Image.merge("LA", [Image.fromarray(gray), Image.new("L", (14, 10), 255)]), tiny[1], precision="fp32")
+    assert opaque.mode == "LA" and np.array(opaque.getchannel("A")).min() == 255
+    # PA (palette with alpha) keeps its alpha
+    pa = Image.fromarray(photo(10, 14)).convert("P").convert("PA")
+    pa.putalpha(Image.fromarray(alpha))
+    got = litesr.upscale(pa, tiny[1], precision="fp32")
+    assert got.mode == "RGBA" and np.array_equal(np.array(got.getchannel("A")),
+                                                 litesr.api.upscale_alpha(alpha, 2))
+    # 16-bit and float gray keep their depth
+    deep = (rng.integers(0, 65536, (10, 14))).astype(np.uint16)
+    i16 = Image.fromarray(deep)
+    assert i16.mode == "I;16"
+    i16.save(tmp_path / "deep.png")
+    expected = _cli_output(capsys, tiny, tmp_path / "deep.png", tmp_path / "deep_out.png")
+    got = litesr.upscale(i16, tiny[1], precision="fp32")
+    assert got.mode == "I;16" and np.array_equal(np.array(got), expected.rgb[..., 0])
+    wide = litesr.upscale(Image.fromarray(deep.astype(np.int32), "I"), tiny[1], precision="fp32")
+    assert wide.mode == "I" and np.array_equal(np.array(wide), np.array(got).astype(np.int32))
+    floats = litesr.upscale(Image.fromarray(deep.astype(np.float32) / 65535, "F"), tiny[1], precision="fp32")
+    assert floats.mode == "F" and np.abs(np.array(floats) * 65535 - np.array(got)).max() < 0.51
+
+
+def test_python_upscale_of_a_path_returns_the_files_channels(tiny, tmp_path):
+    gray = photo(10, 14)[..., 0]
+    Image.fromarray(gray).save(tmp_path / "g.png")
+    out = litesr.upscale(tmp_path / "g.png", tiny[1], precision="fp32")
+    assert out.shape == (20, 28) and out.dtype == np.uint8
+    rgba = np.dstack([photo(10, 14), np.full((10, 14), 100, np.uint8)])
+    Image.fromarray(rgba).save(tmp_path / "a.png")
+    out = litesr.upscale(tmp_path / "a.png", tiny[1], precision="fp32")
+    assert out.shape == (20, 28, 4) and (out[..., 3] == 100).all()
+
+
+def test_a_read_only_array_gives_no_torch_warning(tiny):
+    import subprocess
+    import sys
+
+    code = ("import numpy as np, torch, litesr\nfrom PIL import Image\ntorch.manual_seed(0)\n"
+            "model = litesr.create_model('pan', 2).eval()\n"
+            "arr = np.asarray(Image.fromarray(np.zeros((12, 16, 3), np.uint8)))\nassert not arr.flags.writeable\n"
+            "out = litesr.upscale(arr, model)\nassert out.shape == (24, 32, 3)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and "writable" not in result.stderr, result.stderr

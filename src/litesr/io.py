@@ -106,16 +106,13 @@ def read_picture(path: str | os.PathLike, *, max_pixels: int | None = None, firs
                                      "--first-frame (first_frame=True in Python) to upscale its first frame")
             fmt = img.format or ""
             lossless = fmt in ("PNG", "TIFF", "BMP", "GIF") or (fmt == "WEBP" and _webp_is_lossless(path))
-            exif = _exif_without_orientation(img) if metadata else None
-            icc = img.info.get("icc_profile") if metadata else None
-            source_mode = img.mode
             deep = _png_16_bit_colour(path) if keep_depth and fmt == "PNG" else None
             if deep is not None:  # Pillow reads 16-bit colour PNGs as 8 bits: decode them here
                 picture = _upright(_read_png_16(path, *deep), img.getexif().get(0x0112, 1))
+                _carry_metadata(picture, img, metadata)
             else:
                 img.load()  # forces a full decode so truncated files fail here, not later
-                img = ImageOps.exif_transpose(img)
-                picture = picture_from_pil(img, keep_depth=keep_depth)
+                picture = picture_from_image(img, keep_depth=keep_depth, metadata=metadata)
     except ImageReadError:
         raise
     except UnidentifiedImageError as exc:
@@ -123,12 +120,31 @@ def read_picture(path: str | os.PathLike, *, max_pixels: int | None = None, firs
                              "one)") from exc
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise ImageReadError(f"cannot read image {path}: {exc} (is the file complete?)") from exc
-    picture.exif, picture.lossless, picture.format = exif, lossless, fmt
-    if icc and source_mode != "CMYK":  # a CMYK profile does not describe the RGB pixels made from it
+    picture.lossless, picture.format = lossless, fmt
+    return picture
+
+
+def picture_from_image(img: Image.Image, *, keep_depth: bool = False, metadata: bool = True) -> Picture:
+    """The :class:`Picture` of an opened PIL image, as ``litesr upscale`` reads a file: upright per its EXIF
+    orientation, alpha kept, 16-bit and float depth kept with ``keep_depth``, and with ``metadata`` its ICC
+    profile (where it describes the pixels) and EXIF (orientation removed) to carry over. ``litesr.upscale``
+    reads PIL images through this too, so a PIL image and its file give the same result."""
+    upright = ImageOps.exif_transpose(img)
+    picture = picture_from_pil(upright if upright is not None else img, keep_depth=keep_depth)
+    _carry_metadata(picture, img, metadata)
+    return picture
+
+
+def _carry_metadata(picture: Picture, img: Image.Image, metadata: bool) -> None:
+    """Set ``picture``'s EXIF (orientation removed) and ICC profile from ``img`` (the image as opened)."""
+    if not metadata:
+        return
+    picture.exif = _exif_without_orientation(img)
+    icc = img.info.get("icc_profile")
+    if icc and img.mode != "CMYK":  # a CMYK profile does not describe the RGB pixels made from it
         space = icc[16:20] if len(icc) >= 20 else b""
         if space == (b"GRAY" if picture.grayscale else b"RGB "):
             picture.icc = bytes(icc)
-    return picture
 
 
 def _png_16_bit_colour(path: Path) -> tuple[int, int, int, int] | None:
@@ -253,14 +269,9 @@ def picture_from_pil(img: Image.Image, keep_depth: bool = False) -> Picture:
         img = img.convert("L" if img.mode in ("LA", "La") else "RGB")
     if img.mode.startswith("I;16") or img.mode in ("I", "F"):
         wide = np.array(img).astype(np.float64)
-        if img.mode.startswith("I;16"):
-            top = 65535.0
-        elif img.mode == "I":  # 16-bit PNGs open as "I" in some Pillow versions
-            top = 65535.0 if wide.max() > 255 else 255.0
-        else:  # float images: [0, 1] or [0, 255]
-            top = 1.0 if wide.max() <= 1.0 else 255.0
-        if keep_depth and top == 65535.0:
-            deep = np.clip(np.round(wide), 0, 65535).astype(np.uint16)
+        top = white_level(img)
+        if keep_depth and (top == 65535.0 or img.mode == "F"):  # floats keep 16 bits of their precision
+            deep = np.clip(np.round(wide * (65535.0 / top)), 0, 65535).astype(np.uint16)
             rgb = np.ascontiguousarray(np.repeat(deep[:, :, None], 3, axis=2))
             if alpha is not None:
                 alpha = None if alpha.min() == 255 else alpha.astype(np.uint16) * 257
@@ -275,6 +286,18 @@ def picture_from_pil(img: Image.Image, keep_depth: bool = False) -> Picture:
     if alpha is not None and alpha.min() == 255:
         alpha = None  # an opaque alpha channel carries nothing
     return Picture(np.ascontiguousarray(arr[:, :, :3]), alpha, grayscale)
+
+
+def white_level(img: Image.Image) -> float:
+    """The value of white in a wide PIL image: 65535 for ``I;16*`` (and an ``I`` image above 255: 16-bit PNGs
+    open as ``I`` in some Pillow versions), 255 for other ``I``; 1.0 or 255 for ``F`` (by its largest value)."""
+    if img.mode.startswith("I;16"):
+        return 65535.0
+    if img.mode == "I":
+        return 65535.0 if np.asarray(img).max(initial=0) > 255 else 255.0
+    if img.mode == "F":
+        return 1.0 if np.asarray(img).max(initial=0) <= 1.0 else 255.0
+    return 255.0
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
@@ -297,6 +320,8 @@ def is_grayscale_file(path: str | os.PathLike) -> bool:
 
 def image_to_tensor(img: np.ndarray) -> torch.Tensor:
     """uint8 ``H×W×3`` → float ``1×3×H×W`` in [0, 1]."""
+    if not img.flags.writeable:  # a read-only array (np.asarray of a PIL image): torch would warn about it
+        img = np.array(img)
     return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
 
 
