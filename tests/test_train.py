@@ -299,7 +299,7 @@ def test_sigterm_to_the_process_group_checkpoints_and_exits_cleanly(few_images, 
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGTERM)  # the trainer and its data worker alike, as a scheduler would
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 0, err[-3000:]
+    assert proc.returncode == 128 + signal.SIGTERM, err[-3000:]  # checkpointed, but not done: not a success
     step = torch.load(out / "state.pt", weights_only=True)["step"]
     assert step >= 2 and f"stopped at step {step} of 100000, checkpointed" in err
 
@@ -368,3 +368,21 @@ def test_init_weights_by_shipped_name(few_images, tmp_path):
     shipped = litesr.load_model(shipped_weights("elan-light", 4)).state_dict()
     assert torch.equal(trainer.model.state_dict()["head.0.weight"], shipped["head.0.weight"])
     assert trainer.skipped_init == ["tail.0.bias", "tail.0.weight"]  # the x2 tail starts fresh
+
+
+def test_resume_without_a_run_says_there_is_none(tmp_path, capsys):
+    out = tmp_path / "never"
+    assert main(["train", "--out", str(out), "--resume"]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and f"no run to resume in {out}" in err[0] and "training data" not in err[0], err
+    assert not out.exists()
+
+
+def test_a_failed_start_leaves_no_run_folder(tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    out = tmp_path / "run"
+    assert main(["train", "--config", tiny_yaml(tmp_path), "--train-data", str(empty), "--out", str(out),
+                 "--device", "cpu", "--workers", "0", "--quiet"]) == 2
+    assert "no images" in capsys.readouterr().err
+    assert not out.exists()

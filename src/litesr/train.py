@@ -52,6 +52,9 @@ class Distributed:
                    int(os.environ.get("WORLD_SIZE", 1)))
 
 
+#: Signals that stop a run cleanly (finish the step, checkpoint): Ctrl-C, a scheduler's TERM, a closed terminal.
+STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n))
+
 #: ``loss`` config values → loss functions.
 PIXEL_LOSSES = {"l1": torch.nn.functional.l1_loss, "l2": torch.nn.functional.mse_loss}
 
@@ -143,6 +146,7 @@ class Trainer:
                                           weight_decay=config.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(config))
         self.step = 0
+        self.stopped_by: int | None = None  # the signal that stopped the run early, if one did
         self.best_psnr = -math.inf
         self.train_seconds = 0.0  # wall time spent in training steps, over all resumed sessions
         if resume:
@@ -290,6 +294,10 @@ class Trainer:
 
         c = self.config
         self._tb = None
+        if self.step >= c.iters:
+            raise ConfigError(f"{self.out} already reached its {c.iters} iterations (it stopped at step {self.step}); "
+                              f"pass --iters N with N > {self.step} to train longer")
+        loader, n_images = self._loader()  # before the run folder is made: a start that fails leaves nothing
         if self.dist.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             with atomic_path(self.out / "config.yaml") as tmp:
@@ -300,16 +308,13 @@ class Trainer:
                 self._tb = SummaryWriter(str(self.out / "tb"))
             except Exception:  # tensorboard is optional
                 self._tb = None
-        if self.step >= c.iters:
-            raise ConfigError(f"{self.out} already reached its {c.iters} iterations (it stopped at step {self.step}); "
-                              f"pass --iters N with N > {self.step} to train longer")
-        loader, n_images = self._loader()
         stop = {"now": False}
 
-        def request_stop(signum, frame):  # finish the step, checkpoint, exit
+        def request_stop(signum, frame):  # finish the step, checkpoint, exit (non-zero: the run is not done)
             stop["now"] = True
+            self.stopped_by = int(signum)
 
-        old_handlers = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+        old_handlers = {s: signal.signal(s, request_stop) for s in STOP_SIGNALS}
         mode = progress_mode(quiet=not (self.progress and self.dist.is_main))
         bar = tqdm(total=c.iters, initial=self.step, desc=f"train {c.arch} x{c.scale}", unit="it",
                    disable=mode != "bar", dynamic_ncols=True)
@@ -396,15 +401,21 @@ def _leave_stop_signals_to_the_trainer(worker_id: int) -> None:
     """Data workers ignore SIGINT/SIGTERM: a signal sent to the whole process group (Ctrl-C, ``kill -- -PGID``,
     a batch scheduler) must reach the trainer, which finishes its step, checkpoints and stops the workers itself;
     a worker killed first would crash the run before it could checkpoint."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    for s in STOP_SIGNALS:
+        signal.signal(s, signal.SIG_IGN)
 
 
 def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
     """Run (or resume) a training run; returns its folder."""
+    return run_training(config, resume=resume, progress=progress).out
+
+
+def run_training(config: TrainConfig, resume: bool = False, progress: bool = True) -> Trainer:
+    """Run (or resume) a training run; returns its trainer (``stopped_by``: the signal that stopped it, if any)."""
     trainer = Trainer(config, resume=resume, progress=progress)
     try:
-        return trainer.run()
+        trainer.run()
+        return trainer
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()

@@ -54,16 +54,22 @@ def run(args: argparse.Namespace) -> int:
     import dataclasses
     from pathlib import Path
 
+    from ..errors import NotFoundError
     from ..io import check_writable
-    from ..train import train
+    from ..train import run_training
     from ..train_config import TrainConfig
 
     overrides = {f.name: getattr(args, f.name, None) for f in dataclasses.fields(TrainConfig)}
+    if args.resume and (args.out or not args.config):  # say so before the recipe is read and checked
+        out = Path(args.out or f"runs/{args.arch or TrainConfig.arch}_x{args.scale or TrainConfig.scale}")
+        if not (out / "state.pt").is_file():
+            raise NotFoundError(f"--resume: there is no run to resume in {out} (no state.pt there); start a run "
+                                "without --resume, or give the --out of an existing run")
     config_file = args.config
     if args.resume and not config_file and args.out and (Path(args.out) / "config.yaml").is_file():
         config_file = str(Path(args.out) / "config.yaml")  # a bare --resume continues with the run's own config
     config = TrainConfig.from_sources(config_file, **overrides)
     check_writable(config.out, folder=True)  # now, not at the first checkpoint minutes later
-    out = train(config, resume=args.resume, progress=not args.quiet)
-    print(f"run folder: {out}")
-    return 0
+    trainer = run_training(config, resume=args.resume, progress=not args.quiet)
+    print(f"run folder: {trainer.out}")
+    return 128 + trainer.stopped_by if trainer.stopped_by else 0  # stopped by a signal: checkpointed, not done
