@@ -189,7 +189,7 @@ def plan(args: argparse.Namespace, scale: int) -> list[Job]:
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import NotFoundError, UsageError
-    from ..runtime import pick_device
+    from ..runtime import pick_device, resolve_precision
     from ..pretrained import apply_runtime, resolve_model
     from .signals import exit_status, signal_name
 
@@ -214,6 +214,8 @@ def run(args: argparse.Namespace) -> int:
     model = apply_runtime(model, args.runtime, device, args.precision,
                           announce=None if args.quiet else lambda line: print(f"litesr upscale: {line}",
                                                                               file=sys.stderr, flush=True))
+    if args.runtime == "eager":
+        resolve_precision(model, device, args.precision)  # a precision refused here stops the run now, once
     jobs = plan(args, model.scale)
     remove_leftovers(jobs, started_at, args.quiet)
     counts = {"done": 0, "skipped": 0, "failed": 0}
