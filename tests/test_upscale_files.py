@@ -280,9 +280,22 @@ def test_progress_lines_in_a_log_and_an_estimate_first(tiny, tmp_path, capsys, m
     assert rc == 0  # stderr is not a terminal here: plain lines
     assert "output 96x80 (0.0 MP), 9 tiles, about" in err[0] and "in all" in err[0]
     steps = [line for line in err if "tiles (" in line]
-    assert len(steps) == 8 and "1/9 tiles (11%)" in steps[0] and "left" in steps[0]
+    assert len(steps) == 7 and "2/9 tiles (22%)" in steps[0] and "left" in steps[0]
     with Image.open(tmp_path / "b.png") as img:
         assert np.array_equal(np.array(img), upscale_array(tiny[1], photo(40, 48), tile=16, overlap=4))
+
+
+def test_the_estimate_is_not_the_first_tiles_warm_up_times_the_count(monkeypatch):
+    from litesr import progress
+
+    clock = iter([0.0, 30.0] + [30.0 + i for i in range(1, 10)])  # a 30 s first tile, then 1 s each
+    monkeypatch.setattr(progress.time, "monotonic", lambda: next(clock))
+    out = io.StringIO()
+    bar = progress.TileProgress(10, "a.png", "lines", 1000.0, stream=out)
+    for _ in range(10):
+        bar.update()
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 1 and "10 tiles, about 39 s in all" in lines[0], lines  # not 10 x 30 s = 5 min
 
 
 # ------------------------------------------------------------------ 5. devices
@@ -699,3 +712,62 @@ def test_a_read_only_array_gives_no_torch_warning(tiny):
             "out = litesr.upscale(arr, model)\nassert out.shape == (24, 32, 3)\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0 and "writable" not in result.stderr, result.stderr
+
+
+# ------------------------------------------------------------------ exit codes and the small rest
+
+def test_an_empty_input_folder_is_nothing_to_start(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("litesr.pretrained.resolve_model", lambda *a, **k: pytest.fail("loaded a model first"))
+    (tmp_path / "empty").mkdir()
+    rc, _, err = cli(capsys, "upscale", tmp_path / "empty", "-o", tmp_path / "out")
+    assert rc == 2 and len(err) == 1 and "no images" in err[0] and str(tmp_path / "empty") in err[0], err
+
+
+def test_full_disk_on_a_single_image_counts_it(tiny, tmp_path, capsys, monkeypatch):
+    Image.fromarray(photo()).save(tmp_path / "p.png")
+
+    def full(path, *args, **kw):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("litesr.io._write_png_stream", full)
+    rc, _, err = cli(capsys, "upscale", tmp_path / "p.png", "-o", tmp_path / "o.png", "--weights", tiny[0])
+    assert rc == 1 and "disk is full" in err[-1] and "p.png not written" in err[-1], err
+    assert "0 image" not in err[-1]
+
+
+def test_rgb_and_gray_png_colour_keys_are_kept_as_alpha(tiny, tmp_path, capsys):
+    rgb = photo()
+    rgb[2:5, 3:7] = (10, 20, 30)
+    Image.fromarray(rgb).save(tmp_path / "key.png", transparency=(10, 20, 30))
+    picture = litesr.io.read_picture(tmp_path / "key.png")
+    assert picture.alpha is not None and (picture.alpha[2:5, 3:7] == 0).all() and picture.alpha.sum() > 0
+    rc, _, err = cli(capsys, "upscale", tmp_path / "key.png", "-o", tmp_path / "o.png", "--weights", tiny[0])
+    with Image.open(tmp_path / "o.png") as out:
+        assert rc == 0 and out.mode == "RGBA" and np.array(out)[6, 8, 3] == 0
+    gray = rgb[..., 0].copy()
+    Image.fromarray(gray).save(tmp_path / "gkey.png", transparency=10)
+    picture = litesr.io.read_picture(tmp_path / "gkey.png")
+    assert picture.grayscale and picture.alpha is not None and (picture.alpha[2:5, 3:7] == 0).all()
+
+
+def test_bench_warmup_zero_is_allowed_and_a_failed_row_fails(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("litesr.efficiency.measure_isolated",
+                        lambda spec, timeout=None: {"error": "out of memory"} if spec.height == 16 else
+                        {"latency": 0.01, "times": [0.01], "first": 0.01, "peak_bytes": 2**20, "threads": 1,
+                         "warmup": spec.warmup})
+    assert main(["bench", "pan", "--scale", "2", "--sizes", "8", "--runs", "1", "--warmup", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "after 0 warm-up" in out
+    assert main(["bench", "pan", "--scale", "2", "--sizes", "8", "16", "--runs", "1"]) == 1
+    assert "pan at 16x16 failed: out of memory" in capsys.readouterr().out
+
+
+def test_no_warm_up_times_the_first_call():
+    from litesr.efficiency import profile_forward
+
+    calls = []
+    result = profile_forward(lambda: calls.append(1), runs=3, warmup=0)
+    assert len(calls) == 3 and len(result["times"]) == 3 and result["times"][0] == result["first"]
+    calls.clear()
+    result = profile_forward(lambda: calls.append(1), runs=3, warmup=2)
+    assert len(calls) == 5 and len(result["times"]) == 3

@@ -161,6 +161,7 @@ def _read_png_16(path: Path, width: int, height: int, color: int, interlace: int
     """Decode a non-interlaced 16-bit RGB / RGBA / gray+alpha PNG to uint16 (Pillow keeps only 8 bits of these)."""
     channels = {2: 3, 4: 2, 6: 4}[color]
     data = bytearray()
+    key = None
     with open(path, "rb") as f:
         f.read(8)
         while True:
@@ -174,6 +175,8 @@ def _read_png_16(path: Path, width: int, height: int, color: int, interlace: int
                 raise OSError("truncated PNG file")
             if kind == b"IDAT":
                 data += body
+            elif kind == b"tRNS" and color == 2 and len(body) == 6:  # a colour key: pixels of that colour are clear
+                key = struct.unpack(">HHH", body)
             elif kind == b"IEND":
                 break
     bpp = 2 * channels
@@ -217,6 +220,8 @@ def _read_png_16(path: Path, width: int, height: int, color: int, interlace: int
         rgb, alpha, gray = np.repeat(pixels[..., :1], 3, axis=2), pixels[..., 1], True
     else:
         rgb, alpha, gray = pixels[..., :3], (pixels[..., 3] if channels == 4 else None), False
+        if key is not None:
+            alpha = np.where((rgb == np.array(key, np.uint16)).all(axis=2), 0, 65535).astype(np.uint16)
     if alpha is not None and alpha.min() == 65535:
         alpha = None
     return Picture(np.ascontiguousarray(rgb), None if alpha is None else np.ascontiguousarray(alpha), gray)
@@ -264,6 +269,8 @@ def picture_from_pil(img: Image.Image, keep_depth: bool = False) -> Picture:
     alpha = None
     if img.mode == "P":
         img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    elif img.mode in ("RGB", "L") and img.info.get("transparency") is not None:
+        img = img.convert("RGBA" if img.mode == "RGB" else "LA")  # a colour key (PNG tRNS): kept as alpha
     if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
         alpha = np.array(img.getchannel("A"))
         img = img.convert("L" if img.mode in ("LA", "La") else "RGB")
