@@ -386,3 +386,42 @@ def test_a_failed_start_leaves_no_run_folder(tmp_path, capsys):
                  "--device", "cpu", "--workers", "0", "--quiet"]) == 2
     assert "no images" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_defaults_fit_the_device_and_the_run_says_what_it_needs(few_images, tmp_path, capsys):
+    """With no batch or patch given, a CPU run takes 16 x 128² (64 x 256², the GPU recipe, was OOM-killed at 22 GB
+    on a CPU), says so up front with its precision and memory, and counts images too small for the patch."""
+    from litesr.train_config import DEVICE_DEFAULTS
+
+    assert DEVICE_DEFAULTS["cpu"] == (16, 128) and DEVICE_DEFAULTS["cuda"] == (64, 256)
+    config = TrainConfig.from_sources(None, train_data=[str(few_images)], scale=3, device="cpu",
+                                      out=str(tmp_path / "x3"), model_config=TINY)
+    assert config.batch_size is None and config.patch_size is None
+    Trainer(config, progress=False)
+    assert config.batch_size == 16 and config.patch_size == 126  # a multiple of the scale
+    out = tmp_path / "run"
+    assert main(["train", "--config", tiny_yaml(tmp_path), "--scale", "2", "--train-data", str(few_images),
+                 "--iters", "1", "--workers", "0", "--out", str(out), "--device", "cpu"]) == 0
+    err = capsys.readouterr().err
+    head = next(line for line in err.splitlines() if line.startswith("train elan-light x2"))
+    assert "batch 16, patch 128 (the batch and patch default for a cpu), fp32 on cpu, about" in head, head
+    assert "GiB of memory" in head
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["batch_size"] == 16 and saved["patch_size"] == 128  # a resume trains with the same sizes
+
+
+def test_images_smaller_than_the_patch_are_counted_not_silently_dropped(few_images, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--config", tiny_yaml(tmp_path), "--scale", "2", "--train-data", str(few_images),
+                 "--iters", "1", "--batch-size", "2", "--patch-size", "160", "--workers", "0", "--out", str(out),
+                 "--device", "cpu"]) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if "left out" in line]
+    assert len(notes) == 1 and "2 of 4 training images are smaller than the 160-px HR patch" in notes[0], notes
+
+
+def test_train_help_shows_the_defaults(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "total iterations (default 500000)" in text and "base learning rate (default 0.0002)" in text
+    assert "64 on a GPU, 16 on a CPU" in text and "256 on a GPU, 128 on a CPU" in text

@@ -18,7 +18,8 @@ best.safetensors (best validation PSNR), metrics.jsonl and config.yaml.
 
 
 #: Element type of each annotation a config field can have on the command line.
-_ARG_TYPES = {"int": int, "float": float, "str": str, "str | None": str, "float | None": float, "list[str]": str,
+_ARG_TYPES = {"int": int, "float": float, "str": str, "str | None": str, "float | None": float, "int | None": int,
+              "list[str]": str,
               "list[int]": int, "list[float]": float, "tuple[float, float]": float}
 
 
@@ -44,6 +45,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         if not meta.pop("cli", True):
             continue
         meta.setdefault("type", _ARG_TYPES[f.type])
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        if default not in (None, [], {}) and "default" not in meta["help"]:
+            shown = " ".join(map(str, default)) if isinstance(default, (list, tuple)) else default
+            meta["help"] += f" (default {shown})"
         p.add_argument("--" + f.name.replace("_", "-"), **meta)  # default None: the recipe's value stands
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--quiet", action="store_true", help="no progress bar or progress lines")
