@@ -64,6 +64,8 @@ class TileProgress:
         elapsed = now - self.start
         if self.first is None:
             self.first = (self.done, elapsed)
+            # a job the first step predicts short (warm-up included, an overestimate) needs no estimate line
+            self.estimated = elapsed / self.done * self.total <= ESTIMATE_AFTER_S
         steps, warmup = self.first
         # the pace after the first step: the first one also pays for warm-up (allocations, kernel builds, caches),
         # and an estimate from it alone overshot 2-3x
