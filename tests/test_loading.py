@@ -97,3 +97,32 @@ def test_create_model_variants():
     assert light.scale == 3 and light.config["c_elan"] == 60
     with pytest.raises(ValueError, match="supports scales"):
         litesr.create_model("elan-light", 5)
+
+
+class _Pickled:  # an object a weights_only load refuses
+    pass
+
+
+def test_a_refused_pickle_never_suggests_weights_only_false(tmp_path, capsys):
+    import pickle
+    import warnings
+
+    from litesr.cli import main
+
+    paths = []
+    for protocol in (2, 4):
+        path = tmp_path / f"p{protocol}.pth"
+        with open(path, "wb") as f:
+            pickle.dump({"w": _Pickled()}, f, protocol=protocol)
+        paths.append(path)
+    paths.append(tmp_path / "zip.pth")
+    torch.save({"w": _Pickled()}, paths[-1])
+    for path in paths:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert main(["convert", str(path), str(tmp_path / "o.safetensors")]) == 2
+        err = capsys.readouterr().err
+        shown = err + "".join(str(w.message) for w in caught)
+        assert "pickle protocol" not in shown and "weights_only=False" not in shown.replace(" ", "")
+        assert "set to `False`" not in shown and "two options" not in shown, shown
+        assert len(err.strip().splitlines()) == 1 and str(path) in err

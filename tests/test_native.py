@@ -111,6 +111,27 @@ def test_failing_compiler_falls_back_and_leaves_nothing(fresh, monkeypatch):
 
 
 @builds_here
+@pytest.mark.parametrize("how", ["failing compiler", "unwritable cache"])
+def test_a_failed_build_is_said_once_in_one_line(fresh, monkeypatch, capsys, how):
+    monkeypatch.setattr(native, "_cpu_flags", lambda: set(native.CPU_FLAGS))
+    if how == "failing compiler":
+        monkeypatch.setenv("CC", "/bin/false")
+    else:
+        (fresh / "not-a-folder").write_text("")
+        monkeypatch.setenv("LITESR_CACHE", str(fresh / "not-a-folder"))
+    for _ in range(3):
+        assert not native.window_attention_runs()
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and "could not be built" in err[0] and "same results" in err[0], err
+    assert "C compiler" in err[0] and "LITESR_CACHE" in err[0]
+
+
+def test_an_unsupported_cpu_says_nothing(fresh, monkeypatch, capsys):
+    monkeypatch.setattr(native, "_cpu_flags", lambda: {"avx2", "fma"})
+    assert not native.window_attention_runs() and capsys.readouterr().err == ""
+
+
+@builds_here
 def test_unwritable_cache_falls_back(fresh, monkeypatch):
     monkeypatch.setattr(native, "_cpu_flags", lambda: set(native.CPU_FLAGS))
     blocker = fresh / "not-a-folder"

@@ -100,7 +100,10 @@ def test_cli_refuses_what_openvino_cannot_run(tmp_path, capsys):
     from litesr.onnx import export_onnx
 
     pytest.importorskip("onnxruntime")
+    from PIL import Image
+
     onnx_path = export_onnx(small_model("pan"), tmp_path / "pan.onnx")
+    Image.new("RGB", (8, 8)).save(tmp_path / "in.png")  # an input to upscale: an empty folder is refused first
     rc = main(["upscale", str(tmp_path), "-o", str(tmp_path / "out"), "--weights", str(onnx_path),
                "--runtime", "openvino"])
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]

@@ -1,11 +1,13 @@
 """``--precision auto``: bf16 only where the hardware has it natively and it was measured faster per architecture."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
 import litesr
 from litesr import runtime, tiling
-from litesr.cli import build_parser
+from litesr.cli import build_parser, main
 from litesr.models.registry import ARCHITECTURES
 
 
@@ -30,7 +32,7 @@ def test_auto_is_fp32_without_native_bf16_and_never_fp16(monkeypatch):
         assert runtime.resolve_precision(model, torch.device(device), "auto") == "fp32"
     monkeypatch.setattr(runtime, "native_bf16", lambda device: True)
     assert runtime.resolve_precision(litesr.create_model("swinir-light", 2), torch.device("cuda"), "auto") == "bf16"
-    assert runtime.resolve_precision(model, torch.device("cpu"), "fp16") == "fp16"  # only when asked
+    assert runtime.resolve_precision(model, torch.device("cuda"), "fp16") == "fp16"  # only when asked
     with pytest.raises(ValueError, match="precision"):
         runtime.resolve_precision(model, torch.device("cpu"), "fp8")
 
@@ -121,3 +123,34 @@ def test_transformer_layer_norms_normalise_low_precision_inputs_in_float32():
         assert torch.equal(out, reference(low.float()).bfloat16())
     grad_out = norm(low.clone().requires_grad_())
     assert grad_out.requires_grad and torch.equal(grad_out.detach(), reference(low).detach())
+
+
+def test_fp16_on_a_cpu_is_refused_with_what_to_use(tmp_path, capsys):
+    from PIL import Image
+
+    model = litesr.create_model("pan", 2).eval()
+    with pytest.raises(ValueError, match="fp16 is for GPUs.*use fp32, or bf16"):
+        runtime.resolve_precision(model, torch.device("cpu"), "fp16")
+    src = tmp_path / "a.png"
+    Image.new("RGB", (8, 8)).save(src)
+    weights = litesr.save_model(model, tmp_path / "pan_x2.safetensors")
+    assert main(["upscale", str(src), "-o", str(tmp_path / "b.png"), "--weights", str(weights), "--device", "cpu",
+                 "--precision", "fp16"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "fp16 is for GPUs" in err[0] and not (tmp_path / "b.png").exists()
+
+
+def test_a_home_that_does_not_exist_is_not_created(tmp_path, monkeypatch):
+    import tempfile
+
+    from litesr.paths import cache_dir
+
+    monkeypatch.delenv("LITESR_CACHE", raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "gone" / "home"))
+    where = cache_dir()
+    assert where.parent == Path(tempfile.gettempdir()) and "gone" not in str(where)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert cache_dir() == tmp_path / ".cache" / "litesr"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "gone" / "cache"))  # its parent is missing too
+    assert cache_dir() == tmp_path / ".cache" / "litesr"

@@ -280,9 +280,22 @@ def test_progress_lines_in_a_log_and_an_estimate_first(tiny, tmp_path, capsys, m
     assert rc == 0  # stderr is not a terminal here: plain lines
     assert "output 96x80 (0.0 MP), 9 tiles, about" in err[0] and "in all" in err[0]
     steps = [line for line in err if "tiles (" in line]
-    assert len(steps) == 8 and "1/9 tiles (11%)" in steps[0] and "left" in steps[0]
+    assert len(steps) == 7 and "2/9 tiles (22%)" in steps[0] and "left" in steps[0]
     with Image.open(tmp_path / "b.png") as img:
         assert np.array_equal(np.array(img), upscale_array(tiny[1], photo(40, 48), tile=16, overlap=4))
+
+
+def test_the_estimate_is_not_the_first_tiles_warm_up_times_the_count(monkeypatch):
+    from litesr import progress
+
+    clock = iter([0.0, 30.0] + [30.0 + i for i in range(1, 10)])  # a 30 s first tile, then 1 s each
+    monkeypatch.setattr(progress.time, "monotonic", lambda: next(clock))
+    out = io.StringIO()
+    bar = progress.TileProgress(10, "a.png", "lines", 1000.0, stream=out)
+    for _ in range(10):
+        bar.update()
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 1 and "10 tiles, about 39 s in all" in lines[0], lines  # not 10 x 30 s = 5 min
 
 
 # ------------------------------------------------------------------ 5. devices
@@ -623,3 +636,138 @@ def test_missing_inputs_are_reported_before_a_model_loads(tmp_path, capsys, monk
     assert rc == 2 and err == [f"litesr upscale: error: input not found: {tmp_path / 'nope.png'}, "
                                f"{tmp_path / 'gone.jpg'}"]
     assert not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------ the Python API reads PIL images as the CLI reads files
+
+def _cli_output(capsys, tiny, src: Path, dst: Path) -> np.ndarray:
+    rc, _, err = cli(capsys, "upscale", src, "-o", dst, "--weights", tiny[0], "--quiet")
+    assert rc == 0, err
+    return litesr.io.read_picture(dst, keep_depth=True)
+
+
+def test_python_upscale_of_a_pil_image_gives_what_the_cli_gives_for_its_file(tiny, tmp_path, capsys):
+    rng = np.random.default_rng(5)
+    # turned by its EXIF orientation, with an ICC profile: comes back upright, profile and EXIF carried
+    exif = Image.Exif()
+    exif[0x0112], exif[0x010F] = 6, "litesr test camera"  # rotate 90° clockwise to display; a maker to keep
+    src = tmp_path / "turned.png"
+    Image.fromarray(photo(10, 14)).save(src, exif=exif.tobytes(), icc_profile=srgb_icc())
+    expected = _cli_output(capsys, tiny, src, tmp_path / "turned_out.png")
+    with Image.open(src) as img:
+        got = litesr.upscale(img, tiny[1], precision="fp32")
+    assert got.mode == "RGB" and got.size == (20, 28)  # upright: 10 wide, 14 high before x2
+    assert np.array_equal(np.array(got), expected.rgb)
+    assert got.info["icc_profile"] == srgb_icc() == expected.icc
+    assert 0x0112 not in got.getexif() and got.getexif()[0x010F] == "litesr test camera"
+    # LA with transparency, and an opaque LA: LA comes back
+    gray = photo(10, 14)[..., 0]
+    alpha = rng.integers(0, 256, (10, 14), dtype=np.uint8)
+    la = Image.merge("LA", [Image.fromarray(gray), Image.fromarray(alpha)])
+    la.save(tmp_path / "la.png")
+    expected = _cli_output(capsys, tiny, tmp_path / "la.png", tmp_path / "la_out.png")
+    got = litesr.upscale(la, tiny[1], precision="fp32")
+    assert got.mode == "LA" and np.array_equal(np.array(got.getchannel("A")), expected.alpha)
+    assert np.array_equal(np.array(got.getchannel("L")), expected.rgb[..., 0])
+    opaque = litesr.upscale(Image.merge("LA", [Image.fromarray(gray), Image.new("L", (14, 10), 255)]), tiny[1], precision="fp32")
+    assert opaque.mode == "LA" and np.array(opaque.getchannel("A")).min() == 255
+    # PA (palette with alpha) keeps its alpha
+    pa = Image.fromarray(photo(10, 14)).convert("P").convert("PA")
+    pa.putalpha(Image.fromarray(alpha))
+    got = litesr.upscale(pa, tiny[1], precision="fp32")
+    assert got.mode == "RGBA" and np.array_equal(np.array(got.getchannel("A")),
+                                                 litesr.api.upscale_alpha(alpha, 2))
+    # 16-bit and float gray keep their depth
+    deep = (rng.integers(0, 65536, (10, 14))).astype(np.uint16)
+    i16 = Image.fromarray(deep)
+    assert i16.mode == "I;16"
+    i16.save(tmp_path / "deep.png")
+    expected = _cli_output(capsys, tiny, tmp_path / "deep.png", tmp_path / "deep_out.png")
+    got = litesr.upscale(i16, tiny[1], precision="fp32")
+    assert got.mode == "I;16" and np.array_equal(np.array(got), expected.rgb[..., 0])
+    wide = litesr.upscale(Image.fromarray(deep.astype(np.int32), "I"), tiny[1], precision="fp32")
+    assert wide.mode == "I" and np.array_equal(np.array(wide), np.array(got).astype(np.int32))
+    floats = litesr.upscale(Image.fromarray(deep.astype(np.float32) / 65535, "F"), tiny[1], precision="fp32")
+    assert floats.mode == "F" and np.abs(np.array(floats) * 65535 - np.array(got)).max() < 0.51
+
+
+def test_python_upscale_of_a_path_returns_the_files_channels(tiny, tmp_path):
+    gray = photo(10, 14)[..., 0]
+    Image.fromarray(gray).save(tmp_path / "g.png")
+    out = litesr.upscale(tmp_path / "g.png", tiny[1], precision="fp32")
+    assert out.shape == (20, 28) and out.dtype == np.uint8
+    rgba = np.dstack([photo(10, 14), np.full((10, 14), 100, np.uint8)])
+    Image.fromarray(rgba).save(tmp_path / "a.png")
+    out = litesr.upscale(tmp_path / "a.png", tiny[1], precision="fp32")
+    assert out.shape == (20, 28, 4) and (out[..., 3] == 100).all()
+
+
+def test_a_read_only_array_gives_no_torch_warning(tiny):
+    import subprocess
+    import sys
+
+    code = ("import numpy as np, torch, litesr\nfrom PIL import Image\ntorch.manual_seed(0)\n"
+            "model = litesr.create_model('pan', 2).eval()\n"
+            "arr = np.asarray(Image.fromarray(np.zeros((12, 16, 3), np.uint8)))\nassert not arr.flags.writeable\n"
+            "out = litesr.upscale(arr, model)\nassert out.shape == (24, 32, 3)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and "writable" not in result.stderr, result.stderr
+
+
+# ------------------------------------------------------------------ exit codes and the small rest
+
+def test_an_empty_input_folder_is_nothing_to_start(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("litesr.pretrained.resolve_model", lambda *a, **k: pytest.fail("loaded a model first"))
+    (tmp_path / "empty").mkdir()
+    rc, _, err = cli(capsys, "upscale", tmp_path / "empty", "-o", tmp_path / "out")
+    assert rc == 2 and len(err) == 1 and "no images" in err[0] and str(tmp_path / "empty") in err[0], err
+
+
+def test_full_disk_on_a_single_image_counts_it(tiny, tmp_path, capsys, monkeypatch):
+    Image.fromarray(photo()).save(tmp_path / "p.png")
+
+    def full(path, *args, **kw):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("litesr.io._write_png_stream", full)
+    rc, _, err = cli(capsys, "upscale", tmp_path / "p.png", "-o", tmp_path / "o.png", "--weights", tiny[0])
+    assert rc == 1 and "disk is full" in err[-1] and "p.png not written" in err[-1], err
+    assert "0 image" not in err[-1]
+
+
+def test_rgb_and_gray_png_colour_keys_are_kept_as_alpha(tiny, tmp_path, capsys):
+    rgb = photo()
+    rgb[2:5, 3:7] = (10, 20, 30)
+    Image.fromarray(rgb).save(tmp_path / "key.png", transparency=(10, 20, 30))
+    picture = litesr.io.read_picture(tmp_path / "key.png")
+    assert picture.alpha is not None and (picture.alpha[2:5, 3:7] == 0).all() and picture.alpha.sum() > 0
+    rc, _, err = cli(capsys, "upscale", tmp_path / "key.png", "-o", tmp_path / "o.png", "--weights", tiny[0])
+    with Image.open(tmp_path / "o.png") as out:
+        assert rc == 0 and out.mode == "RGBA" and np.array(out)[6, 8, 3] == 0
+    gray = rgb[..., 0].copy()
+    Image.fromarray(gray).save(tmp_path / "gkey.png", transparency=10)
+    picture = litesr.io.read_picture(tmp_path / "gkey.png")
+    assert picture.grayscale and picture.alpha is not None and (picture.alpha[2:5, 3:7] == 0).all()
+
+
+def test_bench_warmup_zero_is_allowed_and_a_failed_row_fails(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("litesr.efficiency.measure_isolated",
+                        lambda spec, timeout=None: {"error": "out of memory"} if spec.height == 16 else
+                        {"latency": 0.01, "times": [0.01], "first": 0.01, "peak_bytes": 2**20, "threads": 1,
+                         "warmup": spec.warmup})
+    assert main(["bench", "pan", "--scale", "2", "--sizes", "8", "--runs", "1", "--warmup", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "after 0 warm-up" in out
+    assert main(["bench", "pan", "--scale", "2", "--sizes", "8", "16", "--runs", "1"]) == 1
+    assert "pan at 16x16 failed: out of memory" in capsys.readouterr().out
+
+
+def test_no_warm_up_times_the_first_call():
+    from litesr.efficiency import profile_forward
+
+    calls = []
+    result = profile_forward(lambda: calls.append(1), runs=3, warmup=0)
+    assert len(calls) == 3 and len(result["times"]) == 3 and result["times"][0] == result["first"]
+    calls.clear()
+    result = profile_forward(lambda: calls.append(1), runs=3, warmup=2)
+    assert len(calls) == 5 and len(result["times"]) == 3

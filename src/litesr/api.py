@@ -33,10 +33,22 @@ def upscale(
 ):
     """Super-resolve one image and return it in the form it came in.
 
-    ``image``: a PIL image, a uint8 or uint16 ``H×W`` / ``H×W×3`` / ``H×W×4`` numpy array, or a path. ``model``:
-    an ``nn.Module``, a checkpoint path, a variant name with shipped weights (``"elan-light"``), or None for the
-    shipped model of ``scale`` (default x4). PIL in → PIL out (transparency kept, upscaled bicubically); array in →
-    array out, same dtype and channels; path in → uint8 (or, for a 16-bit file, uint16) ``H×W×3`` array.
+    ``model``: an ``nn.Module``, a checkpoint path, a variant name with shipped weights (``"elan-light"``), or None
+    for the shipped model of ``scale`` (default x4). What comes back, for each kind of ``image``:
+
+    - a PIL image: a PIL image read as ``litesr upscale`` reads the same file (one pipeline): turned upright by
+      its EXIF orientation; of the same mode family, ``L``/``1`` → ``L``, ``LA`` → ``LA``, ``RGBA``/``PA`` and
+      ``P`` with transparency → ``RGBA`` (alpha upscaled bicubically), ``RGB``/``P``/``CMYK``/others → ``RGB``;
+      deep images keep their depth, ``I;16`` → ``I;16``, ``I`` → ``I``, ``F`` → ``F`` (same white level, 1.0 or
+      255); its ``.info`` carries the input's ICC profile (``icc_profile``) and EXIF (``exif``, orientation
+      removed).
+    - a uint8 or uint16 numpy array, ``H×W``, ``H×W×1``, ``H×W×3`` (RGB) or ``H×W×4`` (RGBA): an array of the same
+      dtype and channels (read-only arrays, such as ``np.asarray(pil)``, are fine).
+    - a path (``str`` or ``os.PathLike``): a numpy array of the file's pixels as ``litesr upscale`` reads them
+      (upright, 16-bit kept): ``H×W`` for a grayscale file, ``H×W×4`` (RGBA) for one with transparency, else
+      ``H×W×3`` (RGB); uint16 for a 16-bit file, else uint8. Metadata is not returned (``litesr upscale`` writes
+      it into its output file).
+
     ``max_pixels`` refuses larger inputs (a path's size is read from its header). Wrong arguments raise
     ``TypeError``/``ValueError`` naming the argument.
 
@@ -47,7 +59,7 @@ def upscale(
 
     from PIL import Image
 
-    from .io import picture_from_pil, read_picture, to_pil
+    from .io import picture_from_image, read_picture
     from .pretrained import resolve_model
     from .runtime import pick_device
 
@@ -67,7 +79,7 @@ def upscale(
             model = resolve_model(name, None, scale, dev)
     model = model.eval().to(dev)
     if isinstance(image, Image.Image):
-        picture = picture_from_pil(image)
+        picture = picture_from_image(image, keep_depth=True, metadata=True)  # as `litesr upscale` reads a file
     elif isinstance(image, np.ndarray):
         if image.ndim == 2 or image.shape[2] in (1, 3, 4):
             picture = _picture_from_array(image)
@@ -83,7 +95,7 @@ def upscale(
                              self_ensemble=self_ensemble).whole()
     rgb, alpha = result.rgb, result.alpha
     if isinstance(image, Image.Image):
-        return to_pil(rgb, alpha, picture.grayscale)
+        return _pil_like(result, image)
     if isinstance(image, np.ndarray):
         if image.ndim == 2 or image.shape[2] == 1:
             gray = rgb[..., 0] if picture.grayscale else rgb.mean(axis=2).round().astype(rgb.dtype)
@@ -91,7 +103,50 @@ def upscale(
         if image.shape[2] == 4:
             a = alpha if alpha is not None else np.full(rgb.shape[:2], np.iinfo(rgb.dtype).max, rgb.dtype)
             return np.dstack([rgb, a.astype(rgb.dtype)])
-    return rgb
+        return rgb
+    from .io import _luma
+
+    if picture.grayscale:  # a path: the file's own channels
+        return _luma(rgb) if alpha is None else np.dstack([_luma(rgb), alpha.astype(rgb.dtype)])
+    return rgb if alpha is None else np.dstack([rgb, alpha.astype(rgb.dtype)])
+
+
+#: PIL modes with transparency, and the mode each comes back in.
+_ALPHA_MODES = {"RGBA": "RGBA", "RGBa": "RGBA", "PA": "RGBA", "LA": "LA", "La": "LA"}
+
+
+def _pil_like(result: Picture, source):
+    """The upscaled ``result`` as a PIL image of ``source``'s mode family (see :func:`upscale`), metadata in
+    ``.info``."""
+    from PIL import Image
+
+    from .io import _luma, _to_bits, white_level
+
+    mode = source.mode
+    rgb = result.rgb
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        gray = _luma(rgb)
+        if mode == "F":
+            full = 65535.0 if gray.dtype == np.uint16 else 255.0
+            out = Image.fromarray((gray.astype(np.float64) * (white_level(source) / full)).astype(np.float32), "F")
+        elif mode == "I":
+            out = Image.fromarray(gray.astype(np.int32), "I")
+        else:
+            out = Image.fromarray(_to_bits(gray, True))  # I;16
+    else:
+        rgb = _to_bits(rgb, False)
+        wanted = _ALPHA_MODES.get(mode) or ("RGBA" if mode == "P" and "transparency" in source.info else None)
+        gray = mode in ("L", "1", "LA", "La")
+        out = Image.fromarray(_luma(rgb) if gray else rgb, "L" if gray else "RGB")
+        if wanted is not None:
+            alpha = result.alpha
+            alpha = np.full(rgb.shape[:2], 255, np.uint8) if alpha is None else _to_bits(np.asarray(alpha), False)
+            out.putalpha(Image.fromarray(alpha, "L"))
+    if result.icc:
+        out.info["icc_profile"] = result.icc
+    if result.exif:
+        out.info["exif"] = result.exif
+    return out
 
 
 @dataclass

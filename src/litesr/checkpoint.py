@@ -61,14 +61,31 @@ def _read_file(path: Path) -> Any:
             return load_file(str(path))
         except (SafetensorError, OSError, ValueError) as exc:
             raise CheckpointError(f"cannot read {path} as safetensors ({exc}); is the file complete?") from exc
+    import warnings
+
     try:
-        return torch.load(str(path), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's "Detected pickle protocol" notes are about its unpickler, not us
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle errors come in many types; all mean the same thing to a user
         raise CheckpointError(
-            f"cannot read {path} as a PyTorch checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0]}). "
-            "litesr loads .pth/.pt with weights_only=True (no pickled code); re-save the weights as a plain "
-            "state dict or as .safetensors."
+            f"cannot read {path} as a PyTorch checkpoint ({_load_failure(exc)}). litesr loads .pth/.pt with "
+            "weights_only=True, so no pickled code runs; re-save the weights as a plain state dict of tensors or "
+            "as .safetensors."
         ) from exc
+
+
+def _load_failure(exc: Exception) -> str:
+    """What ``torch.load(weights_only=True)`` refused, in a few words, without torch's advice to load the file
+    with ``weights_only=False`` (which would run any code the pickle holds: litesr never suggests it)."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    if found:
+        return f"it holds a pickled {found.group(1)} object, not only tensors"
+    if "Weights only load failed" in text or "weights_only" in text:
+        return "it holds pickled objects other than tensors"
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return f"{type(exc).__name__}: {line}" if line else type(exc).__name__
 
 
 def sniff_format(path: str | os.PathLike) -> str | None:

@@ -169,7 +169,8 @@ def measure(spec: BenchSpec) -> dict:
 def profile_forward(forward: Callable[[], object], runs: int, warmup: int = 1,
                     device: torch.device = torch.device("cpu")) -> dict:
     """Peak memory growth over the first call of ``forward`` (which is also the first warm-up), then the median
-    latency of ``runs`` calls after ``warmup`` in all. Memory on CPU is meaningful in a fresh process only."""
+    latency of ``runs`` calls after ``warmup`` in all (``warmup`` 0: the first call is the first timed run).
+    Memory on CPU is meaningful in a fresh process only."""
     cuda = device.type == "cuda"
 
     def call() -> None:
@@ -189,8 +190,8 @@ def profile_forward(forward: Callable[[], object], runs: int, warmup: int = 1,
     peak = (torch.cuda.max_memory_allocated(device) if cuda else peak_of()) - before
     for _ in range(max(0, warmup - 1)):
         call()
-    times = []
-    for _ in range(runs):
+    times = [first] if warmup == 0 else []  # no warm-up: the first call is one of the timed runs (a cold start)
+    for _ in range(runs - len(times)):
         start = time.perf_counter()
         call()
         times.append(time.perf_counter() - start)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import struct
 import tempfile
 import zlib
@@ -105,16 +106,13 @@ def read_picture(path: str | os.PathLike, *, max_pixels: int | None = None, firs
                                      "--first-frame (first_frame=True in Python) to upscale its first frame")
             fmt = img.format or ""
             lossless = fmt in ("PNG", "TIFF", "BMP", "GIF") or (fmt == "WEBP" and _webp_is_lossless(path))
-            exif = _exif_without_orientation(img) if metadata else None
-            icc = img.info.get("icc_profile") if metadata else None
-            source_mode = img.mode
             deep = _png_16_bit_colour(path) if keep_depth and fmt == "PNG" else None
             if deep is not None:  # Pillow reads 16-bit colour PNGs as 8 bits: decode them here
                 picture = _upright(_read_png_16(path, *deep), img.getexif().get(0x0112, 1))
+                _carry_metadata(picture, img, metadata)
             else:
                 img.load()  # forces a full decode so truncated files fail here, not later
-                img = ImageOps.exif_transpose(img)
-                picture = picture_from_pil(img, keep_depth=keep_depth)
+                picture = picture_from_image(img, keep_depth=keep_depth, metadata=metadata)
     except ImageReadError:
         raise
     except UnidentifiedImageError as exc:
@@ -122,12 +120,31 @@ def read_picture(path: str | os.PathLike, *, max_pixels: int | None = None, firs
                              "one)") from exc
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise ImageReadError(f"cannot read image {path}: {exc} (is the file complete?)") from exc
-    picture.exif, picture.lossless, picture.format = exif, lossless, fmt
-    if icc and source_mode != "CMYK":  # a CMYK profile does not describe the RGB pixels made from it
+    picture.lossless, picture.format = lossless, fmt
+    return picture
+
+
+def picture_from_image(img: Image.Image, *, keep_depth: bool = False, metadata: bool = True) -> Picture:
+    """The :class:`Picture` of an opened PIL image, as ``litesr upscale`` reads a file: upright per its EXIF
+    orientation, alpha kept, 16-bit and float depth kept with ``keep_depth``, and with ``metadata`` its ICC
+    profile (where it describes the pixels) and EXIF (orientation removed) to carry over. ``litesr.upscale``
+    reads PIL images through this too, so a PIL image and its file give the same result."""
+    upright = ImageOps.exif_transpose(img)
+    picture = picture_from_pil(upright if upright is not None else img, keep_depth=keep_depth)
+    _carry_metadata(picture, img, metadata)
+    return picture
+
+
+def _carry_metadata(picture: Picture, img: Image.Image, metadata: bool) -> None:
+    """Set ``picture``'s EXIF (orientation removed) and ICC profile from ``img`` (the image as opened)."""
+    if not metadata:
+        return
+    picture.exif = _exif_without_orientation(img)
+    icc = img.info.get("icc_profile")
+    if icc and img.mode != "CMYK":  # a CMYK profile does not describe the RGB pixels made from it
         space = icc[16:20] if len(icc) >= 20 else b""
         if space == (b"GRAY" if picture.grayscale else b"RGB "):
             picture.icc = bytes(icc)
-    return picture
 
 
 def _png_16_bit_colour(path: Path) -> tuple[int, int, int, int] | None:
@@ -144,6 +161,7 @@ def _read_png_16(path: Path, width: int, height: int, color: int, interlace: int
     """Decode a non-interlaced 16-bit RGB / RGBA / gray+alpha PNG to uint16 (Pillow keeps only 8 bits of these)."""
     channels = {2: 3, 4: 2, 6: 4}[color]
     data = bytearray()
+    key = None
     with open(path, "rb") as f:
         f.read(8)
         while True:
@@ -157,6 +175,8 @@ def _read_png_16(path: Path, width: int, height: int, color: int, interlace: int
                 raise OSError("truncated PNG file")
             if kind == b"IDAT":
                 data += body
+            elif kind == b"tRNS" and color == 2 and len(body) == 6:  # a colour key: pixels of that colour are clear
+                key = struct.unpack(">HHH", body)
             elif kind == b"IEND":
                 break
     bpp = 2 * channels
@@ -200,6 +220,8 @@ def _read_png_16(path: Path, width: int, height: int, color: int, interlace: int
         rgb, alpha, gray = np.repeat(pixels[..., :1], 3, axis=2), pixels[..., 1], True
     else:
         rgb, alpha, gray = pixels[..., :3], (pixels[..., 3] if channels == 4 else None), False
+        if key is not None:
+            alpha = np.where((rgb == np.array(key, np.uint16)).all(axis=2), 0, 65535).astype(np.uint16)
     if alpha is not None and alpha.min() == 65535:
         alpha = None
     return Picture(np.ascontiguousarray(rgb), None if alpha is None else np.ascontiguousarray(alpha), gray)
@@ -247,19 +269,16 @@ def picture_from_pil(img: Image.Image, keep_depth: bool = False) -> Picture:
     alpha = None
     if img.mode == "P":
         img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    elif img.mode in ("RGB", "L") and img.info.get("transparency") is not None:
+        img = img.convert("RGBA" if img.mode == "RGB" else "LA")  # a colour key (PNG tRNS): kept as alpha
     if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
         alpha = np.array(img.getchannel("A"))
         img = img.convert("L" if img.mode in ("LA", "La") else "RGB")
     if img.mode.startswith("I;16") or img.mode in ("I", "F"):
         wide = np.array(img).astype(np.float64)
-        if img.mode.startswith("I;16"):
-            top = 65535.0
-        elif img.mode == "I":  # 16-bit PNGs open as "I" in some Pillow versions
-            top = 65535.0 if wide.max() > 255 else 255.0
-        else:  # float images: [0, 1] or [0, 255]
-            top = 1.0 if wide.max() <= 1.0 else 255.0
-        if keep_depth and top == 65535.0:
-            deep = np.clip(np.round(wide), 0, 65535).astype(np.uint16)
+        top = white_level(img)
+        if keep_depth and (top == 65535.0 or img.mode == "F"):  # floats keep 16 bits of their precision
+            deep = np.clip(np.round(wide * (65535.0 / top)), 0, 65535).astype(np.uint16)
             rgb = np.ascontiguousarray(np.repeat(deep[:, :, None], 3, axis=2))
             if alpha is not None:
                 alpha = None if alpha.min() == 255 else alpha.astype(np.uint16) * 257
@@ -274,6 +293,18 @@ def picture_from_pil(img: Image.Image, keep_depth: bool = False) -> Picture:
     if alpha is not None and alpha.min() == 255:
         alpha = None  # an opaque alpha channel carries nothing
     return Picture(np.ascontiguousarray(arr[:, :, :3]), alpha, grayscale)
+
+
+def white_level(img: Image.Image) -> float:
+    """The value of white in a wide PIL image: 65535 for ``I;16*`` (and an ``I`` image above 255: 16-bit PNGs
+    open as ``I`` in some Pillow versions), 255 for other ``I``; 1.0 or 255 for ``F`` (by its largest value)."""
+    if img.mode.startswith("I;16"):
+        return 65535.0
+    if img.mode == "I":
+        return 65535.0 if np.asarray(img).max(initial=0) > 255 else 255.0
+    if img.mode == "F":
+        return 1.0 if np.asarray(img).max(initial=0) <= 1.0 else 255.0
+    return 255.0
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
@@ -296,6 +327,8 @@ def is_grayscale_file(path: str | os.PathLike) -> bool:
 
 def image_to_tensor(img: np.ndarray) -> torch.Tensor:
     """uint8 ``H×W×3`` → float ``1×3×H×W`` in [0, 1]."""
+    if not img.flags.writeable:  # a read-only array (np.asarray of a PIL image): torch would warn about it
+        img = np.array(img)
     return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
 
 
@@ -304,6 +337,77 @@ def tensor_to_image(x: torch.Tensor) -> np.ndarray:
     if x.dim() == 4:
         x = x[0]
     return x.detach().float().clamp(0, 1).mul(255.0).round().byte().permute(1, 2, 0).cpu().numpy()
+
+
+#: Temporary files of :func:`atomic_path`: ``.litesr-<pid>-<8 random>.tmp`` beside the output, at most 28 bytes
+#: whatever the output's name (a name the file system takes always has a temporary it takes too), and
+#: recognisable as litesr's own, with the process that wrote it, by :func:`remove_stale_temporaries`.
+TEMP_PREFIX, TEMP_SUFFIX = ".litesr-{pid}-", ".tmp"
+_TEMP_NAME = re.compile(r"^\.litesr-(\d+)-[A-Za-z0-9_]{8}\.tmp$")
+
+
+def remove_stale_temporaries(folder: str | os.PathLike, before: float, names: Iterable[str] = ()) -> list[Path]:
+    """Delete the temporary files a killed litesr run left in ``folder``; return them.
+
+    Only litesr's own are touched: ``.litesr-<pid>-XXXXXXXX.tmp`` whose process is gone, and the
+    ``.<name>.XXXXXXXX.tmp`` of earlier versions for the output ``names`` given, each last modified before
+    ``before`` (a ``time.time()``: the start of the run that cleans up).
+    """
+    folder = Path(folder)
+    old_style = {f".{name}" for name in names}
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        name = entry.name
+        match = _TEMP_NAME.match(name)
+        if match:
+            if _process_alive(int(match.group(1))):
+                continue
+        elif not (name.endswith(TEMP_SUFFIX) and len(name) > 13
+                  and name[:-13] in old_style and name[-13] == "."):  # .<name>.XXXXXXXX.tmp
+            continue
+        try:
+            if entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_mtime < before:
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+        except OSError:
+            continue
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # someone else's process: leave its files alone
+    return True
+
+
+def name_too_long(path: str | os.PathLike) -> str | None:
+    """Why the file system would refuse ``path``'s name (or a folder's on the way to it), else None.
+
+    The limit is read from the nearest existing folder (``NAME_MAX``, 255 bytes on most file systems)."""
+    path = Path(path)
+    existing = path.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    try:
+        limit = os.pathconf(existing, "PC_NAME_MAX") if hasattr(os, "pathconf") else 255
+    except (OSError, ValueError):
+        limit = 255
+    parts = [p for p in path.relative_to(existing).parts] if path.is_relative_to(existing) else [path.name]
+    for part in parts:
+        size = len(os.fsencode(part))
+        if size > limit:
+            return f"the name {part[:40]}... is {size} bytes, longer than the {limit} the file system allows"
+    return None
 
 
 @contextlib.contextmanager
@@ -317,7 +421,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp_path = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX.format(pid=os.getpid()), suffix=TEMP_SUFFIX, dir=path.parent)
         os.close(fd)
         tmp_path = Path(tmp)
         yield tmp_path

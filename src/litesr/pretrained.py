@@ -37,9 +37,10 @@ def resolve_model(
     from .checkpoint import load_model
 
     if weights and str(weights).lower().endswith(".onnx"):  # an exported graph: run by onnxruntime on the CPU
-        from .onnx import OnnxModel
+        from .onnx import OnnxModel, check_arch
 
         model = OnnxModel(weights)
+        check_arch(model, arch)
         if scale is not None and int(scale) != model.scale:
             raise UsageError(f"{weights} is a x{model.scale} model but x{scale} was requested")
         return model

@@ -1,5 +1,6 @@
 """Progress of long jobs, on a terminal and in a log: a bar where stderr is a terminal, else plain lines at a
-steady interval; and one line with the expected time before a long job (after its first step has run).
+steady interval; and one line with the expected time before a long job (after its second step has run: the first
+also pays for warm-up, so the pace is taken from the steps after it).
 Used for the tiles of an upscale and the images of an evaluation; training logs its own steps."""
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ import sys
 import time
 from typing import Callable, TextIO
 
-#: A job whose first tile predicts more than this many seconds gets an estimate line before it runs on.
+#: A job whose first tiles predict more than this many seconds gets an estimate line before it runs on.
 ESTIMATE_AFTER_S = 10.0
 
 
@@ -42,6 +43,8 @@ class TileProgress:
         self.stream = stream or sys.stderr
         self.done = 0
         self.start = self.last = time.monotonic()
+        self.first: tuple[int, float] | None = None  # (steps, seconds) of the first update: a warm-up, not the pace
+        self.estimated = False
         self.bar = None
         if mode == "bar" and total > 1:
             from tqdm import tqdm
@@ -59,13 +62,25 @@ class TileProgress:
         self.done += n
         now = time.monotonic()
         elapsed = now - self.start
-        left = elapsed / self.done * (self.total - self.done)
-        if self.done == n and self.total > 1 and elapsed + left > ESTIMATE_AFTER_S and self.mode != "off":
-            self.say(f"{self.prefix}: {self.description}: {self.what}{self.total} {self.unit}s, "
-                     f"about {duration(elapsed + left)} in all")
-            self.last = now  # the next progress line comes one interval after the estimate
+        if self.first is None:
+            self.first = (self.done, elapsed)
+            # a job the first step predicts short (warm-up included, an overestimate) needs no estimate line
+            self.estimated = elapsed / self.done * self.total <= ESTIMATE_AFTER_S
+        steps, warmup = self.first
+        # the pace after the first step: the first one also pays for warm-up (allocations, kernel builds, caches),
+        # and an estimate from it alone overshot 2-3x
+        pace = (elapsed - warmup) / (self.done - steps) if self.done > steps else elapsed / self.done
+        left = pace * (self.total - self.done)
+        if not self.estimated and self.done > steps and self.mode != "off":
+            self.estimated = True
+            if elapsed + left > ESTIMATE_AFTER_S:
+                self.say(f"{self.prefix}: {self.description}: {self.what}{self.total} {self.unit}s, "
+                         f"about {duration(elapsed + left)} in all (an estimate from the first {self.done})")
+                self.last = now  # the next progress line comes one interval after the estimate
         if self.bar is not None:
             self.bar.update(n)
+        elif not self.estimated and self.total > steps:
+            pass  # no progress line before the estimate: it comes at the second step
         elif self.mode == "lines" and now - self.last >= self.interval and self.done < self.total:
             self.last = now
             self.say(f"{self.prefix}: {self.description}: {self.done}/{self.total} {self.unit}s "

@@ -47,6 +47,9 @@ def resolve_precision(model: nn.Module, device: torch.device, precision: str) ->
     if precision != "auto":
         if precision not in PRECISIONS:
             raise UsageError(f"precision must be one of {', '.join(PRECISION_CHOICES)}, not {precision!r}")
+        if precision == "fp16" and torch.device(device).type == "cpu":
+            raise UsageError("precision fp16 is for GPUs: a CPU emulates it, hundreds of times slower than fp32; "
+                             "use fp32, or bf16 (auto picks it where the CPU computes bf16 natively)")
         return precision
     from .models.registry import ARCHITECTURES
 

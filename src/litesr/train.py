@@ -53,6 +53,9 @@ class Distributed:
                    int(os.environ.get("WORLD_SIZE", 1)))
 
 
+#: Signals that stop a run cleanly (finish the step, checkpoint): Ctrl-C, a scheduler's TERM, a closed terminal.
+STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n))
+
 #: ``loss`` config values → loss functions.
 PIXEL_LOSSES = {"l1": torch.nn.functional.l1_loss, "l2": torch.nn.functional.mse_loss}
 
@@ -146,6 +149,7 @@ class Trainer:
             if not dist.is_initialized():
                 dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
         self.device = device
+        self.device_defaults = config.fill_device_defaults(device.type)  # batch/patch unset: what fits the device
         if config.batch_size % self.dist.world_size:
             raise ConfigError(f"batch_size {config.batch_size} is not divisible by {self.dist.world_size} processes")
         self.amp = config.precision == "bf16" or (config.precision == "auto" and native_bf16(device))
@@ -164,6 +168,7 @@ class Trainer:
                                           weight_decay=config.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(config))
         self.step = 0
+        self.stopped_by: int | None = None  # the signal that stopped the run early, if one did
         self.best_psnr = -math.inf
         self.train_seconds = 0.0  # wall time spent in training steps, over all resumed runs
         if resume:
@@ -188,8 +193,9 @@ class Trainer:
                 raise ConfigError("train_lr_data pairs with exactly one train_data HR folder")
             pairs = load_paired_folders(c.train_data[0], c.train_lr_data, c.scale, cache_dir=c.cache_dir)
         else:
+            self.left_out: list[str] = []
             pairs = load_hr_folders(c.train_data, c.scale, min_hr_size=c.patch_size, cache_dir=c.cache_dir,
-                                    hr_scales=c.hr_scales)
+                                    hr_scales=c.hr_scales, left_out=self.left_out)
         dataset = PatchDataset(pairs, c.scale, c.patch_size, c.repeat, augment=True, seed=c.seed)
         per_rank = c.batch_size // self.dist.world_size
         sampler = StepSampler(per_rank, self.dist.rank, self.dist.world_size, start_step=self.step)
@@ -317,6 +323,10 @@ class Trainer:
 
         c = self.config
         self._tb = None
+        if self.step >= c.iters:
+            raise ConfigError(f"{self.out} already reached its {c.iters} iterations (it stopped at step {self.step}); "
+                              f"pass --iters N with N > {self.step} to train longer")
+        loader, n_images = self._loader()  # before the run folder is made: a start that fails leaves nothing
         if self.dist.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             with atomic_path(self.out / "config.yaml") as tmp:
@@ -327,16 +337,13 @@ class Trainer:
                 self._tb = SummaryWriter(str(self.out / "tb"))
             except Exception:  # tensorboard is optional
                 self._tb = None
-        if self.step >= c.iters:
-            raise ConfigError(f"{self.out} already reached its {c.iters} iterations (it stopped at step {self.step}); "
-                              f"pass --iters N with N > {self.step} to train longer")
-        loader, n_images = self._loader()
         stop = {"now": False}
 
-        def request_stop(signum, frame):  # finish the step, checkpoint, exit
+        def request_stop(signum, frame):  # finish the step, checkpoint, exit (non-zero: the run is not done)
             stop["now"] = True
+            self.stopped_by = int(signum)
 
-        old_handlers = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+        old_handlers = {s: signal.signal(s, request_stop) for s in STOP_SIGNALS}
         mode = progress_mode(quiet=not (self.progress and self.dist.is_main))
         bar = tqdm(total=c.iters, initial=self.step, desc=f"train {c.arch} x{c.scale}", unit="it",
                    disable=mode != "bar", dynamic_ncols=True)
@@ -347,8 +354,20 @@ class Trainer:
             elif mode == "lines":
                 print(line, file=sys.stderr, flush=True)
 
+        need = self.step_memory()
+        chosen = f" (the {' and '.join(self.device_defaults)} default for a {self.device.type})" \
+            if self.device_defaults else ""
         say(f"train {c.arch} x{c.scale}: step {self.step} of {c.iters}, {n_images} images, batch {c.batch_size}, "
-            f"patch {c.patch_size}, {'bf16' if self.amp else 'fp32'} on {self.device.type} -> {self.out}")
+            f"patch {c.patch_size}{chosen}, {'bf16' if self.amp else 'fp32'} on {self.device.type}, about "
+            f"{need / 2**30:.1f} GiB of memory -> {self.out}")
+        left_out = getattr(self, "left_out", [])
+        if left_out:
+            say(f"note: {len(left_out)} of {len(left_out) + n_images} training images are smaller than the "
+                f"{c.patch_size}-px HR patch and are left out (e.g. {left_out[0]}); lower --patch-size to use them")
+        free = _available_memory(self.device)
+        if free is not None and need > free:
+            say(f"warning: the run needs about {need / 2**30:.1f} GiB but {free / 2**30:.1f} GiB is available; "
+                "lower --batch-size or --patch-size if it is killed")
         self._train_mode()
         last_ckpt, t_log, step_log = time.monotonic(), time.monotonic(), self.step
         loss_sum, loss_n = torch.zeros((), device=self.device), 0  # summed on the device: no sync per step
@@ -402,6 +421,35 @@ class Trainer:
                 self._tb.close()
         return self.out
 
+    def step_memory(self) -> int:
+        """Bytes a training step needs, roughly: one sample's forward and backward measured at the patch size
+        (activations grow with the batch) times the per-process batch, plus weights, gradients, Adam's two moments
+        and the EMA. Measured in eval mode on a constant input: no running statistic or random state changes."""
+        from .efficiency import _start_rss_peak
+
+        c = self.config
+        lp = c.patch_size // c.scale
+        x = torch.full((1, 3, lp, lp), 0.5, device=self.device)
+        cuda = self.device.type == "cuda"
+        if cuda:
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            before = torch.cuda.memory_allocated(self.device)
+        else:
+            before, peak = _start_rss_peak()
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+                out = self.model(x)
+            out.float().mean().backward()
+            used = (torch.cuda.max_memory_allocated(self.device) if cuda else peak()) - before
+        finally:
+            self.model.zero_grad(set_to_none=True)
+            self.model.train(was_training)
+        weights = sum(p.numel() * p.element_size() for p in self.model.parameters())
+        return max(0, used) * (c.batch_size // self.dist.world_size) + 5 * weights
+
     def _train_step(self, lr_img: torch.Tensor, hr_img: torch.Tensor) -> torch.Tensor:
         """One optimisation step; returns the (detached) loss without waiting for the device."""
         c = self.config
@@ -419,19 +467,39 @@ class Trainer:
         return loss.detach()
 
 
+def _available_memory(device: torch.device) -> int | None:
+    """Free bytes on ``device``: the GPU's free memory, or the system's MemAvailable for a CPU (None if unknown)."""
+    try:
+        if device.type == "cuda":
+            return int(torch.cuda.mem_get_info(device)[0])
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, RuntimeError, ValueError):
+        return None
+    return None
+
+
 def _leave_stop_signals_to_the_trainer(worker_id: int) -> None:
     """Data workers ignore SIGINT/SIGTERM: a signal sent to the whole process group (Ctrl-C, ``kill -- -PGID``,
     a batch scheduler) must reach the trainer, which finishes its step, checkpoints and stops the workers itself;
     a worker killed first would crash the run before it could checkpoint."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    for s in STOP_SIGNALS:
+        signal.signal(s, signal.SIG_IGN)
 
 
 def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
     """Run (or resume) a training run; returns its folder."""
+    return run_training(config, resume=resume, progress=progress).out
+
+
+def run_training(config: TrainConfig, resume: bool = False, progress: bool = True) -> Trainer:
+    """Run (or resume) a training run; returns its trainer (``stopped_by``: the signal that stopped it, if any)."""
     trainer = Trainer(config, resume=resume, progress=progress)
     try:
-        return trainer.run()
+        trainer.run()
+        return trainer
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()

@@ -35,6 +35,11 @@ def option(default: Any, help: str, **cli: Any) -> Any:
     return field(**kind, metadata={"help": help, **cli})
 
 
+#: (batch, HR patch) when neither a recipe nor a flag sets them, by device type: the papers' 64 x 256² on a GPU;
+#: on a CPU 16 x 128² (64 x 256² needed over 22 GB there, and the kernel's OOM killer ended the run without a word).
+DEVICE_DEFAULTS = {"cuda": (64, 256), "cpu": (16, 128), "mps": (16, 128)}
+
+
 @dataclass
 class TrainConfig:
     """Every knob of a run. YAML files set these fields by name; command-line flags override them."""
@@ -55,8 +60,10 @@ class TrainConfig:
     val_sets: list[str] = option(lambda: ["Set5"], "validation sets (default Set5); the first picks 'best'",
                                  metavar="A,B", type=str)
     iters: int = option(500_000, "total iterations")
-    batch_size: int = option(64, "global batch size (split over torchrun processes)")
-    patch_size: int = option(256, "HR patch side (a multiple of the scale)")
+    batch_size: int | None = option(None, "global batch size (split over torchrun processes); default: 64 on a "
+                                          "GPU, 16 on a CPU (DEVICE_DEFAULTS)")
+    patch_size: int | None = option(None, "HR patch side (a multiple of the scale); default: 256 on a GPU, 128 on "
+                                          "a CPU, rounded down to a multiple of the scale")
     repeat: int = option(1, "passes over the image list per epoch")
     loss: str = option("l1", "pixel loss: l1 (the papers' recipes) or l2 (mean squared error, what PSNR measures; "
                              "for fine-tuning a trained run at a low lr)", choices=("l1", "l2"))
@@ -137,8 +144,8 @@ class TrainConfig:
             (not self.train_lr_data or list(self.hr_scales) == [1.0],
              "hr_scales applies to HR folders (LR made by bicubic), not to paired train_lr_data"),
             (self.iters > 0, f"iters must be positive, not {self.iters}"),
-            (self.batch_size > 0, f"batch_size must be positive, not {self.batch_size}"),
-            (self.patch_size > 0 and self.patch_size % self.scale == 0,
+            (self.batch_size is None or self.batch_size > 0, f"batch_size must be positive, not {self.batch_size}"),
+            (self.patch_size is None or self.patch_size > 0 and self.patch_size % self.scale == 0,
              f"patch_size (HR) must be a positive multiple of the scale {self.scale}, not {self.patch_size}"),
             (self.lr > 0, f"lr must be positive, not {self.lr}"),
             (self.schedule in ("multistep", "cosine"), f"schedule must be multistep or cosine, not {self.schedule!r}"),
@@ -152,6 +159,18 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+
+    def fill_device_defaults(self, device_type: str) -> list[str]:
+        """Set the batch and patch left unset to :data:`DEVICE_DEFAULTS` for ``device_type``; returns what was set."""
+        batch, patch = DEVICE_DEFAULTS.get(device_type, DEVICE_DEFAULTS["cpu"])
+        chosen = []
+        if self.batch_size is None:
+            self.batch_size = batch
+            chosen.append("batch")
+        if self.patch_size is None:
+            self.patch_size = patch - patch % self.scale
+            chosen.append("patch")
+        return chosen
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

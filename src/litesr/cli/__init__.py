@@ -14,6 +14,7 @@ import sys
 from .. import __version__
 from ..errors import LitesrError, UsageError
 from .options import describe_os_error
+from .signals import exit_status, signal_name, stop_signals_interrupt
 from . import bench as bench_cmd
 from . import convert as convert_cmd
 from . import eval as eval_cmd
@@ -53,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
 
         reuse_freed_memory()  # 1.2-1.35x faster forwards: freed tensors are reused, not page-faulted in again
     try:
-        return int(args.func(args) or 0)
+        with stop_signals_interrupt():
+            return int(args.func(args) or 0)
     except LitesrError as exc:
         print(f"litesr {args.command}: error: {exc}", file=sys.stderr)
         return 2
@@ -62,6 +64,6 @@ def main(argv: list[str] | None = None) -> int:
             raise  # not about a path the user gave: a bug, keep the traceback
         print(f"litesr {args.command}: error: {describe_os_error(exc)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("litesr: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM or SIGHUP: outputs being written were removed
+        print(f"litesr {args.command}: stopped by {signal_name(exc)}", file=sys.stderr)
+        return exit_status(exc)

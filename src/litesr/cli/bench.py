@@ -40,7 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sizes", type=int, nargs="+", default=[128], metavar="N",
                    help="square LR input sizes for latency/memory (default 128)")
     p.add_argument("--runs", type=int, default=5, help="timed forwards per size (default 5; median reported)")
-    p.add_argument("--warmup", type=int, default=2, help="untimed forwards first (default 2)")
+    p.add_argument("--warmup", type=int, default=2,
+                   help="untimed forwards first (default 2; 0 times the first, cold forward too)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's default)")
     add_device_argument(p, default="cpu")
     add_precision_argument(p)
@@ -60,8 +61,8 @@ def run(args: argparse.Namespace) -> int:
     from ..io import check_writable
     from .options import UsageError
 
-    if args.runs < 1 or args.warmup < 1:
-        raise UsageError("--runs and --warmup must be at least 1")
+    if args.runs < 1 or args.warmup < 0:
+        raise UsageError("--runs must be at least 1 and --warmup at least 0")
     if any(n < 1 for n in args.sizes):
         raise UsageError("--sizes must be positive")
     device = pick_device(args.device)  # a clear error now rather than in every worker
@@ -104,7 +105,8 @@ def run(args: argparse.Namespace) -> int:
                "results": results}
         with atomic_path(args.json) as tmp:
             tmp.write_text(json.dumps(doc, indent=2) + "\n")
-    return 0
+    failed = sum("error" in m for r in results for m in r["sizes"].values())
+    return 1 if failed else 0  # the table is printed; a failed measurement is not a success
 
 
 def format_table(results: list[dict], args: argparse.Namespace) -> str:

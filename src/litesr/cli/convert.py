@@ -33,6 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("target", metavar="DST", help="file to write; .pth/.pt or .safetensors")
     p.add_argument("--arch", metavar="A", help="architecture or variant; detected if omitted")
     p.add_argument("--scale", type=int, choices=SCALES, help="upscaling factor; read from the checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="replace DST if it exists (refused otherwise)")
     p.add_argument("--official-buffers", action="store_true",
                    help="also write the computed buffers the official SwinIR/GRFormer state dicts hold")
     p.add_argument("--img-size", type=int, default=64, metavar="N",
@@ -48,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     from ..checkpoint import article, load_model, model_label, official_state_dict, save_model
     from ..errors import NotFoundError
     from ..io import check_writable
-    from .options import UsageError
+    from .options import UsageError, refuse_existing
 
     source, target = Path(args.source), Path(args.target)
     if not source.is_file():
@@ -57,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"cannot tell the format of {target}: name it .safetensors, .pth or .pt")
     if source.resolve() == target.resolve():
         raise UsageError(f"{target} is the source checkpoint itself; write the converted file to another name")
+    refuse_existing(target, args.overwrite)
     check_writable(target)
     model = load_model(source, arch=args.arch, scale=args.scale)
     pth_key = None if args.pth_key.lower() == "none" else args.pth_key

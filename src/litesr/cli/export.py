@@ -28,6 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_model_arguments(p, "checkpoint: .safetensors or .pth/.pt; default: litesr's shipped weights for --arch/--scale")
     p.add_argument("-o", "--output", required=True, metavar="OUT.onnx", help="ONNX file to write")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT.onnx if it exists (refused otherwise)")
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET, metavar="N",
                    help=f"ONNX opset (default {DEFAULT_OPSET}; ESRT's fold needs >= 18)")
     p.set_defaults(func=run)
@@ -36,15 +37,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from ..io import check_writable
     from ..onnx import check_export, export_onnx
     from ..pretrained import resolve_model
-    from .options import UsageError
+    from .options import UsageError, refuse_existing
 
     out = Path(args.output)
     if out.suffix.lower() != ".onnx":
         raise UsageError(f"-o {out}: the output must be a .onnx file")
     if args.weights and args.weights.lower().endswith(".onnx"):
         raise UsageError(f"--weights {args.weights} is already ONNX")
+    refuse_existing(out, args.overwrite)
+    check_writable(out)  # now, not after the export
     model = resolve_model(args.weights, args.arch, args.scale, "cpu")
     export_onnx(model, out, opset=args.opset)
     errors = check_export(model, out)

@@ -76,3 +76,14 @@ def describe_os_error(exc: OSError) -> str:
     reason = exc.strerror or str(exc)
     where = f"{exc.filename}" + (f" -> {exc.filename2}" if exc.filename2 else "")
     return f"{where}: {reason}"
+
+
+def refuse_existing(path, overwrite: bool) -> None:
+    """An existing output is replaced only with ``--overwrite`` (as ``litesr upscale`` does); never a folder."""
+    from pathlib import Path
+
+    path = Path(path)
+    if path.is_dir():
+        raise UsageError(f"{path} is a folder; name the file to write")
+    if path.exists() and not overwrite:
+        raise UsageError(f"{path} already exists; pass --overwrite to replace it, or choose another name")

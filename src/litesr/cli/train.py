@@ -18,7 +18,8 @@ best.safetensors (best validation PSNR), metrics.jsonl and config.yaml.
 
 
 #: Element type of each annotation a config field can have on the command line.
-_ARG_TYPES = {"int": int, "float": float, "str": str, "str | None": str, "float | None": float, "list[str]": str,
+_ARG_TYPES = {"int": int, "float": float, "str": str, "str | None": str, "float | None": float, "int | None": int,
+              "list[str]": str,
               "list[int]": int, "list[float]": float, "tuple[float, float]": float}
 
 
@@ -44,6 +45,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         if not meta.pop("cli", True):
             continue
         meta.setdefault("type", _ARG_TYPES[f.type])
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        if default not in (None, [], {}) and "default" not in meta["help"]:
+            shown = " ".join(map(str, default)) if isinstance(default, (list, tuple)) else default
+            meta["help"] += f" (default {shown})"
         p.add_argument("--" + f.name.replace("_", "-"), **meta)  # default None: the recipe's value stands
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--quiet", action="store_true", help="no progress bar or progress lines")
@@ -54,16 +59,22 @@ def run(args: argparse.Namespace) -> int:
     import dataclasses
     from pathlib import Path
 
+    from ..errors import NotFoundError
     from ..io import check_writable
-    from ..train import train
+    from ..train import run_training
     from ..train_config import TrainConfig
 
     overrides = {f.name: getattr(args, f.name, None) for f in dataclasses.fields(TrainConfig)}
+    if args.resume and (args.out or not args.config):  # say so before the recipe is read and checked
+        out = Path(args.out or f"runs/{args.arch or TrainConfig.arch}_x{args.scale or TrainConfig.scale}")
+        if not (out / "state.pt").is_file():
+            raise NotFoundError(f"--resume: there is no run to resume in {out} (no state.pt there); start a run "
+                                "without --resume, or give the --out of an existing run")
     config_file = args.config
     if args.resume and not config_file and args.out and (Path(args.out) / "config.yaml").is_file():
         config_file = str(Path(args.out) / "config.yaml")  # a bare --resume continues with the run's own config
     config = TrainConfig.from_sources(config_file, **overrides)
     check_writable(config.out, folder=True)  # now, not at the first checkpoint minutes later
-    out = train(config, resume=args.resume, progress=not args.quiet)
-    print(f"run folder: {out}")
-    return 0
+    trainer = run_training(config, resume=args.resume, progress=not args.quiet)
+    print(f"run folder: {trainer.out}")
+    return 128 + trainer.stopped_by if trainer.stopped_by else 0  # stopped by a signal: checkpointed, not done

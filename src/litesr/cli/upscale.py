@@ -33,7 +33,9 @@ Images are read upright (EXIF orientation); grayscale stays grayscale; 16-bit st
 the ICC profile and EXIF are carried over unless --strip-metadata; transparency is kept (upscaled bicubically)
 where the format can store it (PNG, WebP, TIFF). GIF inputs are written as PNG; animations are refused unless
 --first-frame. PNG outputs are written strip by strip, so memory stays bounded whatever the output size.
-Exit status: 0 all done (or skipped), 1 if any image failed, 2 if nothing could start (one line says why).
+Exit status: 0 all done (or skipped), 1 if any image failed, 2 if nothing could start (one line says why);
+Ctrl-C, SIGTERM and SIGHUP stop the batch with no half-written file left (130, 143, 129): rerun the same
+command with --skip-existing to finish it.
 """
 
 #: ``--ext`` choices: ``keep`` writes the input's format where litesr can write it (PNG for GIF).
@@ -121,7 +123,8 @@ def collect_inputs(items: list[str], recursive: bool = False) -> list[tuple[Path
 
 def plan(args: argparse.Namespace, scale: int) -> list[Job]:
     """Every input with its output, checked as a whole before anything is computed (see the module docstring)."""
-    from ..io import FORMATS, INPUT_SUFFIXES, check_writable
+    from ..errors import OutputError
+    from ..io import FORMATS, INPUT_SUFFIXES, check_writable, name_too_long
     from .options import UsageError
 
     inputs = collect_inputs(args.inputs, args.recursive)
@@ -173,18 +176,22 @@ def plan(args: argparse.Namespace, scale: int) -> list[Job]:
                          "replace it")
     checked = set()
     for job in jobs:  # one probe per output folder; the message names the output file
-        if job.target is not None and not job.skip and job.target.parent not in checked:
+        if job.target is None or job.skip:
+            continue
+        too_long = name_too_long(job.target)
+        if too_long:
+            raise OutputError(f"cannot write {job.target}: {too_long}; choose a shorter -o or --suffix")
+        if job.target.parent not in checked:
             check_writable(job.target)
             checked.add(job.target.parent)
     return jobs
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import LitesrError, NotFoundError, UsageError
-    from ..progress import progress_mode
-    from ..runtime import pick_device
+    from ..errors import NotFoundError, UsageError
+    from ..runtime import pick_device, resolve_precision
     from ..pretrained import apply_runtime, resolve_model
-    from .options import describe_os_error
+    from .signals import exit_status, signal_name
 
     if not 1 <= args.quality <= 100:
         raise UsageError(f"--quality must be 1-100, not {args.quality}")
@@ -192,16 +199,61 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--tile and --tile-overlap must be >= 0")
     if args.max_pixels < 0:
         raise UsageError("--max-pixels must be >= 0 (0: no limit)")
+    started_at = time.time()
     missing = [item for item in args.inputs if not Path(item).exists()]
     if len(missing) == len(args.inputs):  # nothing to do: say so before loading a model
         raise NotFoundError(f"input not found: {', '.join(missing)}")
+    if not any(name.parts for _, name in collect_inputs(args.inputs, args.recursive)):  # only empty folders
+        from ..io import INPUT_SUFFIXES
+
+        empty = [item for item in args.inputs if Path(item).is_dir()]
+        raise NotFoundError(f"no images ({', '.join(INPUT_SUFFIXES)}) in {', '.join(empty)}"
+                            + ("" if args.recursive else " (--recursive looks in sub-folders)"))
     device = pick_device(args.device)
     model = resolve_model(args.weights, args.arch, args.scale, device)  # the one place the model is loaded
     model = apply_runtime(model, args.runtime, device, args.precision,
                           announce=None if args.quiet else lambda line: print(f"litesr upscale: {line}",
                                                                               file=sys.stderr, flush=True))
+    if args.runtime == "eager":
+        resolve_precision(model, device, args.precision)  # a precision refused here stops the run now, once
     jobs = plan(args, model.scale)
+    remove_leftovers(jobs, started_at, args.quiet)
     counts = {"done": 0, "skipped": 0, "failed": 0}
+    try:
+        upscale_all(args, model, device, jobs, counts)
+    except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM, SIGHUP: the output being written was removed
+        print(f"litesr upscale: stopped by {signal_name(exc)} after {counts['done']} of {len(jobs)} image(s) "
+              f"({counts['skipped']} skipped); nothing half-written is left: run the same command with "
+              "--skip-existing to do the rest", file=sys.stderr, flush=True)
+        return exit_status(exc)
+    if len(jobs) > 1 or counts["skipped"]:
+        print(f"litesr upscale: {counts['done']} done, {counts['skipped']} skipped, {counts['failed']} failed "
+              f"(of {len(jobs)})", file=sys.stderr)
+    return 1 if counts["failed"] else 0
+
+
+def remove_leftovers(jobs: list[Job], started_at: float, quiet: bool) -> None:
+    """Remove the temporaries an earlier run killed outright (SIGKILL, power loss) left in the output folders."""
+    from ..io import remove_stale_temporaries
+
+    folders: dict[Path, list[str]] = {}
+    for job in jobs:
+        if job.target is not None:
+            folders.setdefault(job.target.parent, []).append(job.target.name)
+    for folder, names in folders.items():
+        removed = remove_stale_temporaries(folder, started_at, names)
+        if removed and not quiet:
+            print(f"litesr upscale: removed {len(removed)} temporary file(s) an interrupted run left in {folder}",
+                  file=sys.stderr)
+
+
+def upscale_all(args: argparse.Namespace, model, device, jobs: list[Job], counts: dict[str, int]) -> None:
+    """Each job in turn, counted in ``counts``; a failed image is one line and the batch goes on (a full disk
+    stops it)."""
+    from ..errors import LitesrError, UsageError
+    from ..progress import progress_mode
+    from .options import describe_os_error
+
     bar_or_lines = progress_mode(args.quiet)
     for index, job in enumerate(jobs, 1):
         tag = f"[{index}/{len(jobs)}] " if len(jobs) > 1 else ""
@@ -229,14 +281,11 @@ def run(args: argparse.Namespace) -> int:
             cause = exc.__cause__ if exc.__cause__ is not None else exc
             if isinstance(cause, OSError) and cause.errno == errno.ENOSPC:
                 rest = len(jobs) - index
-                print(f"litesr upscale: the disk is full: stopping here ({rest} image(s) not processed)",
-                      file=sys.stderr)
+                after = f" and the {rest} after it" if rest else ""
+                print(f"litesr upscale: the disk is full: stopping here ({job.source.name}{after} not written; "
+                      "free some space and run again with --skip-existing)", file=sys.stderr)
                 counts["failed"] += rest
                 break
-    if len(jobs) > 1 or counts["skipped"]:
-        print(f"litesr upscale: {counts['done']} done, {counts['skipped']} skipped, {counts['failed']} failed "
-              f"(of {len(jobs)})", file=sys.stderr)
-    return 1 if counts["failed"] else 0
 
 
 def upscale_one(args: argparse.Namespace, model, device, job: Job, progress_mode: str, tag: str) -> str:

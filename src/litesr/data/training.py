@@ -39,12 +39,14 @@ def list_images(folder: str | Path) -> list[Path]:
 
 
 def load_hr_folders(folders: Sequence[str | Path], scale: int, min_hr_size: int = 0,
-                    cache_dir: str | Path | None = None, hr_scales: Sequence[float] = (1.0,)) -> list[ImagePair]:
+                    cache_dir: str | Path | None = None, hr_scales: Sequence[float] = (1.0,),
+                    left_out: list[str] | None = None) -> list[ImagePair]:
     """Read HR images, modcrop them and make their LR with MATLAB bicubic (done once, kept in memory).
 
     ``hr_scales``: each image is used at each of these sizes, downscaled by MATLAB bicubic before its LR is made
     (1 0.9 0.8 0.7 0.6 is the scale augmentation VDSR and DRRN apply to the 291 images). Images smaller than
-    ``min_hr_size`` (the HR patch) cannot give a patch and are left out. With ``cache_dir``, decoded HR and
+    ``min_hr_size`` (the HR patch) cannot give a patch and are left out (their names appended to ``left_out``,
+    for the caller to say how many). With ``cache_dir``, decoded HR and
     resized arrays are kept there as ``.npy`` files and memory-mapped: a restarted (resumed) run skips decoding
     and resizing, and the data need not fit in RAM.
     """
@@ -61,6 +63,8 @@ def load_hr_folders(folders: Sequence[str | Path], scale: int, min_hr_size: int 
                                                           lambda: imresize(np.asarray(original), factor))
                 hr = modcrop(hr, scale)
                 if min(hr.shape[:2]) < min_hr_size:
+                    if left_out is not None:
+                        left_out.append(path.name + tag.replace("_s", "@"))
                     continue
                 lr = _cached(cache, path, f"lr_x{scale}{tag}", lambda: imresize(np.asarray(hr), 1.0 / scale))
                 pairs.append(ImagePair(path.name + tag.replace("_s", "@"), hr, lr))

@@ -28,6 +28,7 @@ import os
 import platform
 import shutil
 import subprocess
+import sys
 import tempfile
 from functools import lru_cache
 from pathlib import Path
@@ -49,6 +50,11 @@ class NativeUnavailable(RuntimeError):
     """The fused kernel cannot run here; the message says why."""
 
 
+class BuildFailed(NativeUnavailable):
+    """The machine could run the kernels but they could not be built (no compiler, a failing one, an unwritable
+    cache): worth one line to the user, who can fix it."""
+
+
 def _cpu_flags() -> set[str]:
     try:
         text = Path("/proc/cpuinfo").read_text()
@@ -64,7 +70,7 @@ def _compiler() -> str:
     for name in (os.environ.get("CC"), "cc", "gcc"):
         if name and shutil.which(name):
             return shutil.which(name)
-    raise NativeUnavailable("no C compiler (set CC, or install gcc)")
+    raise BuildFailed("no C compiler was found")
 
 
 def _build(compiler: str) -> Path:
@@ -72,7 +78,7 @@ def _build(compiler: str) -> Path:
     try:
         version = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=30).stdout
     except (OSError, subprocess.SubprocessError) as exc:
-        raise NativeUnavailable(f"the C compiler {compiler} does not run: {exc}") from exc
+        raise BuildFailed(f"the C compiler {compiler} does not run: {exc}") from exc
     key = hashlib.sha256(SOURCE.read_bytes() + " ".join(FLAGS).encode() + compiler.encode() + version.encode())
     target = cache_dir() / "native" / f"window_attention-{key.hexdigest()[:16]}.so"
     if target.exists():
@@ -84,10 +90,11 @@ def _build(compiler: str) -> Path:
         os.close(fd)
         done = subprocess.run([compiler, *FLAGS, str(SOURCE), "-o", tmp], capture_output=True, text=True, timeout=300)
         if done.returncode:
-            raise NativeUnavailable(f"{compiler} failed on {SOURCE.name}: {done.stderr.strip()[-500:]}")
+            detail = done.stderr.strip().splitlines()[-1][:200] if done.stderr.strip() else f"exit {done.returncode}"
+            raise BuildFailed(f"{compiler} failed on {SOURCE.name} ({detail})")
         os.replace(tmp, target)  # atomic: a concurrent build of the same key writes the same file
     except (OSError, subprocess.SubprocessError) as exc:  # an unwritable cache, a compiler that hangs
-        raise NativeUnavailable(f"could not build the kernels into {target.parent}: {exc}") from exc
+        raise BuildFailed(f"could not build the kernels into {target.parent}: {exc}") from exc
     finally:
         if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
@@ -144,6 +151,12 @@ def _kernel_or_reason():
     """((bf16 kernel, fp32 kernel), "compiled and checked") or (None, why not)."""
     try:
         kernels = _load()
+    except BuildFailed as exc:  # said once per process (this function is cached), in one line
+        print(f"litesr: note: the compiled attention kernels could not be built ({exc}); running PyTorch's own "
+              "path instead, with the same results, only slower. To fix it install a C compiler (gcc) or set CC, "
+              "and make the cache folder writable (or set LITESR_CACHE); LITESR_NATIVE=0 silences this",
+              file=sys.stderr, flush=True)
+        return None, str(exc)
     except NativeUnavailable as exc:
         return None, str(exc)
     g = torch.Generator().manual_seed(0)
