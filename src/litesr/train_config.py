@@ -81,7 +81,8 @@ class TrainConfig:
     ckpt_every: int = option(1000, "checkpoint every N iterations ...", metavar="N")
     ckpt_minutes: float = option(5.0, "... or every M minutes, whichever comes first", metavar="M")
     init_weights: str | None = option(None, "start from these weights (keys of matching shape; e.g. a x4 body for "
-                                            "x2): a file, or shipped weights by name (elan-light_x4)", metavar="PATH")
+                                            "x2): a file, or weights by name (elan-light-x4; see `litesr models`)",
+                                      metavar="PATH|NAME")
     out: str | None = option(None, "run folder (default runs/<arch>_x<scale>)", metavar="DIR")
     device: str = option("auto", "cpu, cuda, cuda:N or auto")
 
