@@ -50,6 +50,11 @@ def weights_path(spec: str | os.PathLike, scale: int | None = None) -> tuple[Pat
     entry = zoo.find(text, scale) if isinstance(text, str) else None
     if entry is not None:
         return zoo.fetch(entry), entry
+    from .models.registry import ARCHITECTURES, VARIANTS
+
+    if text.strip().lower().replace("_", "-") in set(VARIANTS) | set(ARCHITECTURES):  # a variant without a default
+        entry = default_weights(text, scale)  # here: the error that lists the weights it has
+        return zoo.fetch(entry), entry
     if path.suffix.lower() in FILE_SUFFIXES or os.sep in str(text) or "/" in str(text):
         raise NotFoundError(f"weights file not found: {path}")
     raise UnknownNameError(f"{text!r} is neither a file nor a name of litesr's weights; names: "
