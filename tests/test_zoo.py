@@ -375,3 +375,14 @@ def test_readme_shows_the_generated_table():
     assert rows[0] in lines, "README has no generated table of weights: paste `litesr models --markdown` into it"
     start = lines.index(rows[0])
     assert lines[start:start + len(rows)] == rows, "README's table of weights is stale: `litesr models --markdown`"
+
+
+def test_docs_describe_every_entry_with_its_scores():
+    text = (REPO / "docs" / "models.md").read_text()
+    for e in zoo.entries().values():
+        row = next((line for line in text.splitlines() if line.startswith(f"| `{e.name}`")), None)
+        assert row is not None, f"docs/models.md has no row for {e.name}"
+        for s in ("Set5", "Set14", "B100", "Urban100"):
+            want = f"{e.scores[s]['psnr']:.2f} / {e.scores[s]['ssim']:.4f}" if s in e.scores else "not measured here"
+            assert want in row, (e.name, s)
+        assert f"### `{e.name}`" in text and e.sha256 in text
