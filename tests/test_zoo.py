@@ -154,7 +154,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         for i in range(0, len(data), step):
             self.wfile.write(data[i:i + step])
             if self.mode == "slow":
-                time.sleep(0.02)
+                time.sleep(0.1)
 
     def log_message(self, *args):
         pass
@@ -281,7 +281,7 @@ print(zoo.fetch(entry, "off", folder=sys.argv[2]))
 
 def test_two_processes_download_once(server, local_table, tmp_path):
     """A second process waits for the first (a file lock), then takes its file: one request, one file."""
-    server.handler.mode = "slow"  # about 0.4 s of transfer, so the two overlap
+    server.handler.mode = "slow"  # about 1.7 s of transfer, so the two overlap
     url, folder = f"{server.base}/PAN/PANx4_DF2K.pth", tmp_path / "w"
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     procs = [subprocess.Popen([sys.executable, "-c", CHILD, url, str(folder)], stdout=subprocess.PIPE,
@@ -290,6 +290,22 @@ def test_two_processes_download_once(server, local_table, tmp_path):
     assert [p.returncode for p in procs] == [0, 0], outs
     assert {o.strip() for o, _ in outs} == {str(folder / "PANx4_DF2K.pth")}
     assert server.handler.requests == ["/PAN/PANx4_DF2K.pth"] and _leftovers(folder) == ["PANx4_DF2K.pth"]
+
+
+def test_a_second_fetch_waits_for_the_lock_then_takes_the_file(server, local_table, tmp_path):
+    """While another holder has the file's lock, a fetch neither asks the server nor writes; once the holder has
+    put the file in place and let go, the fetch returns it without a request."""
+    entry = local_table("pan-x4-official", f"{server.base}/PAN/PANx4_DF2K.pth")
+    folder = tmp_path / "w"
+    result = []
+    with zoo._file_lock(folder / ".locks" / f"{entry.filename}.lock"):
+        worker = threading.Thread(target=lambda: result.append(zoo.fetch(entry, "off", folder=folder)))
+        worker.start()
+        worker.join(timeout=1.0)
+        assert worker.is_alive() and server.handler.requests == [] and result == []  # waiting
+        (folder / entry.filename).write_bytes((WEIGHTS / "PAN" / "PANx4_DF2K.pth").read_bytes())
+    worker.join(timeout=30)
+    assert result == [folder / entry.filename] and server.handler.requests == []
 
 
 def test_progress_lines_in_a_log(server, local_table, tmp_path, capsys):
