@@ -4,8 +4,9 @@
         --data-desc "T91 (91 images)" --hardware "2-core CPU (AVX-512 BF16), bf16 autocast"
 
 Writes ``src/litesr/weights/<arch>_x<scale>.safetensors`` (official key names), ``.json`` (the scores) and ``.md``
-(the model card: data, iterations, hardware, wall time, Set5/Set14/B100 PSNR/SSIM, validation curve), then
-rewrites the README's table of shipped weights from every card. Re-shipping a run that was trained longer is one
+(the model card: data, iterations, hardware, wall time, Set5/Set14/B100/Urban100 PSNR/SSIM, validation curve),
+updates that file's entry in the weights table (``src/litesr/weights/zoo.yaml``: sha256, size, scores), then
+rewrites the README's table of weights (``litesr models --markdown``). Re-shipping a run that was trained longer is one
 line: ``--data-desc``, ``--hardware`` and ``--note`` default to what the current card says.
 """
 
@@ -21,6 +22,7 @@ from safetensors import safe_open
 import litesr
 from litesr.efficiency import cpu_name
 from litesr.io import atomic_path
+from litesr import zoo
 from litesr.pretrained import WEIGHTS_DIR
 
 #: The papers' DIV2K-trained models (PSNR, SSIM): ELAN paper Table 2 (ELAN-light), ESRT paper Table 1, SwinIR paper
@@ -40,7 +42,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run", type=Path, help="training run folder (holds best.safetensors, state.pt, metrics.jsonl)")
     ap.add_argument("--data", required=True, help="benchmark root (EDSR layout)")
-    ap.add_argument("--sets", default="Set5,Set14,B100")
+    ap.add_argument("--sets", default="Set5,Set14,B100,Urban100")
     ap.add_argument("--data-desc", help="what the model was trained on (default: the current card's)")
     ap.add_argument("--hardware", help="words on the hardware/precision (default: the current card's)")
     ap.add_argument("--note", help="anything else the card must say, e.g. initialised from x4 (default: the "
@@ -107,9 +109,15 @@ def main() -> None:
     with atomic_path(WEIGHTS_DIR / f"{name}.md") as tmp:
         tmp.write_text(render_card(card))
     print(render_card(card))
+    path = WEIGHTS_DIR / f"{name}.safetensors"
+    if update_table_entry(zoo.TABLE, path.name, zoo.sha256_of(path), path.stat().st_size, scores):
+        print(f"updated the entry of {path.name} in {zoo.TABLE}")
+    else:
+        print(f"{zoo.TABLE} has no entry for {path.name}: add one (name, arch, scale, file, sha256 "
+              f"{zoo.sha256_of(path)}, size {path.stat().st_size}, licence, attribution, data, scores)")
     if args.readme.is_file():
         update_readme_table(args.readme)
-        print(f"updated the shipped-weights table in {args.readme}")
+        print(f"updated the table of weights in {args.readme}")
 
 
 def score(result: dict) -> str:
@@ -117,33 +125,41 @@ def score(result: dict) -> str:
     return f"{result['psnr_y']:.2f} / {result['ssim_y']:.4f}"
 
 
-def readme_rows() -> list[str]:
-    """One README row per shipped card, largest scale first (x4 is the default model)."""
-    rows = []
-    for path in sorted(WEIGHTS_DIR.glob("*.json")):
-        card = json.loads(path.read_text())
-        paper = PAPER.get((card["arch"], card["scale"]), {})
-        cells = []
-        for s in ("Set5", "Set14", "B100"):
-            r = card["results"].get(s)
-            cell = score(r) if r else "–"
-            cells.append(cell + (f" ({paper[s][0]:.2f})" if s in paper else ""))
-        rows.append((-card["scale"], card["arch"], f"| `{card['arch']}` x{card['scale']} | " + " | ".join(cells)
-                     + f" | {card['step']:,} it, {card['train_hours']:.1f} h |"))
-    return [row for *_, row in sorted(rows)]
+def update_table_entry(table: Path, file: str, sha256: str, size: int, scores: dict) -> bool:
+    """Rewrite, in the table's text (comments kept), the sha256, size and scores of the entry whose ``file`` is
+    ``file``; False if no entry ships that file."""
+    import re
+
+    text = table.read_text()
+    blocks = re.split(r"(?m)^(?=- name: )", text)
+    for i, block in enumerate(blocks):
+        if not re.search(rf"(?m)^  file: {re.escape(file)}$", block):
+            continue
+        block = re.sub(r"(?m)^  sha256: .*$", f"  sha256: {sha256}", block, count=1)
+        block = re.sub(r"(?m)^  size: .*$", f"  size: {size}", block, count=1)
+        lines = "".join(f"    {s}: {{psnr: {r['psnr_y']}, ssim: {r['ssim_y']}}}\n" for s, r in scores.items())
+        block = re.sub(r"(?ms)^  scores:.*?(?=^\S|^  \S|^$|\Z)", f"  scores:\n{lines}", block, count=1)
+        blocks[i] = block
+        with atomic_path(table) as tmp:
+            tmp.write_text("".join(blocks))
+        zoo._packaged.cache_clear()
+        return True
+    return False
 
 
 def update_readme_table(readme: Path) -> None:
-    """Replace the rows under the README's ``| model | Set5 PSNR ...`` header with those of the shipped cards."""
+    """Replace the README's table of weights (under ``litesr models --markdown``'s header) with a fresh one."""
+    from litesr.cli.models import MARKDOWN_HEADER, markdown_rows
+
     lines = readme.read_text().splitlines()
     try:
-        head = next(i for i, line in enumerate(lines) if line.startswith("| model | Set5 PSNR"))
-    except StopIteration:
-        raise SystemExit(f"{readme} has no shipped-weights table (a '| model | Set5 PSNR' header) to update")
-    end = head + 2
+        head = lines.index(MARKDOWN_HEADER)
+    except ValueError:
+        raise SystemExit(f"{readme} has no table of weights ('{MARKDOWN_HEADER}'): paste `litesr models --markdown`")
+    end = head
     while end < len(lines) and lines[end].startswith("|"):
         end += 1
-    lines[head + 2:end] = readme_rows()
+    lines[head:end] = markdown_rows()
     with atomic_path(readme) as tmp:
         tmp.write_text("\n".join(lines) + "\n")
 

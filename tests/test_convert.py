@@ -59,7 +59,7 @@ def test_convert_pth_to_safetensors_records_what_load_model_needs(tmp_path, caps
 
 def test_convert_errors(tmp_path, capsys):
     assert main(["convert", str(tmp_path / "missing.pth"), str(tmp_path / "x.safetensors")]) == 2
-    assert "checkpoint not found" in capsys.readouterr().err
+    assert "weights file not found" in capsys.readouterr().err
     state, _, _ = load_vector("swinir_light_x4")
     src = tmp_path / "s.pth"
     torch.save(state, src)

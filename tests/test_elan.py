@@ -3,12 +3,13 @@
 import copy
 import statistics
 
+import numpy as np
 import pytest
 import torch
 
 import litesr
 from litesr import compat, native
-from conftest import TOLERANCE, load_vector, psnr, relative_error
+from conftest import BENCHMARKS, TOLERANCE, load_vector, psnr, relative_error
 
 NAMES = ["elan_light_x2", "elan_light_x3", "elan_light_x4", "elan_x4_d4"]
 
@@ -175,19 +176,32 @@ def test_take_tokens_is_index_select_on_a_channel_slice(batch):
         assert torch.equal(grad_ours, grad_ref)
 
 
-def test_shipped_fp32_path_stays_near_float64():
+@pytest.mark.parametrize("name, inputs", [("elan-light-x4-291", "noise"), ("elan-light-x4-frl", "image")])
+def test_shipped_fp32_path_stays_near_float64(name, inputs):
     """The conformance vectors use random weights; trained weights make the unscaled Q·Qᵀ logits large (up to ~1000
     here) and the forward sensitive: a 1e-7 change of a block's input moved its output by up to 5e-6. The fp32
-    inference path on the shipped x4 stays within 1e-4 of a float64 forward in the median of five inputs (measured
-    5.0e-5 for the compiled kernel, 3.6e-5 for the official arithmetic, 2.9e-5 for CPU SDPA; on single inputs each
-    of them reached 1.0-3.8e-4)."""
+    inference path on litesr's own x4 stays within 1e-4 of a float64 forward in the median of five uniform-noise
+    inputs (measured 5.0e-5 for the compiled kernel, 3.6e-5 for the official arithmetic, 2.9e-5 for CPU SDPA; on
+    single inputs each of them reached 1.0-3.8e-4). The default x4 (Fried Rice Lab's, DIV2K) is chaotic on uniform
+    noise, far from any photograph: its fp32 and fp64 outputs there differ by the outputs' own size (about ±80), so
+    it is held to the bound on crops of a real image (Set5 baby, LR), where both weights measured about 1e-6."""
     from litesr.pretrained import resolve_model
 
-    model = resolve_model(None, "elan-light", 4).eval()
+    model = resolve_model(name, None, None).eval()
     exact = copy.deepcopy(model).double()
+    if inputs == "image":
+        from PIL import Image
+
+        path = BENCHMARKS / "Set5" / "LR_bicubic" / "X4" / "babyx4.png"
+        if not path.is_file():
+            pytest.skip(f"{path} not available")
+        with Image.open(path) as img:
+            lr = torch.from_numpy(np.asarray(img.convert("RGB")).copy()).permute(2, 0, 1).float() / 255
+        batch = [lr[None, :, y:y + 64, x:x + 64] for y, x in ((0, 0), (30, 30), (60, 0), (0, 60), (60, 60))]
+    else:
+        batch = [torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(seed)) for seed in range(5)]
     errors = []
-    for seed in range(5):
-        x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(seed))
+    for x in batch:
         with torch.inference_mode():
             errors.append(relative_error(model(x), exact(x.double()).float()))
     assert statistics.median(errors) <= 1e-4, errors

@@ -360,12 +360,11 @@ def test_precision_is_the_one_word_and_old_run_folders_still_resume(few_images, 
         small_config(few_images, tmp_path / "x", precision="fp16")
 
 
-def test_init_weights_by_shipped_name(few_images, tmp_path):
-    from litesr.pretrained import shipped_weights
-
+def test_init_weights_by_name(few_images, tmp_path):
+    """A name from the weights table (the old spelling elan-light_x4 too: the default x4, Fried Rice Lab's)."""
     config = small_config(few_images, tmp_path / "i", model_config={}, init_weights="elan-light_x4")
     trainer = Trainer(config, progress=False)
-    shipped = litesr.load_model(shipped_weights("elan-light", 4)).state_dict()
+    shipped = litesr.load_model("elan-light-x4-frl").state_dict()
     assert torch.equal(trainer.model.state_dict()["head.0.weight"], shipped["head.0.weight"])
     assert trainer.skipped_init == ["tail.0.bias", "tail.0.weight"]  # the x2 tail starts fresh
 

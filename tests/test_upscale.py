@@ -234,7 +234,7 @@ def test_python_upscale_defaults_to_the_shipped_model():
     out = litesr.upscale(read_image(LR_IMAGE)[:8, :12])
     assert out.shape == (32, 48, 3)
     assert np.array_equal(litesr.upscale(read_image(LR_IMAGE)[:8, :12], "elan-light", scale=4), out)
-    with pytest.raises(FileNotFoundError, match="no shipped weights for grformer x2"):
+    with pytest.raises(FileNotFoundError, match="no default weights for grformer x2"):
         litesr.upscale(read_image(LR_IMAGE)[:8, :12], "grformer", scale=2)
 
 

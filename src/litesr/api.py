@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Iterator
 
 import numpy as np
@@ -33,8 +32,10 @@ def upscale(
 ):
     """Super-resolve one image and return it in the form it came in.
 
-    ``model``: an ``nn.Module``, a checkpoint path, a variant name with shipped weights (``"elan-light"``), or None
-    for the shipped model of ``scale`` (default x4). What comes back, for each kind of ``image``:
+    ``model``: an ``nn.Module``, a checkpoint path, a name from litesr's weights table (``"elan-light-x4-frl"``,
+    ``"swinir-light-x2-official"``; see ``litesr models``), a variant name (``"elan-light"``: its default weights
+    at ``scale``), or None for the default model of ``scale`` (default x4). What comes back, for each kind of
+    ``image``:
 
     - a PIL image: a PIL image read as ``litesr upscale`` reads the same file (one pipeline): turned upright by
       its EXIF orientation; of the same mode family, ``L``/``1`` → ``L``, ``LA`` → ``LA``, ``RGBA``/``PA`` and
@@ -52,7 +53,8 @@ def upscale(
     ``max_pixels`` refuses larger inputs (a path's size is read from its header). Wrong arguments raise
     ``TypeError``/``ValueError`` naming the argument.
 
-        >>> big = litesr.upscale(Image.open("photo.png"))             # shipped ELAN-light x4
+        >>> big = litesr.upscale(Image.open("photo.png"))             # the default ELAN-light x4
+        >>> big = litesr.upscale(array, "elan-light-x4-291")           # named weights (litesr models)
         >>> big = litesr.upscale(array, "IMDN_x2.pth")                 # any supported checkpoint
     """
     import os
@@ -69,14 +71,8 @@ def upscale(
             raise ValueError(f"upscale: the model is a x{model.scale} model but x{scale} was requested (scale={scale})")
         dev = pick_device(device) if device is not None else next(model.parameters()).device
     else:
-        from .models import VARIANTS
-
         dev = pick_device(None if device is None else str(device))
-        name = None if model is None else os.fspath(model)
-        if name is not None and name.lower() in VARIANTS and not Path(name).exists():
-            model = resolve_model(None, name, scale, dev)  # a variant name: its shipped weights
-        else:
-            model = resolve_model(name, None, scale, dev)
+        model = resolve_model(None if model is None else os.fspath(model), None, scale, dev)
     model = model.eval().to(dev)
     if isinstance(image, Image.Image):
         picture = picture_from_image(image, keep_depth=True, metadata=True)  # as `litesr upscale` reads a file

@@ -203,9 +203,17 @@ def load_model(
 ) -> nn.Module:
     """Build the model a checkpoint describes and load it strictly, in eval mode.
 
-    ``arch`` names the family (any variant name of it works too); width, depth and scale come from the
-    checkpoint itself. ``scale``, when given, must match the checkpoint's.
+    ``source``: a path, a state dict, or the name of weights in litesr's table (``"elan-light-x4"``, see
+    ``litesr models``; fetched and checked on first use if not shipped). ``arch`` names the family (any variant
+    name of it works too); width, depth and scale come from the checkpoint itself. ``scale``, when given, must
+    match the checkpoint's.
     """
+    if isinstance(source, (str, os.PathLike)) and not os.path.exists(source):
+        from .pretrained import weights_path
+
+        source, entry = weights_path(source, scale)
+        if entry is not None and scale is None:
+            scale = entry.scale
     state, layout = to_official_keys(read_state_dict(source))
     try:
         return _build_and_load(source, state, arch, scale, device)

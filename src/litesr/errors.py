@@ -42,3 +42,11 @@ class OutputError(LitesrError, OSError):
 
 class DivergedError(LitesrError, FloatingPointError):
     """A training run produced a non-finite loss or weights; the message says how to continue."""
+
+
+class DownloadError(LitesrError, OSError):
+    """Named weights could not be fetched (offline, server down, cut short, wrong checksum); the message names the
+    URL, the expected sha256 and where the file can be placed by hand. Nothing partial is left behind."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""

@@ -1,42 +1,76 @@
-"""Which weights a command uses: a file the user names, or the weights shipped inside the package."""
+"""Which weights a command uses: the one place a user's string becomes a model (a file, a name from litesr's table
+of pretrained weights, an exported ONNX graph, or nothing: the default weights)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from .errors import NotFoundError, UsageError
-
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-
-
-def shipped_weights(arch: str, scale: int) -> Path | None:
-    """Path of the packaged ``<arch>_x<scale>.safetensors``, or None if litesr ships none for that pair."""
-    path = WEIGHTS_DIR / f"{arch}_x{scale}.safetensors"
-    return path if path.is_file() else None
-
-
-def available_shipped() -> list[tuple[str, int]]:
-    """(arch, scale) pairs with packaged weights."""
-    out = []
-    for p in sorted(WEIGHTS_DIR.glob("*_x[0-9].safetensors")):
-        arch, _, scale = p.stem.rpartition("_x")
-        out.append((arch, int(scale)))
-    return out
-
+from .errors import NotFoundError, UnknownNameError, UsageError
+from .zoo import WEIGHTS_DIR  # noqa: F401 (where the shipped files are, for callers that imported it from here)
 
 DEFAULT_ARCH = "elan-light"
+#: Suffixes that say a string is meant as a file, so a missing one is "not found" rather than "unknown name".
+FILE_SUFFIXES = (".safetensors", ".pth", ".pt", ".onnx", ".ckpt", ".bin")
+
+
+def default_weights(arch: str | None, scale: int | None):
+    """The table entry run when no weights are named: the default of ``arch`` (default ELAN-light) at ``scale``
+    (default 4). An unknown architecture, or a pair with no default, is a one-line error that lists the choices."""
+    from . import zoo
+    from .models.registry import ARCHITECTURES, VARIANTS, known_names
+
+    key = (arch or DEFAULT_ARCH).strip().lower().replace("_", "-")
+    want_scale = int(scale or 4)
+    if key not in VARIANTS and key not in ARCHITECTURES:
+        raise UnknownNameError(f"unknown architecture {arch!r}; architectures: {', '.join(known_names())}")
+    variant = key if key in VARIANTS else next((v.name for v in VARIANTS.values() if v.arch == key), key)
+    entry = zoo.default_for(variant, want_scale)
+    if entry is None:
+        have = [e.name for e in zoo.entries().values() if e.arch == variant]
+        listed = f"named weights for {variant}: {', '.join(have)}" if have else f"litesr has no weights for {variant}"
+        raise NotFoundError(f"no default weights for {variant} x{want_scale} ({listed}); give a checkpoint or a "
+                            "name: --weights PATH|NAME on the command line (see `litesr models`), its path in Python")
+    return entry
+
+
+def weights_path(spec: str | os.PathLike, scale: int | None = None) -> tuple[Path, object | None]:
+    """The file ``spec`` means, and its table entry if it is a name: an existing path is itself; a name from the
+    table (``elan-light-x4-frl``, ``elan-light-x4``, or a variant at ``scale``) is its file, downloaded and
+    checked first if need be. Anything else is a one-line error: a missing file, or an unknown name (listed)."""
+    from . import zoo
+
+    path = Path(os.fspath(spec)).expanduser()
+    if path.exists():
+        return path, None
+    text = os.fspath(spec)
+    entry = zoo.find(text, scale) if isinstance(text, str) else None
+    if entry is not None:
+        return zoo.fetch(entry), entry
+    from .models.registry import ARCHITECTURES, VARIANTS
+
+    if text.strip().lower().replace("_", "-") in set(VARIANTS) | set(ARCHITECTURES):  # a variant without a default
+        entry = default_weights(text, scale)  # here: the error that lists the weights it has
+        return zoo.fetch(entry), entry
+    if path.suffix.lower() in FILE_SUFFIXES or os.sep in str(text) or "/" in str(text):
+        raise NotFoundError(f"weights file not found: {path}")
+    raise UnknownNameError(f"{text!r} is neither a file nor a name of litesr's weights; names: "
+                           f"{', '.join(zoo.names())} (see `litesr models`)")
 
 
 def resolve_model(
-    weights: str | None, arch: str | None, scale: int | None, device: torch.device | str = "cpu"
+    weights: str | os.PathLike | None, arch: str | None, scale: int | None, device: torch.device | str = "cpu"
 ) -> nn.Module:
-    """Load ``weights`` (arch/scale detected unless given); without weights, the shipped model for the request."""
+    """The model a user's choice means. ``weights``: a checkpoint path (arch/scale detected unless given), an
+    exported ``.onnx`` (run by onnxruntime), a name from the table (``elan-light-x4-frl``; ``elan-light-x4`` or,
+    with ``scale``, ``elan-light`` for a pair's default), or None: the default weights of ``arch``/``scale``
+    (ELAN-light x4 when neither is given)."""
     from .checkpoint import load_model
 
-    if weights and str(weights).lower().endswith(".onnx"):  # an exported graph: run by onnxruntime on the CPU
+    if weights is not None and os.fspath(weights).lower().endswith(".onnx"):  # an exported graph: onnxruntime, CPU
         from .onnx import OnnxModel, check_arch
 
         model = OnnxModel(weights)
@@ -44,18 +78,17 @@ def resolve_model(
         if scale is not None and int(scale) != model.scale:
             raise UsageError(f"{weights} is a x{model.scale} model but x{scale} was requested")
         return model
-    if weights:
-        return load_model(weights, arch=arch, scale=scale, device=device)
-    want_arch = arch or DEFAULT_ARCH
-    want_scale = scale or 4
-    path = shipped_weights(want_arch.lower(), want_scale)
-    if path is None:
-        shipped = ", ".join(f"{a} x{s}" for a, s in available_shipped()) or "none yet"
-        raise NotFoundError(
-            f"no shipped weights for {want_arch} x{want_scale} (shipped: {shipped}); "
-            "give a checkpoint (.safetensors, .pth or .pt): --weights PATH on the command line, its path in Python"
-        )
-    return load_model(path, arch=want_arch, scale=want_scale, device=device)
+    if weights is None or os.fspath(weights) == "":
+        entry = default_weights(arch, scale)
+        path = weights_path(entry.name)[0]
+    else:
+        path, entry = weights_path(weights, scale)
+    if entry is not None:  # its table entry knows the scale (PAN x2/x3 files cannot tell)
+        scale = scale if scale is not None else entry.scale
+    model = load_model(path, arch=arch, scale=scale, device=device)
+    if entry is not None:
+        model.weights_name = entry.name
+    return model
 
 
 #: How a model's forward is computed. ``eager``: PyTorch itself, every device (the default). ``openvino``: the

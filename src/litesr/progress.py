@@ -95,3 +95,40 @@ def tile_progress(mode: str, interval: float, what: str = "",
                   prefix: str = "litesr") -> Callable[[int, str], TileProgress]:
     """A factory for ``litesr.tiling.upscale_strips(progress=...)``."""
     return lambda total, description: TileProgress(total, description, mode, interval, what, prefix=prefix)
+
+
+class ByteProgress:
+    """Progress of a transfer of ``total`` bytes (0: unknown): a tqdm bar in bytes on a terminal, else a plain
+    line every ``interval`` seconds and one at the end; nothing when ``mode`` is ``"off"``."""
+
+    def __init__(self, total: int, description: str, mode: str, interval: float = LOG_INTERVAL_S,
+                 stream: TextIO | None = None, prefix: str = "litesr") -> None:
+        self.total, self.description, self.mode, self.interval, self.prefix = total, description, mode, interval, prefix
+        self.stream = stream or sys.stderr
+        self.done = 0
+        self.start = self.last = time.monotonic()
+        self.bar = None
+        if mode == "bar":
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total or None, desc=description, unit="B", unit_scale=True, unit_divisor=1024,
+                            leave=False, dynamic_ncols=True, file=self.stream)
+
+    def _line(self) -> str:
+        of = f" of {self.total / 2**20:.1f} MiB ({100 * self.done // self.total}%)" if self.total else " MiB"
+        amount = f"{self.done / 2**20:.1f}" + of
+        return f"{self.prefix}: {self.description}: {amount}, {duration(time.monotonic() - self.start)} elapsed"
+
+    def update(self, n: int) -> None:
+        self.done += n
+        if self.bar is not None:
+            self.bar.update(n)
+        elif self.mode == "lines" and time.monotonic() - self.last >= self.interval:
+            self.last = time.monotonic()
+            print(self._line(), file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        elif self.mode == "lines":
+            print(self._line(), file=self.stream, flush=True)

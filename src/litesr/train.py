@@ -98,12 +98,11 @@ def warmed_up_ema(decay: float):
 def init_from(model: nn.Module, path: str) -> list[str]:
     """Copy every tensor of ``path`` whose key and shape match (a x4 body into a x2 model); return skipped keys.
 
-    ``path`` is a weights file, or the name of weights litesr ships (``elan-light_x4``)."""
-    from .pretrained import shipped_weights
+    ``path`` is a weights file, or a name from litesr's weights table (``elan-light-x4``, ``elan-light-x4-291``;
+    ``elan-light_x4`` as well)."""
+    from .pretrained import weights_path
 
-    arch, _, scale = str(path).rpartition("_x")
-    if not Path(path).exists() and scale.isdigit() and shipped_weights(arch, int(scale)) is not None:
-        path = shipped_weights(arch, int(scale))
+    path = weights_path(path)[0]
     source, _ = to_official_keys(read_state_dict(path))
     own = model.state_dict()
     usable = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}

@@ -92,7 +92,8 @@ class TrainConfig:
                                    "frozen, BatchNorm statistics of frozen layers included", nargs="+",
                                    metavar="REGEX")
     init_weights: str | None = option(None, "start from these weights (keys of matching shape; e.g. a x4 body for "
-                                            "x2): a file, or shipped weights by name (elan-light_x4)", metavar="PATH")
+                                            "x2): a file, or weights by name (elan-light-x4; see `litesr models`)",
+                                      metavar="PATH|NAME")
     out: str | None = option(None, "run folder (default runs/<arch>_x<scale>)", metavar="DIR")
     device: str = option("auto", "cpu, cuda, cuda:N or auto")
 

@@ -22,11 +22,12 @@ from . import export as export_cmd
 from . import models as models_cmd
 from . import train as train_cmd
 from . import upscale as upscale_cmd
+from . import weights as weights_cmd
 
 
 __all__ = ["main", "build_parser", "UsageError"]
 
-COMMANDS = [upscale_cmd, eval_cmd, train_cmd, bench_cmd, convert_cmd, export_cmd, models_cmd]
+COMMANDS = [upscale_cmd, eval_cmd, train_cmd, bench_cmd, convert_cmd, export_cmd, models_cmd, weights_cmd]
 
 
 def build_parser() -> argparse.ArgumentParser:

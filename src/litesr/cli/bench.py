@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog=EXAMPLES,
         formatter_class=example_formatter,
     )
-    p.add_argument("models", nargs="+", metavar="MODEL", help="variant names (see `litesr models`) or checkpoints")
+    p.add_argument("models", nargs="+", metavar="MODEL", help="variant names (random weights), checkpoints or names of weights (see `litesr models`)")
     p.add_argument("--scale", type=int, choices=SCALES,
                    help="upscaling factor of named variants (default 4); a checkpoint's own scale is read from it "
                         "(give it only where the file cannot tell, as for PAN x2/x3)")
@@ -57,6 +57,8 @@ def run(args: argparse.Namespace) -> int:
 
     from ..efficiency import BenchSpec, count_flops, count_layer_macs, count_parameters, hd_input_size, measure_isolated
     from ..checkpoint import load_model
+    from ..pretrained import weights_path
+    from ..zoo import is_weights_name
     from ..runtime import pick_device
     from ..io import check_writable
     from .options import UsageError
@@ -70,9 +72,12 @@ def run(args: argparse.Namespace) -> int:
         check_writable(args.json)
     results = []
     for name in args.models:
-        if os.path.exists(name):  # a checkpoint: its own scale (--scale only where the file cannot tell)
-            model = load_model(name, scale=args.scale)
+        if os.path.exists(name) or is_weights_name(name):  # a checkpoint or named weights: their own scale
+            path, entry = weights_path(name, args.scale)
+            source = str(path)  # what each measuring process loads
+            model = load_model(path, scale=args.scale or (entry.scale if entry else None))
         else:
+            source = name
             model = BenchSpec(name, args.scale or 4).build()
         scale = int(model.scale)
         hd = hd_input_size(scale)
@@ -82,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         del model
         if not args.macs_only:
             for size in args.sizes:
-                spec = BenchSpec(name, scale, size, size, args.device, args.precision, args.runs, args.warmup,
+                spec = BenchSpec(source, scale, size, size, args.device, args.precision, args.runs, args.warmup,
                                  args.threads)
                 if sys.stderr.isatty():
                     print(f"measuring {name} at {size}x{size} ...", file=sys.stderr, flush=True)

@@ -29,7 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog=EXAMPLES,
         formatter_class=example_formatter,
     )
-    p.add_argument("source", metavar="SRC", help="checkpoint to read (.safetensors, .pth, .pt)")
+    p.add_argument("source", metavar="SRC", help="checkpoint to read (.safetensors, .pth, .pt), or a name from "
+                   "litesr's weights table (see `litesr models`)")
     p.add_argument("target", metavar="DST", help="file to write; .pth/.pt or .safetensors")
     p.add_argument("--arch", metavar="A", help="architecture or variant; detected if omitted")
     p.add_argument("--scale", type=int, choices=SCALES, help="upscaling factor; read from the checkpoint")
@@ -47,13 +48,14 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ..checkpoint import article, load_model, model_label, official_state_dict, save_model
-    from ..errors import NotFoundError
     from ..io import check_writable
     from .options import UsageError, refuse_existing
 
+    from ..pretrained import weights_path
+
     source, target = Path(args.source), Path(args.target)
     if not source.is_file():
-        raise NotFoundError(f"checkpoint not found: {source}")
+        source = weights_path(args.source, args.scale)[0]  # a name from litesr's weights table, else an error
     if target.suffix.lower() not in (".safetensors", ".pth", ".pt"):
         raise UsageError(f"cannot tell the format of {target}: name it .safetensors, .pth or .pt")
     if source.resolve() == target.resolve():

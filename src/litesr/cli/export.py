@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "with onnxruntime, and write it atomically.",
         epilog=EXAMPLES, formatter_class=example_formatter,
     )
-    add_model_arguments(p, "checkpoint: .safetensors or .pth/.pt; default: litesr's shipped weights for --arch/--scale")
+    add_model_arguments(p, "checkpoint: .safetensors or .pth/.pt")
     p.add_argument("-o", "--output", required=True, metavar="OUT.onnx", help="ONNX file to write")
     p.add_argument("--overwrite", action="store_true", help="replace OUT.onnx if it exists (refused otherwise)")
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET, metavar="N",

@@ -18,8 +18,11 @@ def example_formatter(prog: str) -> argparse.HelpFormatter:
 
 def add_model_arguments(parser: argparse.ArgumentParser, weights_help: str, arch_example: str = "elan-light",
                         scale_note: str = "") -> None:
-    """``--weights/--arch/--scale``: which model a command runs (a checkpoint, or litesr's shipped weights)."""
-    parser.add_argument("--weights", metavar="PATH", help=weights_help)
+    """``--weights/--arch/--scale``: which model a command runs (a checkpoint, named weights, or the default)."""
+    parser.add_argument("--weights", metavar="PATH|NAME",
+                        help=f"{weights_help}; or a name from litesr's weights table (elan-light-x4-291, "
+                        "swinir-light-x2-official, ...: see `litesr models`; fetched and checked on first use); "
+                        "default: the default weights of --arch/--scale (ELAN-light x4 when neither is given)")
     parser.add_argument("--arch", metavar="A",
                         help=f"architecture or variant (e.g. {arch_example}; see `litesr models`); detected from the "
                         "weights if omitted")

@@ -60,7 +60,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders of images")
     p.add_argument("-o", "--output", required=True, metavar="OUTPUT",
                    help="output file (single input) or folder (created if missing; end it with / to be explicit)")
-    add_model_arguments(p, "checkpoint: .safetensors, .pth/.pt (read safely, weights_only) or an exported .onnx; default: litesr's shipped weights for --arch/--scale")
+    add_model_arguments(p, "checkpoint: .safetensors, .pth/.pt (read safely, weights_only) or an exported .onnx")
     p.add_argument("--recursive", action="store_true", help="also take images in sub-folders of folder inputs")
     p.add_argument("--suffix", metavar="S", help="added to each output name in a folder (default _x<scale>; "
                                                  "one starting with - is written --suffix=-big)")
