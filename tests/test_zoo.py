@@ -99,7 +99,8 @@ def _manifest() -> dict[str, dict]:
 
 def test_every_entry_whose_file_is_in_shared_has_the_pinned_hash():
     """The table pins what ../shared/data/MANIFEST.tsv records (repository, commit, path, sha256, size) and what
-    the files there really hash to: IMDN, PAN, the third-party ESRT x3 and the original of the FRL ELAN-light x4."""
+    the files there really hash to: IMDN, PAN, the third-party ESRT x3, the original of the FRL ELAN-light x4 and
+    the NTIRE HiT-SRF and SPAN checkpoints."""
     rows = {(r["source_repo"], r["commit"], r["path_in_repo"]): (path, r) for path, r in _manifest().items()}
     checked = []
     for e in zoo.entries().values():
@@ -115,7 +116,7 @@ def test_every_entry_whose_file_is_in_shared_has_the_pinned_hash():
         path = DATA / local
         assert zoo.sha256_of(path) == item["sha256"] and path.stat().st_size == item["size"], e.name
         checked.append(e.name if pinned else e.name + " (source)")
-    assert len(checked) == 8, checked  # IMDN x3, PAN x3, ESRT x3, FRL's original
+    assert len(checked) == 10, checked  # IMDN x3, PAN x3, ESRT x3, FRL's original, HiT-SRF, SPAN
 
 
 def test_shipped_frl_file_holds_the_original_tensors():
