@@ -134,8 +134,9 @@ def main() -> None:
             results[path] = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
             r = results[path]
             print(f"{size:>8} {path:>9} {r['latency_s']:>10.3f} {r['mem_mib']:>13.1f}")
-        o, l = results["official"], results["litesr"]
-        print(f"{size:>8} {'ratio':>9} {o['latency_s'] / l['latency_s']:>9.2f}x {o['mem_mib'] / max(l['mem_mib'], 1e-9):>12.2f}x"
+        o, ours = results["official"], results["litesr"]
+        print(f"{size:>8} {'ratio':>9} {o['latency_s'] / ours['latency_s']:>9.2f}x "
+              f"{o['mem_mib'] / max(ours['mem_mib'], 1e-9):>12.2f}x"
               "  (official / litesr: > 1 means litesr is faster / leaner)")
 
 

@@ -10,7 +10,8 @@
    available, onnxruntime on an exported graph, OpenVINO (compiled for the input's shape, fp32 and bf16) and
    ``torch.compile``.
 4. ``upscale``: ``litesr.tiling.upscale_array`` on a square uint8 image with ``litesr upscale``'s defaults
-   (default tile/overlap, ``--precision auto``), the end-to-end number a user sees, ÷ the floor of the precision it ran in;
+   (default tile/overlap, ``--precision auto``), the end-to-end number a user sees, ÷ the floor of the precision it
+   ran in;
    timed first for each model, as in a ``litesr upscale`` process that runs nothing else before it.
 
     python benchmarks/floor.py                                  # shipped ELAN-light x4, LR 128 and 256
@@ -199,7 +200,8 @@ def main() -> None:
                          "default policy `litesr upscale` runs with")
     ap.add_argument("--onnx-dir", type=Path, help="keep exported graphs here and reuse them (export takes ~30 s)")
     ap.add_argument("--image", type=Path, default=Path(__file__).resolve().parents[1] / "examples" / "sample.png",
-                    help="picture whose content the inputs are cut from (mirrored to size; default examples/sample.png)")
+                    help="picture whose content the inputs are cut from (mirrored to size; "
+                         "default examples/sample.png)")
     ap.add_argument("--upscale", type=int, nargs="*", default=[256],
                     help="square image sizes for the end-to-end `upscale` row (default settings)")
     args = ap.parse_args()

@@ -155,7 +155,8 @@ def update_readme_table(readme: Path) -> None:
     try:
         head = lines.index(MARKDOWN_HEADER)
     except ValueError:
-        raise SystemExit(f"{readme} has no table of weights ('{MARKDOWN_HEADER}'): paste `litesr models --markdown`")
+        raise SystemExit(f"{readme} has no table of weights ('{MARKDOWN_HEADER}'): "
+                         "paste `litesr models --markdown`") from None
     end = head
     while end < len(lines) and lines[end].startswith("|"):
         end += 1

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 import litesr
-from litesr.efficiency import BenchSpec, count_flops, count_layer_macs, count_parameters, hd_input_size, measure_isolated
+from litesr.efficiency import BenchSpec, count_flops, count_layer_macs, count_parameters, hd_input_size
+from litesr.efficiency import measure_isolated
 from litesr.cli import main
 
 from conftest import TOLERANCE, load_vector, relative_error

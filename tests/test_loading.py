@@ -18,7 +18,8 @@ def test_wrapped_and_prefixed_checkpoints_load(elan_x2, tmp_path):
     x = tensors["input_b"] / 255.0
     with torch.inference_mode():
         ref = litesr.load_model(state)(x)
-        for wrapped in ({"params_ema": state}, {"params": state}, {"state_dict": {f"module.{k}": v for k, v in state.items()}},
+        for wrapped in ({"params_ema": state}, {"params": state},
+                        {"state_dict": {f"module.{k}": v for k, v in state.items()}},
                         {"model": state}):
             assert torch.equal(litesr.load_model(wrapped)(x), ref)
         path = tmp_path / "legacy.pth"

@@ -33,7 +33,8 @@ def few_images(tmp_path_factory):
 
 
 def small_config(images, out, **kw) -> TrainConfig:
-    values = dict(arch="elan-light", scale=2, model_config=TINY, train_data=[str(images)], iters=20, batch_size=2, patch_size=32,
+    values = dict(arch="elan-light", scale=2, model_config=TINY, train_data=[str(images)], iters=20, batch_size=2,
+                  patch_size=32,
                   lr=2e-4, workers=0, log_every=5, ema_decay=0.9, out=str(out), device="cpu")
     values.update(kw)
     return TrainConfig.from_sources(None, **values)
@@ -41,7 +42,8 @@ def small_config(images, out, **kw) -> TrainConfig:
 
 def test_short_run_writes_loadable_checkpoint(few_images, tmp_path):
     out = tmp_path / "run"
-    assert main(["train", "--config", tiny_yaml(tmp_path), "--arch", "elan-light", "--scale", "2", "--train-data", str(few_images), "--iters", "20",
+    assert main(["train", "--config", tiny_yaml(tmp_path), "--arch", "elan-light", "--scale", "2",
+                 "--train-data", str(few_images), "--iters", "20",
                  "--batch-size", "2", "--patch-size", "32", "--workers", "1", "--log-every", "10", "--out", str(out),
                  "--device", "cpu", "--quiet"]) == 0
     model = litesr.load_model(out / "last.safetensors")
@@ -70,7 +72,8 @@ def test_torchrun_gloo_two_processes(few_images, tmp_path):
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "litesr",
-           "train", "--config", tiny_yaml(tmp_path), "--arch", "elan-light", "--scale", "2", "--train-data", str(few_images), "--iters", "6",
+           "train", "--config", tiny_yaml(tmp_path), "--arch", "elan-light", "--scale", "2",
+           "--train-data", str(few_images), "--iters", "6",
            "--batch-size", "4", "--patch-size", "32", "--workers", "0", "--log-every", "3", "--out", str(out),
            "--device", "cpu", "--quiet"]
     result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)

@@ -638,7 +638,7 @@ def test_missing_inputs_are_reported_before_a_model_loads(tmp_path, capsys, monk
     assert not (tmp_path / "out").exists()
 
 
-# ------------------------------------------------------------------ the Python API reads PIL images as the CLI reads files
+# ------------------------------------------------------------------ the Python API reads PIL images as the CLI does
 
 def _cli_output(capsys, tiny, src: Path, dst: Path) -> np.ndarray:
     rc, _, err = cli(capsys, "upscale", src, "-o", dst, "--weights", tiny[0], "--quiet")
@@ -669,7 +669,8 @@ def test_python_upscale_of_a_pil_image_gives_what_the_cli_gives_for_its_file(tin
     got = litesr.upscale(la, tiny[1], precision="fp32")
     assert got.mode == "LA" and np.array_equal(np.array(got.getchannel("A")), expected.alpha)
     assert np.array_equal(np.array(got.getchannel("L")), expected.rgb[..., 0])
-    opaque = litesr.upscale(Image.merge("LA", [Image.fromarray(gray), Image.new("L", (14, 10), 255)]), tiny[1], precision="fp32")
+    opaque = litesr.upscale(Image.merge("LA", [Image.fromarray(gray), Image.new("L", (14, 10), 255)]), tiny[1],
+                            precision="fp32")
     assert opaque.mode == "LA" and np.array(opaque.getchannel("A")).min() == 255
     # PA (palette with alpha) keeps its alpha
     pa = Image.fromarray(photo(10, 14)).convert("P").convert("PA")

@@ -184,7 +184,8 @@ def load_strict(model: nn.Module, state: StateDict, arch: Architecture) -> None:
         problems.append(f"unexpected key(s): {_listing(unexpected)}")
     for k in expected:
         if k in state and tuple(state[k].shape) != tuple(expected[k].shape):
-            problems.append(f"shape mismatch for {k}: checkpoint {tuple(state[k].shape)}, model {tuple(expected[k].shape)}")
+            problems.append(f"shape mismatch for {k}: checkpoint {tuple(state[k].shape)}, "
+                            f"model {tuple(expected[k].shape)}")
     if problems:
         raise CheckpointError(f"checkpoint does not fit {arch.name}: " + "; ".join(problems))
     model.load_state_dict(state, strict=True)

@@ -16,7 +16,8 @@ from torch import nn
 from .errors import UsageError
 
 #: Concrete compute precisions. fp32 matches the official code (``eval``'s default); bf16/fp16 run the model under
-#: autocast (bf16: 1.4-1.5x faster than fp32 for ELAN-light on an AVX-512 BF16 CPU, benchmarks/floor.py; fp16 is for GPUs).
+#: autocast (bf16: 1.4-1.5x faster than fp32 for ELAN-light on an AVX-512 BF16 CPU, benchmarks/floor.py; fp16 is for
+#: GPUs).
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 #: What ``upscale`` runs in unless told otherwise (see :func:`resolve_precision`); ``eval`` keeps fp32.

@@ -163,7 +163,8 @@ class Trainer:
             from torch.optim.swa_utils import AveragedModel
 
             self.ema = AveragedModel(self.model, multi_avg_fn=warmed_up_ema(config.ema_decay), use_buffers=True)
-        self.optimizer = torch.optim.Adam([p for p in self.model.parameters() if p.requires_grad], lr=config.lr, betas=config.betas,
+        self.optimizer = torch.optim.Adam([p for p in self.model.parameters() if p.requires_grad], lr=config.lr,
+                                          betas=config.betas,
                                           weight_decay=config.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(config))
         self.step = 0

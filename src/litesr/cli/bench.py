@@ -17,7 +17,8 @@ convolution and matmul (attention included), "layers" only Conv2d/Linear (thop-s
 Latency is the median of --runs forwards after --warmup; memory is the peak growth over one forward, each size in
 a fresh process. On a CPU the last line says whether litesr's compiled attention kernels ran (AVX-512 BF16 CPUs
 with a C compiler; LITESR_NATIVE=0 turns them off) or the eager PyTorch path. Latency does not depend on the
-weights, so models are built with random weights; a checkpoint path works too. Compare figures from one run only: the machine (and its load) sets the scale.
+weights, so models are built with random weights; a checkpoint path works too. Compare figures from one run only:
+the machine (and its load) sets the scale.
 """
 
 
@@ -33,7 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog=EXAMPLES,
         formatter_class=example_formatter,
     )
-    p.add_argument("models", nargs="+", metavar="MODEL", help="variant names (random weights), checkpoints or names of weights (see `litesr models`)")
+    p.add_argument("models", nargs="+", metavar="MODEL",
+                   help="variant names (random weights), checkpoints or names of weights (see `litesr models`)")
     p.add_argument("--scale", type=int, choices=SCALES,
                    help="upscaling factor of named variants (default 4); a checkpoint's own scale is read from it "
                         "(give it only where the file cannot tell, as for PAN x2/x3)")
@@ -126,7 +128,8 @@ def format_table(results: list[dict], args: argparse.Namespace) -> str:
         headers += [f"{s}² latency", f"{s}² peak"]
     rows = []
     for r in results:
-        cells = [r["model"] + (f" x{r['scale']}" if mixed else ""), f"{r['params']:,}", f"{r['macs'] / 1e9:.2f}", f"{r['layer_macs'] / 1e9:.2f}"]
+        cells = [r["model"] + (f" x{r['scale']}" if mixed else ""), f"{r['params']:,}", f"{r['macs'] / 1e9:.2f}",
+                 f"{r['layer_macs'] / 1e9:.2f}"]
         for s in sizes:
             m = r["sizes"][s]
             if "error" in m:
@@ -135,7 +138,8 @@ def format_table(results: list[dict], args: argparse.Namespace) -> str:
                 cells += [f"{m['latency']:.3f} s", f"{m['peak_bytes'] / 2**20:,.0f} MiB"]
         rows.append(cells)
     first = next((m for r in results for m in r["sizes"].values() if "error" not in m), None)
-    where = f"{args.device}" + (f", {first['threads']} thread{'s' * (first['threads'] != 1)}" if first and args.device == "cpu" else "")
+    threads = f", {first['threads']} thread{'s' * (first['threads'] != 1)}" if first and args.device == "cpu" else ""
+    where = f"{args.device}{threads}"
     head = (f"x{scales[0]}; MACs for a {w * scales[0]}x{h * scales[0]} output (LR {w}x{h})" if not mixed
             else "scales " + ", ".join(f"x{s}" for s in scales) + "; MACs for a 1280x720 output")
     lines = [head

@@ -34,7 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--data", required=True, metavar="DIR", help="benchmark folder holding one folder per set")
     p.add_argument("--sets", metavar="A,B", help="comma-separated sets (default: every set found under --data)")
-    add_model_arguments(p, "checkpoint: .safetensors, .pth/.pt (read safely, weights_only) or an exported .onnx", arch_example="imdn, pan", scale_note="needed for bicubic-only runs")
+    add_model_arguments(p, "checkpoint: .safetensors, .pth/.pt (read safely, weights_only) or an exported .onnx",
+                        arch_example="imdn, pan", scale_note="needed for bicubic-only runs")
     add_json_argument(p, "the results")
     p.add_argument("--save-images", metavar="DIR", help="write the SR images to DIR/<set>/<name>.png")
     p.add_argument("--self-ensemble", action="store_true",

@@ -119,4 +119,5 @@ def resolve_variant(name: str) -> Variant:
     key = name.strip().lower().replace("_", "-")
     if key in VARIANTS:
         return VARIANTS[key]
-    raise UnknownNameError(f"unknown model {name!r}; choose one of: {', '.join(sorted(VARIANTS))} (see `litesr models`)")
+    raise UnknownNameError(f"unknown model {name!r}; choose one of: {', '.join(sorted(VARIANTS))} "
+                           "(see `litesr models`)")
