@@ -2,8 +2,9 @@
 
     python scripts/compare_transformers.py --data ../shared/data/benchmarks [--out docs/cpu291.md]
 
-Reads every ``training_state/<arch>_x4_cpu291`` run (the packaged ``cpu291_x4`` recipe), checks that all of them
-used the same recipe (everything but the architecture and the paths), and scores each run's *final* EMA weights —
+Reads every ``training_state/<arch>_x4_cpu291`` run (the packaged ``cpu291_x4`` recipe; restore the folders from
+the repository's history first, as docs/training_runs.md says), checks that all of them used the same recipe
+(everything but the architecture and the paths), and scores each run's *final* EMA weights —
 no pick of the best checkpoint on a test set — on Set5, Set14, B100 and the Urban100 subset (its LR made with the
 MATLAB-compatible bicubic). Next to the scores: parameters, MACs for a 1280×720 output, and the median fp32
 latency of one forward at LR 128² on this machine, all measured in this run. Prints a Markdown table and writes it
