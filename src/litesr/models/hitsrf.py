@@ -431,8 +431,11 @@ def _largest_window(config: dict) -> int:
     return max(block_windows(config.get("base_win_size", DEFAULT_BASE_WIN_SIZE), config["hier_win_ratios"]))
 
 
+# cpu_bf16: bf16 autocast measured 1.44x faster than fp32 on a 2-core AVX-512 BF16 EPYC (LR 128², 0.637 against
+# 0.921 s; `python benchmarks/precision_speed.py --arch hitsrf --sizes 128`, 2026-12-06); with the NTIRE weights it
+# costs Set5 32.5422 against 32.5537 dB (-0.0115), Set14 28.8674 against 28.8734 (-0.0060) (`litesr eval`).
 register_architecture(Architecture(
-    name="hitsrf", build=HiTSRF, detect=detect_config, paper=PAPER,
+    name="hitsrf", build=HiTSRF, detect=detect_config, paper=PAPER, cpu_bf16=True,
     # No image-level padding (every block pads to its own window and crops back); the multiple is the tiling hint:
     # tiles on the grid of the largest window share the whole image's windows that divide it (4…64, not 48; the
     # lcm, 192, would round the overlap up to 192). Real x4 weights, a 320² LR crop, tiles of 128: 38.3 dB against the

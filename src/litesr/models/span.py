@@ -148,12 +148,14 @@ def detect_config(state) -> dict | None:
     return {"scale": scale, "feature_channels": channels, "fusion_channels": fusion, "num_blocks": num_blocks}
 
 
-# cpu_bf16 stays off: the auto choice awaits a timing of bf16 autocast against fp32 for SPAN on a CPU with native
-# bf16 (not measured yet). What bf16 costs is measured: team46_span.pth, `litesr eval --precision bf16` against fp32,
-# Set5 31.6866 against 31.7359 dB (-0.049), Set14 28.3874 against 28.4029 (-0.015); SSIM 0.8881 / 0.7764 against
-# 0.8893 / 0.7771. The x255 input scale leaves bf16 little room: the first conv alone in fp32 recovers 0.016 dB on Set5.
+# cpu_bf16: bf16 autocast measured 1.95x faster than fp32 on a 2-core AVX-512 BF16 EPYC (LR 128², 0.038 against
+# 0.075 s; `python benchmarks/precision_speed.py --arch span --sizes 128`, 2026-12-06). What it costs, measured:
+# team46_span.pth, `litesr eval --precision bf16` against fp32, Set5 31.6866 against 31.7359 dB (-0.049), Set14
+# 28.3874 against 28.4029 (-0.015); SSIM 0.8881 / 0.7764 against 0.8893 / 0.7771 — more than the other models lose
+# (the x255 input scale leaves bf16 little room; the first conv alone in fp32 recovers 0.016 dB on Set5), for twice
+# the speed; `--precision fp32` gives the official numbers.
 register_architecture(Architecture(
-    name="span", build=SPAN, detect=detect_config, paper=PAPER,
+    name="span", build=SPAN, detect=detect_config, paper=PAPER, cpu_bf16=True,
     inference_only="litesr implements SPAN's folded (inference) form only; training it needs the re-parameterised "
                    "three-branch Conv3XC form, which litesr does not have (see litesr/models/span.py)",
 ))
