@@ -1,6 +1,6 @@
 """litesr: efficient transformer single-image super-resolution, faithful to the official code."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from .errors import LitesrError  # noqa: E402
 from .checkpoint import create_model, load_model, read_state_dict, save_model  # noqa: E402
