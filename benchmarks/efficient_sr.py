@@ -11,7 +11,7 @@ For each weights file (default: every x4 entry of litesr's model zoo whose file 
 
 The scores compare what a user can download, each trained on its own data (DIV2K, DIV2K+LSDIR, the 291 images):
 not architectures under one recipe. Writes ``<out>.json`` (every figure, with the CPU, peaks, commit and date) and
-``<out>.md`` (the table); ``benchmarks/figures.py`` draws the chart from the JSON.
+``<out>.md`` (the table), then draws the chart and the crops of ``benchmarks/figures.py`` beside them.
 
     python benchmarks/efficient_sr.py --data ../shared/data/benchmarks            # docs/efficient_sr.{json,md}
     python benchmarks/efficient_sr.py --weights elan-light-x4 path/to/mine.pth --no-scores
@@ -115,6 +115,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "efficient_sr")
     ap.add_argument("--no-scores", action="store_true", help="timings only")
     ap.add_argument("--fresh-scores", action="store_true", help="evaluate again even where the JSON has scores")
+    ap.add_argument("--no-figures", action="store_true",
+                    help="skip the chart and the crops (benchmarks/figures.py draws them from the JSON later)")
     args = ap.parse_args()
 
     import litesr
@@ -178,6 +180,23 @@ def main() -> None:
     json_path.write_text(json.dumps(record, indent=1) + "\n")
     args.out.with_suffix(".md").write_text(markdown(record))
     print(markdown(record))
+    if not args.no_figures:
+        draw_figures(record, args.data, args.out.parent)
+
+
+def draw_figures(record: dict, data: Path, folder: Path) -> None:
+    """The chart and the crops of ``benchmarks/figures.py``, from this run's record (needs matplotlib)."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        print("# figures skipped: matplotlib is not installed (pip install 'litesr[plot]', then "
+              "python benchmarks/figures.py)")
+        return
+    import figures
+
+    figures.chart(record, folder / "psnr_vs_latency.png")
+    figures.comparison(record, data, folder / "comparison.png", crop=figures.DEFAULT_CROP)
+    print(f"# wrote {folder / 'psnr_vs_latency.png'} and {folder / 'comparison.png'}")
 
 
 def rewrite_markdown(json_path: Path) -> None:

@@ -8,6 +8,8 @@
 
     pip install matplotlib        # the only extra it needs (litesr[plot])
     python benchmarks/figures.py --data ../shared/data/benchmarks
+
+``benchmarks/efficient_sr.py`` runs this at the end of its measurement; run it alone to redraw from the JSON.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CROP = 96
 #: (set, image, top, left) of each HR crop (side ``--crop``): fine texture, text and lines, where models differ
 CROPS = (("Set14", "barbara", 300, 80), ("Set14", "ppt3", 300, 200), ("Urban100", "img_061", 350, 520),
          ("Urban100", "img_091", 200, 300))
@@ -104,7 +107,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--record", type=Path, default=ROOT / "docs" / "efficient_sr.json")
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "benchmarks")
-    ap.add_argument("--crop", type=int, default=96, help="HR side of each crop")
+    ap.add_argument("--crop", type=int, default=DEFAULT_CROP, help="HR side of each crop")
     ap.add_argument("--out", type=Path, default=ROOT / "docs")
     args = ap.parse_args()
     record = json.loads(args.record.read_text())
