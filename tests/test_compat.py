@@ -71,3 +71,16 @@ def test_last_lr_and_fused_conv_relu():
         with torch.no_grad():
             assert torch.allclose(compat.fused_conv_relu(x, w, b).float(), F.relu(F.conv2d(x, w, b)).float(),
                                   rtol=2e-2, atol=2e-2)
+
+
+def test_the_version_probe_answers_the_same_inside_inference_mode():
+    """Probed first inside inference mode (as a model's first forward in `litesr upscale` is), the probe must not
+    fail on an inference tensor: a failure there made every cached derivation be rebuilt at every call."""
+    compat._version_runs.cache_clear()
+    try:
+        with torch.inference_mode():
+            assert compat._version_runs()
+        w = torch.zeros(3)
+        assert compat.version(w) == compat.version(w)
+    finally:
+        compat._version_runs.cache_clear()

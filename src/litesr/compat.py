@@ -119,13 +119,14 @@ def version(t: torch.Tensor) -> object:
 
 @lru_cache(maxsize=None)
 def _version_runs() -> bool:
-    t = torch.zeros(2)
-    try:
-        before = t._version
-        t.add_(1)
-        return isinstance(before, int) and t._version != before
-    except AttributeError:
-        return False
+    with torch.inference_mode(False):  # an inference tensor keeps no version: probe an ordinary one
+        t = torch.zeros(2)
+        try:
+            before = t._version
+            t.add_(1)
+            return isinstance(before, int) and t._version != before
+        except (AttributeError, RuntimeError):
+            return False
 
 
 def foreach_lerp_(averaged: list[torch.Tensor], current: list[torch.Tensor], weight: float) -> None:
