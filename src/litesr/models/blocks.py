@@ -744,3 +744,65 @@ def set_fused_attention(model: nn.Module, enabled: bool) -> nn.Module:
         if hasattr(module, "fused_attention"):
             module.fused_attention = bool(enabled)
     return model
+
+
+def swin_trunk(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The trunk SwinIR and HiT-SRF share, under their official attribute names: ``conv_first`` → tokens (the
+    patch-embedding norm) → every residual group of ``layers`` → ``norm`` → ``conv_after_body``, plus the shallow
+    features (the long skip). ``x``: the mean-subtracted input; returns the map the upsampler takes."""
+    f = net.conv_first(x)
+    t = net.patch_embed.norm(f.permute(0, 2, 3, 1))  # (B, H, W, C): tokens in row-major order
+    for layer in net.layers:
+        t = layer(t)
+    t = net.norm(t)
+    return net.conv_after_body(t.permute(0, 3, 1, 2)) + f
+
+
+class ResidualGroup(nn.Module):
+    """A residual group of transformer blocks in SwinIR's shape (SwinIR's RSTB, HiT-SRF's RHTB): ``x +
+    conv3×3(blocks(x))`` on (B, H, W, C) tokens, under the official keys ``residual_group.blocks.<i>`` and ``conv``."""
+
+    def __init__(self, dim: int, blocks) -> None:
+        super().__init__()
+        self.residual_group = _BlockList(blocks)
+        self.conv = nn.Conv2d(dim, dim, 3, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = x
+        for block in self.residual_group.blocks:
+            y = block(y)
+        return self.conv(y.permute(0, 3, 1, 2)).permute(0, 2, 3, 1) + x
+
+
+class _BlockList(nn.Module):
+    """The official ``BasicLayer`` (``residual_group``): only its ``blocks`` have weights."""
+
+    def __init__(self, blocks) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(blocks)
+
+
+class ConvFFN(nn.Module):
+    """``h = GELU(fc1(x)); h = h + dw(h); fc2(h)`` on (B, H, W, C) tokens, ``dw`` a depthwise stack run on the image
+    (keys ``fc1``, ``dwconv.depthwise_conv.<i>``, ``fc2``): the feed-forward of GRFormer and HiT-SRF, which differ
+    only in ``depthwise``."""
+
+    def __init__(self, dim: int, hidden: int, depthwise: nn.Sequential) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.dwconv = _DWConv(depthwise)
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.act(self.fc1(x))  # (B, H, W, hidden)
+        h = h + self.dwconv.depthwise_conv(h.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+        return self.fc2(h)
+
+
+class _DWConv(nn.Module):
+    """The official ``dwconv`` wrapper: its one child is ``depthwise_conv``."""
+
+    def __init__(self, depthwise: nn.Sequential) -> None:
+        super().__init__()
+        self.depthwise_conv = depthwise

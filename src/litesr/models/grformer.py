@@ -27,6 +27,7 @@ from torch import nn
 from .base import SRModel
 from .blocks import PixelShuffleUpsampler, add_mean, pad_to_multiple, relative_position_index
 from .blocks import LayerNorm, inference_weights, official_window_buffers, subtract_mean, window_geometry
+from .blocks import ConvFFN
 from .registry import Architecture, CheckpointError, Variant, register_architecture, register_variant
 from .statedict import mlp_ratio, nested_depths, pixel_shuffle_scale, require, rgb_input_width
 
@@ -112,7 +113,11 @@ class GRSAB(nn.Module):
         self.window, self.shift = window, shift
         self.attn = GRSA(dim, window, num_heads)
         self.norm1 = LayerNorm(dim)
-        self.mlp = ConvFFN(dim, int(dim * mlp_ratio))
+        hidden = int(dim * mlp_ratio)  # ConvFFN: fc1 → GELU → h + (dwconv3×3 → GELU → dwconv3×3)(h) → fc2
+        self.mlp = ConvFFN(dim, hidden, nn.Sequential(
+            nn.Conv2d(hidden, hidden, 3, 1, 1, groups=hidden), nn.GELU(),
+            nn.Conv2d(hidden, hidden, 3, 1, 1, groups=hidden),
+        ))
         self.norm2 = LayerNorm(dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -120,33 +125,6 @@ class GRSAB(nn.Module):
         geom = window_geometry(h, w, self.window, self.shift, MASK_FILL, x.device)
         x = x + self.norm1(geom.reverse(self.attn(geom.partition(x), geom)))
         return x + self.norm2(self.mlp(x))
-
-
-class ConvFFN(nn.Module):
-    """``h = GELU(fc1(x)); h = h + DW(h); fc2(h)`` with DW = dwconv3×3 → GELU → dwconv3×3 on the image."""
-
-    def __init__(self, dim: int, hidden: int) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.act = nn.GELU()
-        self.dwconv = _DWConv(hidden)
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.act(self.fc1(x))  # (B, H, W, hidden)
-        h = h + self.dwconv.depthwise_conv(h.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
-        return self.fc2(h)
-
-
-class _DWConv(nn.Module):
-    """Official ``dwconv`` wrapper (keys ``mlp.dwconv.depthwise_conv.{0,2}``)."""
-
-    def __init__(self, hidden: int) -> None:
-        super().__init__()
-        self.depthwise_conv = nn.Sequential(
-            nn.Conv2d(hidden, hidden, 3, 1, 1, groups=hidden), nn.GELU(),
-            nn.Conv2d(hidden, hidden, 3, 1, 1, groups=hidden),
-        )
 
 
 def esrpb_coordinates(wh: int, ww: int) -> torch.Tensor:

@@ -56,8 +56,10 @@ from torch import nn
 from .base import SRModel
 from .blocks import LayerNorm, PatchEmbedNorm, PixelShuffleUpsampler, add_mean, inference_weights, is_exporting
 from .blocks import pad_to_multiple, relative_position_index, subtract_mean, window_partition, window_reverse
+from .blocks import ConvFFN, ResidualGroup, swin_trunk
 from .registry import Architecture, CheckpointError, Variant, register_architecture, register_variant
-from .statedict import mlp_ratio, nested_depths, pixel_shuffle_scale, require, rgb_input_width
+from .statedict import mlp_ratio, nested_depths, pixel_shuffle_scale, refuse_other_swin_options, require
+from .statedict import rgb_input_width
 
 PAPER = "Zhang et al., HiT-SR: Hierarchical Transformer for Efficient Image Super-Resolution, ECCV 2024"
 NEG_SLOPE = 0.2
@@ -106,39 +108,15 @@ class HiTSRF(SRModel):
         self.upsample = PixelShuffleUpsampler(embed_dim, scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = subtract_mean(x, self.img_range)
-        f = self.conv_first(x)
-        t = self.patch_embed.norm(f.permute(0, 2, 3, 1))  # (B, H, W, C): tokens in row-major order
-        for layer in self.layers:
-            t = layer(t)
-        t = self.norm(t)
-        y = self.conv_after_body(t.permute(0, 3, 1, 2)) + f
+        y = swin_trunk(self, subtract_mean(x, self.img_range))
         return add_mean(self.upsample(y), self.img_range)
 
 
-class RHTB(nn.Module):
+class RHTB(ResidualGroup):
     """Residual hierarchical transformer group: ``x + conv3×3(blocks(x))`` (skip from the group input)."""
 
     def __init__(self, dim: int, depth: int, num_heads: int, windows: list[int], base: int, mlp_ratio: float) -> None:
-        super().__init__()
-        self.residual_group = _BlockList(
-            HierarchicalBlock(dim, num_heads, windows[j], base, mlp_ratio) for j in range(depth)
-        )
-        self.conv = nn.Conv2d(dim, dim, 3, 1, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = x
-        for block in self.residual_group.blocks:
-            y = block(y)
-        return self.conv(y.permute(0, 3, 1, 2)).permute(0, 2, 3, 1) + x
-
-
-class _BlockList(nn.Module):
-    """The official ``BasicLayer`` (``residual_group``): only its ``blocks`` have weights."""
-
-    def __init__(self, blocks) -> None:
-        super().__init__()
-        self.blocks = nn.ModuleList(blocks)
+        super().__init__(dim, (HierarchicalBlock(dim, num_heads, windows[j], base, mlp_ratio) for j in range(depth)))
 
 
 class HierarchicalBlock(nn.Module):
@@ -151,7 +129,8 @@ class HierarchicalBlock(nn.Module):
         self.norm1 = LayerNorm(dim)
         self.correlation = SCC(dim, num_heads, window, base)
         self.norm2 = LayerNorm(dim)
-        self.mlp = ConvFFN(dim, int(dim * mlp_ratio))
+        hidden = int(dim * mlp_ratio)  # ConvFFN: fc1 → GELU → h + GELU(dwconv5×5(h)) → fc2
+        self.mlp = ConvFFN(dim, hidden, nn.Sequential(nn.Conv2d(hidden, hidden, 5, 1, 2, groups=hidden), nn.GELU()))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _, h, w, _ = x.shape
@@ -328,30 +307,6 @@ class DynamicPosBias(nn.Module):
         return self.pos3(self.pos2(self.pos1(self.pos_proj(offsets))))
 
 
-class ConvFFN(nn.Module):
-    """``h = GELU(fc1(x)); h = h + GELU(dwconv5×5(h)); fc2(h)``, the depthwise conv on the (unpadded) image."""
-
-    def __init__(self, dim: int, hidden: int) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.act = nn.GELU()
-        self.dwconv = _DWConv(hidden)
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.act(self.fc1(x))  # (B, H, W, hidden)
-        h = h + self.dwconv.depthwise_conv(h.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
-        return self.fc2(h)
-
-
-class _DWConv(nn.Module):
-    """Official ``dwconv`` wrapper (keys ``mlp.dwconv.depthwise_conv.0``): 5×5 depthwise conv → GELU."""
-
-    def __init__(self, hidden: int) -> None:
-        super().__init__()
-        self.depthwise_conv = nn.Sequential(nn.Conv2d(hidden, hidden, 5, 1, 2, groups=hidden), nn.GELU())
-
-
 # --------------------------------------------------------------------------------------------- registry
 
 _BLOCK = r"^layers\.(\d+)\.residual_group\.blocks\.(\d+)\."
@@ -366,12 +321,7 @@ def detect_config(state) -> dict | None:
     dict (spec §2-3)."""
     if _PREFIX + "correlation.spatial_linear.weight" not in state or "conv_first.weight" not in state:
         return None
-    unsupported = sorted(k for k in state if _UNSUPPORTED.match(k))
-    if unsupported or "upsample.0.weight" not in state:
-        raise CheckpointError(
-            "HiT-SRF checkpoint with an unsupported configuration (litesr implements upsampler "
-            "'pixelshuffledirect', resi_connection '1conv', no ape)"
-            + (f"; found {', '.join(unsupported[:3])}" if unsupported else "; no upsample.0.weight"))
+    refuse_other_swin_options(state, FAMILY, sorted(k for k in state if _UNSUPPORTED.match(k)), "")
     dim = rgb_input_width(state, "conv_first.weight", FAMILY)
     depths = nested_depths(state, _BLOCK, FAMILY)
     num_heads: list[int] = []

@@ -19,6 +19,17 @@ def require(state: StateDict, key: str, family: str) -> torch.Tensor:
     return state[key]
 
 
+def refuse_other_swin_options(state: StateDict, family: str, unsupported: list[str], what: str) -> None:
+    """A Swin-type (SwinIR-shaped) checkpoint must use the options litesr implements: upsampler
+    'pixelshuffledirect', resi_connection '1conv', no absolute position embedding. ``unsupported``: the keys of
+    ``state`` that only another option has; ``what``: how the message names the implemented model."""
+    if unsupported or "upsample.0.weight" not in state:
+        raise CheckpointError(
+            f"{family} checkpoint with an unsupported configuration (litesr implements {what}upsampler "
+            "'pixelshuffledirect', resi_connection '1conv', no ape)"
+            + (f"; found {', '.join(unsupported[:3])}" if unsupported else "; no upsample.0.weight"))
+
+
 def rgb_input_width(state: StateDict, key: str, family: str) -> int:
     """Output channels of the first conv, which must read 3 (RGB) channels."""
     weight = require(state, key, family)

@@ -27,8 +27,10 @@ from torch import nn
 from .base import SRModel
 from .blocks import PixelShuffleUpsampler, add_mean, pad_to_multiple, relative_position_index
 from .blocks import LayerNorm, PatchEmbedNorm, official_window_buffers, subtract_mean, window_geometry
+from .blocks import ResidualGroup, swin_trunk
 from .registry import Architecture, CheckpointError, Variant, register_architecture, register_variant
-from .statedict import mlp_ratio, nested_depths, pixel_shuffle_scale, require, rgb_input_width
+from .statedict import mlp_ratio, nested_depths, pixel_shuffle_scale, refuse_other_swin_options, require
+from .statedict import rgb_input_width
 
 PAPER = "Liang et al., SwinIR: Image Restoration Using Swin Transformer, ICCV Workshops 2021"
 MASK_FILL = -100.0
@@ -59,41 +61,19 @@ class SwinIR(SRModel):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
-        x = subtract_mean(pad_to_multiple(x, self.size_multiple), self.img_range)
-        f = self.conv_first(x)
-        t = self.patch_embed.norm(f.permute(0, 2, 3, 1))  # (B, H, W, C): tokens in row-major order
-        for layer in self.layers:
-            t = layer(t)
-        t = self.norm(t)
-        y = self.conv_after_body(t.permute(0, 3, 1, 2)) + f
+        y = swin_trunk(self, subtract_mean(pad_to_multiple(x, self.size_multiple), self.img_range))
         y = add_mean(self.upsample(y), self.img_range)
         return y[..., : h * self.scale, : w * self.scale]
 
 
-class RSTB(nn.Module):
+class RSTB(ResidualGroup):
     """Residual Swin Transformer block: ``x + conv3×3(blocks(x))`` (skip from the group input)."""
 
     def __init__(self, dim: int, depth: int, num_heads: int, window_size: int, mlp_ratio: float) -> None:
-        super().__init__()
-        self.residual_group = _BlockList(
+        super().__init__(dim, (
             SwinBlock(dim, num_heads, window_size, shift=window_size // 2 if i % 2 else 0, mlp_ratio=mlp_ratio)
             for i in range(depth)
-        )
-        self.conv = nn.Conv2d(dim, dim, 3, 1, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = x
-        for block in self.residual_group.blocks:
-            y = block(y)
-        return self.conv(y.permute(0, 3, 1, 2)).permute(0, 2, 3, 1) + x
-
-
-class _BlockList(nn.Module):
-    """The official ``BasicLayer`` (``residual_group``): only its ``blocks`` have weights."""
-
-    def __init__(self, blocks) -> None:
-        super().__init__()
-        self.blocks = nn.ModuleList(blocks)
+        ))
 
 
 class SwinBlock(nn.Module):
@@ -170,11 +150,7 @@ def detect_config(state) -> dict | None:
         return None
     unsupported = [k for k in ("conv_before_upsample.0.weight", "conv_last.weight", "absolute_pos_embed",
                                "layers.0.conv.0.weight") if k in state]
-    if unsupported or "upsample.0.weight" not in state:
-        raise CheckpointError(
-            "SwinIR checkpoint with an unsupported configuration (litesr implements SwinIR-light: upsampler "
-            "'pixelshuffledirect', resi_connection '1conv', no ape)"
-            + (f"; found {', '.join(unsupported)}" if unsupported else "; no upsample.0.weight"))
+    refuse_other_swin_options(state, FAMILY, unsupported, "SwinIR-light: ")
     dim = rgb_input_width(state, "conv_first.weight", FAMILY)
     depths = nested_depths(state, _BLOCK, FAMILY)
     num_heads, window = [], None
