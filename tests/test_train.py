@@ -1,5 +1,6 @@
 """Training: a short run, exact stop-and-resume, torchrun/DDP with gloo, and clear config errors."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -440,3 +441,17 @@ def test_train_help_shows_the_defaults(capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert "total iterations (default 500000)" in text and "base learning rate (default 0.0002)" in text
     assert "64 on a GPU, 16 on a CPU" in text and "256 on a GPU, 128 on a CPU" in text
+
+
+def test_a_fresh_trainer_validates(few_images, tmp_path):
+    """The trainer's log exists from its construction: validating before (or without) ``run`` logs and scores."""
+    out = tmp_path / "v"
+    trainer = Trainer(small_config(few_images, out, val_data=str(DATA / "benchmarks")), progress=False)
+    assert not out.exists()  # building a trainer writes nothing
+    record = trainer.validate()
+    assert record["step"] == 0 and set(record["val"]) == {"Set5"} and record["val_psnr_Set5"] > 10
+    assert trainer.best_psnr == record["val_psnr_Set5"] and (out / "best.safetensors").is_file()
+    assert [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()] == [record]
+    trainer.run(stop_at=1)  # a run after it logs on into the same file
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 1  # step 1 logs nothing (log_every 5)
+    assert torch.load(out / "state.pt", weights_only=True)["step"] == 1
