@@ -1,9 +1,11 @@
 """Training: a short run, exact stop-and-resume, torchrun/DDP with gloo, and clear config errors."""
 
+import json
 import os
 import shutil
 import subprocess
 import sys
+import typing
 
 import pytest
 import torch
@@ -440,3 +442,86 @@ def test_train_help_shows_the_defaults(capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert "total iterations (default 500000)" in text and "base learning rate (default 0.0002)" in text
     assert "64 on a GPU, 16 on a CPU" in text and "256 on a GPU, 128 on a CPU" in text
+
+
+def test_a_fresh_trainer_validates(few_images, tmp_path):
+    """The trainer's log exists from its construction: validating before (or without) ``run`` logs and scores."""
+    out = tmp_path / "v"
+    trainer = Trainer(small_config(few_images, out, val_data=str(DATA / "benchmarks")), progress=False)
+    assert not out.exists()  # building a trainer writes nothing
+    record = trainer.validate()
+    assert record["step"] == 0 and set(record["val"]) == {"Set5"} and record["val_psnr_Set5"] > 10
+    assert trainer.best_psnr == record["val_psnr_Set5"] and (out / "best.safetensors").is_file()
+    assert [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()] == [record]
+    trainer.run(stop_at=1)  # a run after it logs on into the same file
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 1  # step 1 logs nothing (log_every 5)
+    assert torch.load(out / "state.pt", weights_only=True)["step"] == 1
+
+
+def test_flag_types_come_from_the_field_types():
+    """Each flag's values are parsed with the element type of its field's real type, whatever the spelling of the
+    annotation; a type no flag can parse fails loudly instead of parsing wrongly."""
+    import dataclasses
+
+    from litesr.cli.train import flag_type, flag_types
+
+    for hint, element in [(int, int), (typing.Optional[float], float), (str | None, str), (list[int], int),
+                          (typing.Optional[list[float]], float), (tuple[float, float], float),
+                          (tuple[int, ...], int), (typing.Union[None, str], str)]:
+        assert flag_type(hint) is element, hint
+    for hint in (bool, dict[str, typing.Any], tuple[int, str], int | str, list[bool], typing.Any):
+        with pytest.raises(TypeError, match="no command-line type"):
+            flag_type(hint)
+
+    @dataclasses.dataclass
+    class Recipe:  # annotations as strings (resolved in this module), spelled as TrainConfig's are not
+        a: "typing.Optional[int]" = None
+        b: "list[float] | None" = None
+        c: "tuple[str, ...]" = ()
+        d: "dict[str, int]" = dataclasses.field(default_factory=dict, metadata={"cli": False})
+        e: "list[str]" = dataclasses.field(default_factory=list, metadata={"type": str.upper})
+
+    assert flag_types(Recipe) == {"a": int, "b": float, "c": str, "e": str.upper}
+
+
+def _conforms(value, hint) -> bool:
+    """``value`` is of type ``hint`` (None, list, tuple, Optional; bool is not an int here)."""
+    import types
+
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_conforms(value, a) for a in args)
+    if origin is list:
+        return isinstance(value, list) and all(_conforms(v, args[0]) for v in value)
+    if origin is tuple:
+        return isinstance(value, tuple) and len(value) == len(args) and all(map(_conforms, value, args))
+    if hint is type(None):
+        return value is None
+    return isinstance(value, hint) and not (hint is not bool and isinstance(value, bool))
+
+
+def test_every_flag_parses_a_value_of_its_type():
+    import dataclasses
+    import types
+
+    from litesr.cli import build_parser
+
+    samples = {int: "7", float: "0.25", str: "word"}
+    hints = typing.get_type_hints(TrainConfig)
+    parser = build_parser()
+    for f in dataclasses.fields(TrainConfig):
+        if not f.metadata.get("cli", True):
+            continue
+        hint = hints[f.name]
+        inner = [a for a in typing.get_args(hint) if a is not type(None)] \
+            if typing.get_origin(hint) in (typing.Union, types.UnionType) else [hint]
+        element = typing.get_args(inner[0])[0] if typing.get_args(inner[0]) else inner[0]
+        nargs = f.metadata.get("nargs")
+        value = str(f.metadata["choices"][-1]) if "choices" in f.metadata else samples[element]
+        values = [value] * (2 if nargs in ("+", 2) else 1)
+        parsed = getattr(parser.parse_args(["train", "--" + f.name.replace("_", "-"), *values]), f.name)
+        if typing.get_origin(inner[0]) is tuple:
+            parsed = tuple(parsed)  # argparse gives a list; TrainConfig.from_sources makes it the tuple
+        elif f.name == "val_sets":
+            parsed = [parsed]  # one "A,B" word, split by TrainConfig.from_sources
+        assert _conforms(parsed, hint), (f.name, parsed, hint)

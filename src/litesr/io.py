@@ -188,33 +188,7 @@ def _read_png_16(path: Path, width: int, height: int, color: int, interlace: int
     if len(raw) < height * (stride + 1):
         raise OSError("truncated PNG file (image data ends early)")
     rows = np.frombuffer(raw, np.uint8, count=height * (stride + 1)).reshape(height, stride + 1)
-    out = np.empty((height, stride), np.uint8)
-    prev = np.zeros(stride, np.uint8)
-    for y in range(height):
-        kind, line = rows[y, 0], rows[y, 1:]
-        if kind == 0:
-            cur = line.copy()
-        elif kind == 1:  # Sub: a running sum (mod 256) along each byte position of the pixel
-            cur = np.cumsum(line.reshape(width, bpp), axis=0, dtype=np.uint64).astype(np.uint8).reshape(-1)
-        elif kind == 2:
-            cur = line + prev
-        elif kind in (3, 4):  # Average, Paeth: each byte depends on the one decoded before it
-            cur = bytearray(line.tobytes())
-            up = prev.tobytes()
-            for i in range(stride):
-                a = cur[i - bpp] if i >= bpp else 0
-                b = up[i]
-                if kind == 3:
-                    cur[i] = (cur[i] + ((a + b) >> 1)) & 0xFF
-                else:
-                    c = up[i - bpp] if i >= bpp else 0
-                    pa, pb, pc = abs(b - c), abs(a - c), abs(a + b - 2 * c)
-                    cur[i] = (cur[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 0xFF
-            cur = np.frombuffer(bytes(cur), np.uint8)
-        else:
-            raise OSError(f"corrupt PNG data (filter type {kind})")
-        out[y] = cur
-        prev = out[y]
+    out = _unfilter(rows, width, bpp)
     pixels = out.view(">u2").reshape(height, width, channels).astype(np.uint16)
     if channels == 2:
         rgb, alpha, gray = np.repeat(pixels[..., :1], 3, axis=2), pixels[..., 1], True
@@ -225,6 +199,76 @@ def _read_png_16(path: Path, width: int, height: int, color: int, interlace: int
     if alpha is not None and alpha.min() == 65535:
         alpha = None
     return Picture(np.ascontiguousarray(rgb), None if alpha is None else np.ascontiguousarray(alpha), gray)
+
+
+def _unfilter(rows: np.ndarray, width: int, bpp: int) -> np.ndarray:
+    """PNG scanlines (each led by its filter type) → the image's bytes, ``height × width·bpp`` uint8.
+
+    None, Sub and Up rows are undone a row at a time (Sub: a running sum mod 256 along each byte lane of the
+    pixel). Average and Paeth need each byte's decoded left neighbour, so the rows from the first to the last of
+    those are undone together along anti-diagonals (:func:`_unfilter_diagonals`), all types alike."""
+    height = rows.shape[0]
+    kinds, lines = rows[:, 0], rows[:, 1:]
+    if height and kinds.max() > 4:
+        raise OSError(f"corrupt PNG data (filter type {kinds[kinds > 4][0]})")
+    out = np.empty((height, width * bpp), np.uint8)
+    hard = np.flatnonzero(kinds >= 3)
+    first, last = (hard[0], hard[-1] + 1) if hard.size else (height, height)
+    prev = np.zeros(width * bpp, np.uint8)
+    for y in range(first):
+        prev = out[y] = _unfilter_row(kinds[y], lines[y], prev, width, bpp)
+    if hard.size:
+        out[first:last] = _unfilter_diagonals(lines[first:last], kinds[first:last], prev, width, bpp)
+        prev = out[last - 1]
+    for y in range(last, height):
+        prev = out[y] = _unfilter_row(kinds[y], lines[y], prev, width, bpp)
+    return out
+
+
+def _unfilter_row(kind: int, line: np.ndarray, prev: np.ndarray, width: int, bpp: int) -> np.ndarray:
+    """One scanline of filter type None, Sub or Up, undone."""
+    if kind == 0:
+        return line
+    if kind == 1:  # a running sum (mod 256) along each byte lane of the pixel
+        return np.cumsum(line.reshape(width, bpp), axis=0, dtype=np.uint64).astype(np.uint8).reshape(-1)
+    return line + prev
+
+
+def _unfilter_diagonals(lines: np.ndarray, kinds: np.ndarray, up: np.ndarray, width: int, bpp: int) -> np.ndarray:
+    """Undo the filters of ``lines`` (any of the five types; ``up``: the decoded row above them) one anti-diagonal
+    of pixels at a time: pixel (y, x) needs (y, x-1), (y-1, x) and (y-1, x-1), all on the two diagonals before
+    its own, so each diagonal is a few numpy operations over its pixels and byte lanes, height + width - 1 steps.
+
+    The decoded bytes sit in a zero-bordered (height+1) × (width+1) grid of pixels, flattened, the row above in its
+    first row: the pixels of one diagonal are then every ``width``-th pixel, a strided slice, and their left, upper
+    and upper-left neighbours the same slice moved back by 1, width + 1 and width + 2. The grid is uint8, as big as
+    the image's bytes; only each diagonal is widened to int16."""
+    height, w = len(lines), width
+    grid = np.zeros(((height + 1) * (w + 1), bpp), np.uint8)
+    grid[1:w + 1] = up.reshape(w, bpp)
+    filtered = lines.reshape(height * w, bpp)  # pixel (y, x) at y*w + x
+    one_kind = int(kinds[0]) if (kinds == kinds[0]).all() else None
+    kinds = kinds.astype(np.int16)[:, None]
+    for t in range(height + w - 1):
+        y0, y1 = max(0, t - w + 1), min(height - 1, t)
+        n = y1 - y0 + 1
+        at = y0 * w + w + t + 2  # grid index of pixel (y0, t - y0)
+        span = (n - 1) * w + 1
+        a = grid[at - 1:at - 1 + span:w].astype(np.int16)  # left
+        b = grid[at - w - 1:at - w - 1 + span:w].astype(np.int16)  # up
+        c = grid[at - w - 2:at - w - 2 + span:w].astype(np.int16)  # up-left
+        f0 = y0 * (w - 1) + t
+        f = filtered[f0:f0 + (n - 1) * (w - 1) + 1:max(w - 1, 1)]
+        if one_kind == 3:
+            pred = (a + b) >> 1
+        else:
+            pa, pb, pc = np.abs(b - c), np.abs(a - c), np.abs(a + b - 2 * c)
+            pred = np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, b, c))
+            if one_kind is None:
+                k = kinds[y0:y1 + 1]
+                pred = np.where(k == 4, pred, np.where(k == 3, (a + b) >> 1, np.where(k == 2, b, k * a)))
+        grid[at:at + span:w] = (f + pred) & 0xFF
+    return grid.reshape(height + 1, w + 1, bpp)[1:, 1:].reshape(height, w * bpp)
 
 
 def _upright(picture: Picture, orientation: int) -> Picture:

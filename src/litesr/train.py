@@ -129,6 +129,84 @@ def freeze_all_but(model: nn.Module, patterns: list[str]) -> list[nn.Module]:
             and not any(p.requires_grad for p in m.parameters())]
 
 
+class RunLog:
+    """Where a run's records go: one JSON line each in ``metrics.jsonl`` and, when tensorboard is installed, their
+    numbers as scalars under ``tb/``. Built with the trainer, so that :meth:`Trainer.validate` logs at any time;
+    nothing is written before the first record or :meth:`open` (a start that fails leaves no run folder), and a
+    closed log opens again at its next record. ``enabled=False`` (processes other than the main one) writes nothing.
+    """
+
+    def __init__(self, out: Path, enabled: bool = True) -> None:
+        self.out, self.enabled = out, enabled
+        self._tb: Any = None
+        self._opened = False
+
+    def open(self) -> None:
+        """Open the tensorboard writer (tensorboard is optional: without it only metrics.jsonl is written)."""
+        if self._opened or not self.enabled:
+            return
+        self._opened = True
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tb = SummaryWriter(str(self.out / "tb"))
+        except Exception:  # tensorboard is optional
+            self._tb = None
+
+    def write(self, record: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        self.out.mkdir(parents=True, exist_ok=True)
+        with open(self.out / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+        self.open()
+        if self._tb is not None:
+            for k, v in record.items():
+                if isinstance(v, (int, float)) and k != "step":
+                    self._tb.add_scalar(k, v, record["step"])
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.close()
+        self._tb, self._opened = None, False
+
+
+class _Console:
+    """A run's progress on stderr: a bar on a terminal (``mode`` "bar"), plain lines in a log ("lines"), or nothing."""
+
+    def __init__(self, mode: str, total: int, initial: int, desc: str) -> None:
+        from tqdm import tqdm
+
+        self.mode = mode
+        self.bar = tqdm(total=total, initial=initial, desc=desc, unit="it", disable=mode != "bar", dynamic_ncols=True)
+
+    def say(self, line: str) -> None:
+        """A line above the bar on a terminal; a plain line in a log."""
+        from tqdm import tqdm
+
+        if self.mode == "bar":
+            tqdm.write(line, file=sys.stderr)
+        elif self.mode == "lines":
+            print(line, file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+@dataclass
+class _LogWindow:
+    """The steps since the last log line: when they began, at which step, and their loss summed on the device (no
+    sync per step)."""
+
+    start: float
+    step: int
+    loss_sum: torch.Tensor
+    count: int = 0
+
+    def add(self, loss: torch.Tensor) -> None:
+        self.loss_sum, self.count = self.loss_sum + loss, self.count + 1
+
+
 # --------------------------------------------------------------------------------------------- the run
 
 
@@ -175,6 +253,7 @@ class Trainer:
             self._load_state()
         elif (self.out / "state.pt").exists():
             raise ConfigError(f"{self.out} already holds a run; pass --resume to continue it or choose another --out")
+        self.log = RunLog(self.out, enabled=self.dist.is_main)
         self.net: nn.Module = self.model
         if self.dist.world_size > 1:
             self.net = nn.parallel.DistributedDataParallel(
@@ -278,15 +357,7 @@ class Trainer:
         save_model(self.eval_model(), self.out / "last.safetensors", metadata={"litesr.step": str(self.step)})
 
     def _log(self, record: dict[str, Any]) -> None:
-        if not self.dist.is_main:
-            return
-        self.out.mkdir(parents=True, exist_ok=True)
-        with open(self.out / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
-        if self._tb is not None:
-            for k, v in record.items():
-                if isinstance(v, (int, float)) and k != "step":
-                    self._tb.add_scalar(k, v, record["step"])
+        self.log.write(record)
 
     # ------------------------------------------------------------------ validation
 
@@ -317,109 +388,137 @@ class Trainer:
     # ------------------------------------------------------------------ loop
 
     def run(self, stop_at: int | None = None) -> Path:
-        """Train up to ``config.iters`` (or stop early, checkpointed, after step ``stop_at``)."""
-        import yaml
-        from tqdm import tqdm
+        """Train up to ``config.iters`` (or stop early, checkpointed, after step ``stop_at``).
 
+        After each step, whatever is due at that step happens in this order: a log line (:meth:`_log_due`),
+        a validation (:meth:`_validation_due`), a checkpoint (:meth:`_checkpoint_due`); the loop ends when
+        :meth:`_stop_due` says so, and :meth:`_finish` checkpoints a run that stopped early."""
         c = self.config
-        self._tb = None
         if self.step >= c.iters:
             raise ConfigError(f"{self.out} already reached its {c.iters} iterations (it stopped at step {self.step}); "
                               f"pass --iters N with N > {self.step} to train longer")
-        loader, n_images = self._loader()  # before the run folder is made: a start that fails leaves nothing
+        loader, self._n_images = self._loader()  # before the run folder is made: a start that fails leaves nothing
         if self.dist.is_main:
-            self.out.mkdir(parents=True, exist_ok=True)
-            with atomic_path(self.out / "config.yaml") as tmp:
-                tmp.write_text(yaml.safe_dump(c.to_dict(), sort_keys=False))
-            try:
-                from torch.utils.tensorboard import SummaryWriter
+            self._write_config()
+            self.log.open()
+        self._stop_requested = False
+        old_handlers = {s: signal.signal(s, self._request_stop) for s in STOP_SIGNALS}
+        self.console = _Console(progress_mode(quiet=not (self.progress and self.dist.is_main)), total=c.iters,
+                                initial=self.step, desc=f"train {c.arch} x{c.scale}")
+        self._announce()
+        self._train_mode()
+        self._last_checkpoint = time.monotonic()
+        self._window = _LogWindow(time.monotonic(), self.step, torch.zeros((), device=self.device))
+        try:
+            for lr_img, hr_img in loader:
+                if self._stop_due(stop_at):
+                    break
+                loss = self._train_step(lr_img.to(self.device, non_blocking=True),
+                                        hr_img.to(self.device, non_blocking=True))
+                self.step += 1
+                self._window.add(loss)
+                self.console.bar.update(1)
+                self._after_step()
+            self._finish()
+        finally:
+            self.console.close()
+            for s, h in old_handlers.items():
+                signal.signal(s, h)
+            self.log.close()
+        return self.out
 
-                self._tb = SummaryWriter(str(self.out / "tb"))
-            except Exception:  # tensorboard is optional
-                self._tb = None
-        stop = {"now": False}
+    def _write_config(self) -> None:
+        import yaml
 
-        def request_stop(signum, frame):  # finish the step, checkpoint, exit (non-zero: the run is not done)
-            stop["now"] = True
-            self.stopped_by = int(signum)
+        self.out.mkdir(parents=True, exist_ok=True)
+        with atomic_path(self.out / "config.yaml") as tmp:
+            tmp.write_text(yaml.safe_dump(self.config.to_dict(), sort_keys=False))
 
-        old_handlers = {s: signal.signal(s, request_stop) for s in STOP_SIGNALS}
-        mode = progress_mode(quiet=not (self.progress and self.dist.is_main))
-        bar = tqdm(total=c.iters, initial=self.step, desc=f"train {c.arch} x{c.scale}", unit="it",
-                   disable=mode != "bar", dynamic_ncols=True)
+    def _request_stop(self, signum, frame) -> None:
+        """A stop signal: finish the step, checkpoint, exit (non-zero: the run is not done)."""
+        self._stop_requested = True
+        self.stopped_by = int(signum)
 
-        def say(line: str) -> None:  # above the bar on a terminal; plain lines in a log
-            if mode == "bar":
-                tqdm.write(line, file=sys.stderr)
-            elif mode == "lines":
-                print(line, file=sys.stderr, flush=True)
-
+    def _announce(self) -> None:
+        """The run's first lines: what it trains on what, how much memory it needs, images left out."""
+        c, say = self.config, self.console.say
         need = self.step_memory()
         chosen = f" (the {' and '.join(self.device_defaults)} default for a {self.device.type})" \
             if self.device_defaults else ""
-        say(f"train {c.arch} x{c.scale}: step {self.step} of {c.iters}, {n_images} images, batch {c.batch_size}, "
-            f"patch {c.patch_size}{chosen}, {'bf16' if self.amp else 'fp32'} on {self.device.type}, about "
-            f"{need / 2**30:.1f} GiB of memory -> {self.out}")
+        say(f"train {c.arch} x{c.scale}: step {self.step} of {c.iters}, {self._n_images} images, batch "
+            f"{c.batch_size}, patch {c.patch_size}{chosen}, {'bf16' if self.amp else 'fp32'} on {self.device.type}, "
+            f"about {need / 2**30:.1f} GiB of memory -> {self.out}")
         left_out = getattr(self, "left_out", [])
         if left_out:
-            say(f"note: {len(left_out)} of {len(left_out) + n_images} training images are smaller than the "
+            say(f"note: {len(left_out)} of {len(left_out) + self._n_images} training images are smaller than the "
                 f"{c.patch_size}-px HR patch and are left out (e.g. {left_out[0]}); lower --patch-size to use them")
         free = _available_memory(self.device)
         if free is not None and need > free:
             say(f"warning: the run needs about {need / 2**30:.1f} GiB but {free / 2**30:.1f} GiB is available; "
                 "lower --batch-size or --patch-size if it is killed")
-        self._train_mode()
-        last_ckpt, t_log, step_log = time.monotonic(), time.monotonic(), self.step
-        loss_sum, loss_n = torch.zeros((), device=self.device), 0  # summed on the device: no sync per step
-        try:
-            for lr_img, hr_img in loader:
-                if self.step >= c.iters or stop["now"] or (stop_at is not None and self.step >= stop_at):
-                    break
-                loss = self._train_step(lr_img.to(self.device, non_blocking=True),
-                                        hr_img.to(self.device, non_blocking=True))
-                self.step += 1
-                loss_sum, loss_n = loss_sum + loss, loss_n + 1
-                bar.update(1)
-                if self.step % c.log_every == 0 or self.step == c.iters:
-                    now = time.monotonic()
-                    self.train_seconds += now - t_log
-                    mean_loss = loss_sum.item() / loss_n
-                    if not math.isfinite(mean_loss):
-                        raise DivergedError(
-                            f"the training loss became {mean_loss} by step {self.step}; the run diverged. Resume "
-                            "from the last checkpoint with a lower lr (or grad_clip)")
-                    record = {"step": self.step, "loss": mean_loss, "lr": self.scheduler.get_last_lr()[0],
-                              "it_per_s": (self.step - step_log) / max(now - t_log, 1e-9), "images": n_images,
-                              "train_hours": round(self.train_seconds / 3600, 4)}
-                    self._log(record)
-                    bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}")
-                    if mode == "lines":
-                        eta = (c.iters - self.step) / max(record["it_per_s"], 1e-9)
-                        say(f"step {self.step}/{c.iters}  loss {mean_loss:.4f}  lr {record['lr']:.2e}  "
-                            f"{record['it_per_s']:.2f} it/s  eta {duration(eta)}")
-                    t_log, step_log, loss_sum, loss_n = now, self.step, torch.zeros_like(loss_sum), 0
-                if c.val_data and (self.step % c.val_every == 0 or self.step == c.iters):
-                    record = self.validate()
-                    if record is not None:
-                        scores = "  ".join(f"{name} {v['psnr_y']:.3f} dB / {v['ssim_y']:.4f}"
-                                           for name, v in record["val"].items())
-                        say(f"step {self.step} validation: {scores}  (best {c.val_sets[0]} {self.best_psnr:.3f})")
-                due = self.step % c.ckpt_every == 0 or time.monotonic() - last_ckpt > 60 * c.ckpt_minutes
-                if due or self.step == c.iters:
-                    self.save_checkpoint()
-                    last_ckpt = time.monotonic()
-            if stop["now"] or self.step < c.iters:
-                self.save_checkpoint()
-            if stop["now"]:
-                say(f"stopped at step {self.step} of {c.iters}, checkpointed; continue with: "
-                    f"litesr train --out {self.out} --resume")
-        finally:
-            bar.close()
-            for s, h in old_handlers.items():
-                signal.signal(s, h)
-            if self._tb is not None:
-                self._tb.close()
-        return self.out
+
+    def _stop_due(self, stop_at: int | None) -> bool:
+        c = self.config
+        return self.step >= c.iters or self._stop_requested or (stop_at is not None and self.step >= stop_at)
+
+    def _log_due(self) -> bool:
+        return self.step % self.config.log_every == 0 or self.step == self.config.iters
+
+    def _validation_due(self) -> bool:
+        c = self.config
+        return bool(c.val_data) and (self.step % c.val_every == 0 or self.step == c.iters)
+
+    def _checkpoint_due(self) -> bool:
+        c = self.config
+        due = self.step % c.ckpt_every == 0 or time.monotonic() - self._last_checkpoint > 60 * c.ckpt_minutes
+        return due or self.step == c.iters
+
+    def _after_step(self) -> None:
+        """What is due at the step just taken: log, validate, checkpoint (in this order)."""
+        if self._log_due():
+            self._log_progress()
+        if self._validation_due():
+            self._validate_and_say()
+        if self._checkpoint_due():
+            self.save_checkpoint()
+            self._last_checkpoint = time.monotonic()
+
+    def _log_progress(self) -> None:
+        """Log the mean loss, lr and speed of the steps since the last log; stop a run whose loss is not finite."""
+        c, window = self.config, self._window
+        now = time.monotonic()
+        self.train_seconds += now - window.start
+        mean_loss = window.loss_sum.item() / window.count
+        if not math.isfinite(mean_loss):
+            raise DivergedError(
+                f"the training loss became {mean_loss} by step {self.step}; the run diverged. Resume "
+                "from the last checkpoint with a lower lr (or grad_clip)")
+        record = {"step": self.step, "loss": mean_loss, "lr": self.scheduler.get_last_lr()[0],
+                  "it_per_s": (self.step - window.step) / max(now - window.start, 1e-9), "images": self._n_images,
+                  "train_hours": round(self.train_seconds / 3600, 4)}
+        self._log(record)
+        self.console.bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}")
+        if self.console.mode == "lines":
+            eta = (c.iters - self.step) / max(record["it_per_s"], 1e-9)
+            self.console.say(f"step {self.step}/{c.iters}  loss {mean_loss:.4f}  lr {record['lr']:.2e}  "
+                             f"{record['it_per_s']:.2f} it/s  eta {duration(eta)}")
+        self._window = _LogWindow(now, self.step, torch.zeros_like(window.loss_sum))
+
+    def _validate_and_say(self) -> None:
+        record = self.validate()
+        if record is not None:
+            scores = "  ".join(f"{name} {v['psnr_y']:.3f} dB / {v['ssim_y']:.4f}" for name, v in record["val"].items())
+            self.console.say(f"step {self.step} validation: {scores}  "
+                             f"(best {self.config.val_sets[0]} {self.best_psnr:.3f})")
+
+    def _finish(self) -> None:
+        """After the loop: checkpoint a run that stopped before its last step, and say how to continue it."""
+        c = self.config
+        if self._stop_requested or self.step < c.iters:
+            self.save_checkpoint()
+        if self._stop_requested:
+            self.console.say(f"stopped at step {self.step} of {c.iters}, checkpointed; continue with: "
+                             f"litesr train --out {self.out} --resume")
 
     def step_memory(self) -> int:
         """Bytes a training step needs, roughly: one sample's forward and backward measured at the patch size

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import types
+import typing
+from typing import Any
 
 EXAMPLES = """examples:
   litesr train --config elan-light_x4 --train-data DIV2K/DIV2K_train_HR --val-data benchmarks --out runs/a
@@ -17,10 +20,38 @@ best.safetensors (best validation PSNR), metrics.jsonl and config.yaml.
 """
 
 
-#: Element type of each annotation a config field can have on the command line.
-_ARG_TYPES = {"int": int, "float": float, "str": str, "str | None": str, "float | None": float, "int | None": int,
-              "list[str]": str,
-              "list[int]": int, "list[float]": float, "tuple[float, float]": float}
+#: The element types a flag can parse; bool is not one (``bool("no")`` is True): a flag of its own says yes.
+_PARSED = (int, float, str)
+
+
+def flag_type(hint: Any) -> type:
+    """The type argparse converts each value of a config field's flag with, from the field's type hint: the type
+    itself, inside ``Optional``/``X | None``, or the element of a ``list[X]``, ``tuple[X, ...]`` or ``tuple[X, X]``.
+    A hint it cannot parse (bool, dict, mixed tuples) raises TypeError: a new field type fails loudly at startup
+    instead of parsing its values wrongly."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        kept = [a for a in args if a is not type(None)]
+        if len(kept) == 1:
+            return flag_type(kept[0])
+    elif origin is list and len(args) == 1:
+        return flag_type(args[0])
+    elif origin is tuple and args:
+        elements = {a for a in args if a is not Ellipsis}
+        if len(elements) == 1:
+            return flag_type(elements.pop())
+    elif hint in _PARSED:
+        return hint
+    raise TypeError(f"no command-line type for a config field of type {hint!r}; give its option a type= or cli=False")
+
+
+def flag_types(config_class: type) -> dict[str, type]:
+    """Each command-line field of a config dataclass → the type of its flag's values (see :func:`flag_type`)."""
+    import dataclasses
+
+    hints = typing.get_type_hints(config_class)
+    return {f.name: f.metadata.get("type") or flag_type(hints[f.name])
+            for f in dataclasses.fields(config_class) if f.metadata.get("cli", True)}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -40,11 +71,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=example_formatter,
     )
     p.add_argument("--config", metavar="YAML", help="recipe file, or the name of a packaged recipe")
+    parse = flag_types(TrainConfig)
     for f in dataclasses.fields(TrainConfig):
         meta = dict(f.metadata)
         if not meta.pop("cli", True):
             continue
-        meta.setdefault("type", _ARG_TYPES[f.type])
+        meta["type"] = parse[f.name]
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
         if default not in (None, [], {}) and "default" not in meta["help"]:
             shown = " ".join(map(str, default)) if isinstance(default, (list, tuple)) else default
