@@ -121,11 +121,11 @@ def test_table_entry_is_updated_in_place(tmp_path):
     table.write_text(original)
     scores = {"Set5": {"psnr_y": 38.1, "ssim_y": 0.96}, "Urban100": {"psnr_y": 32.0, "ssim_y": 0.93}}
     assert ship.update_table_entry(table, "elan-light_x2.safetensors", "ab" * 32, 123, scores)
-    entry = zoo.read_table(table)["elan-light-x2-291"]
+    entry = zoo.read_table(table)["elan-light-x2-491"]
     assert (entry.sha256, entry.size) == ("ab" * 32, 123)
     assert entry.scores == {"Set5": {"psnr": 38.1, "ssim": 0.96}, "Urban100": {"psnr": 32.0, "ssim": 0.93}}
-    others = {k: v for k, v in zoo.read_table(table).items() if k != "elan-light-x2-291"}
-    assert others == {k: v for k, v in zoo.entries().items() if k != "elan-light-x2-291"}
+    others = {k: v for k, v in zoo.read_table(table).items() if k != "elan-light-x2-491"}
+    assert others == {k: v for k, v in zoo.entries().items() if k != "elan-light-x2-491"}
     assert original.splitlines()[:5] == table.read_text().splitlines()[:5]  # the header's comments stay
     assert not ship.update_table_entry(table, "nothing.safetensors", "ab" * 32, 1, scores)
 

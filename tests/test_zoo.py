@@ -40,7 +40,7 @@ def test_the_names_of_the_issue_exist_and_mean_what_they_say():
     assert zoo.find("elan-light-x4").name == "elan-light-x4-frl"  # the default x4
     assert zoo.find("elan-light-x4-291").file == "elan-light_x4.safetensors"  # litesr's own, by name
     assert zoo.find("swinir-light-x2-official").url.endswith("SwinIR-S_x2.pth")
-    assert zoo.find("elan-light", 2).name == "elan-light-x2-291"
+    assert zoo.find("elan-light", 2).name == "elan-light-x2-491"
     assert zoo.find("ELAN-light_x4").name == "elan-light-x4-frl"
     assert zoo.find("esrt-x3") is None  # the third-party ESRT x3 is no default: only by its full name
     assert zoo.find("nonsense") is None and not zoo.is_weights_name("elan-light")
