@@ -121,13 +121,13 @@ def collect_inputs(items: list[str], recursive: bool = False) -> list[tuple[Path
     return found
 
 
-def plan(args: argparse.Namespace, scale: int) -> list[Job]:
-    """Every input with its output, checked as a whole before anything is computed (see the module docstring)."""
+def plan(args: argparse.Namespace, scale: int, inputs: list[tuple[Path, Path]]) -> list[Job]:
+    """Every input (``collect_inputs``) with its output, checked as a whole before anything is computed (see the
+    module docstring)."""
     from ..errors import OutputError
     from ..io import FORMATS, INPUT_SUFFIXES, check_writable, name_too_long
     from .options import UsageError
 
-    inputs = collect_inputs(args.inputs, args.recursive)
     out = Path(args.output)
     named_folder = args.output.endswith(("/", os.sep)) or out.is_dir()
     if not named_folder and out.suffix and out.suffix.lower() not in FORMATS:
@@ -203,7 +203,8 @@ def run(args: argparse.Namespace) -> int:
     missing = [item for item in args.inputs if not Path(item).exists()]
     if len(missing) == len(args.inputs):  # nothing to do: say so before loading a model
         raise NotFoundError(f"input not found: {', '.join(missing)}")
-    if not any(name.parts for _, name in collect_inputs(args.inputs, args.recursive)):  # only empty folders
+    inputs = collect_inputs(args.inputs, args.recursive)  # folders listed once, before the model loads
+    if not any(name.parts for _, name in inputs):  # only empty folders
         from ..io import INPUT_SUFFIXES
 
         empty = [item for item in args.inputs if Path(item).is_dir()]
@@ -216,7 +217,7 @@ def run(args: argparse.Namespace) -> int:
                                                                               file=sys.stderr, flush=True))
     if args.runtime == "eager":
         resolve_precision(model, device, args.precision)  # a precision refused here stops the run now, once
-    jobs = plan(args, model.scale)
+    jobs = plan(args, model.scale, inputs)
     remove_leftovers(jobs, started_at, args.quiet)
     counts = {"done": 0, "skipped": 0, "failed": 0}
     try:
