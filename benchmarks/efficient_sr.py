@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import hashlib
 import json
 import re
 import subprocess
@@ -34,31 +33,21 @@ from pathlib import Path
 
 import torch
 
+from litesr import zoo
+from litesr.zoo import SET_ORDER as SETS
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 ROOT = Path(__file__).resolve().parents[1]
-SETS = ("Set5", "Set14", "B100", "Urban100")
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def default_entries() -> list[tuple[str, str]]:
     """(label, weights) of every x4 zoo entry whose file can be had without a download."""
-    from litesr import zoo
-
     return [(e.name, e.name) for e in zoo.entries().values() if e.scale == 4 and zoo.local_file(e) is not None]
 
 
 def describe(weights: str, digest: str) -> dict:
     """What the table knows of ``weights``: training data, licence, and its scores if they are of this very file."""
-    from litesr import zoo
-
     entry = zoo.find(weights)
     if entry is None:
         return {"training_data": "?", "licence": "?", "scores": None}
@@ -73,8 +62,6 @@ def resolve_file(weights: str) -> Path:
     path = Path(weights)
     if path.is_file():
         return path
-    from litesr import zoo
-
     entry = zoo.find(weights)
     if entry is None:
         raise SystemExit(f"{weights}: neither a file nor a name of litesr's weights table (litesr models)")
@@ -143,7 +130,7 @@ def main() -> None:
         if model.scale != 4:
             raise SystemExit(f"{weights} is a x{model.scale} model; this table is of x4 models")
         models[label] = model
-        digest = sha256(path)
+        digest = zoo.sha256_of(path)
         known = describe(weights, digest)
         rows.append({
             "name": label, "file": path.name, "sha256": digest, "arch": model.arch_name, **known,

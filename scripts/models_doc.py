@@ -14,7 +14,7 @@ from litesr import zoo
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "models.md"
 HEADER = "| name | where | Set5 | Set14 | B100 | Urban100 (subset) | licence |"
-SETS = ("Set5", "Set14", "B100", "Urban100")
+SETS = zoo.SET_ORDER
 
 
 def score(e: zoo.Weights, name: str) -> str:

@@ -21,12 +21,11 @@ def default_weights(arch: str | None, scale: int | None):
     """The table entry run when no weights are named: the default of ``arch`` (default ELAN-light) at ``scale``
     (default 4). An unknown architecture, or a pair with no default, is a one-line error that lists the choices."""
     from . import zoo
-    from .models.registry import ARCHITECTURES, VARIANTS, known_names
+    from .models.registry import VARIANTS, canonical_name, resolve_architecture
 
-    key = (arch or DEFAULT_ARCH).strip().lower().replace("_", "-")
+    key = canonical_name(arch or DEFAULT_ARCH)
     want_scale = int(scale or 4)
-    if key not in VARIANTS and key not in ARCHITECTURES:
-        raise UnknownNameError(f"unknown architecture {arch!r}; architectures: {', '.join(known_names())}")
+    resolve_architecture(arch or DEFAULT_ARCH)  # an unknown name: the one-line error that lists the architectures
     variant = key if key in VARIANTS else next((v.name for v in VARIANTS.values() if v.arch == key), key)
     entry = zoo.default_for(variant, want_scale)
     if entry is None:
@@ -50,9 +49,9 @@ def weights_path(spec: str | os.PathLike, scale: int | None = None) -> tuple[Pat
     entry = zoo.find(text, scale) if isinstance(text, str) else None
     if entry is not None:
         return zoo.fetch(entry), entry
-    from .models.registry import ARCHITECTURES, VARIANTS
+    from .models.registry import ARCHITECTURES, VARIANTS, canonical_name
 
-    if text.strip().lower().replace("_", "-") in set(VARIANTS) | set(ARCHITECTURES):  # a variant without a default
+    if canonical_name(text) in set(VARIANTS) | set(ARCHITECTURES):  # a variant without a default
         entry = default_weights(text, scale)  # here: the error that lists the weights it has
         return zoo.fetch(entry), entry
     if path.suffix.lower() in FILE_SUFFIXES or os.sep in str(text) or "/" in str(text):

@@ -149,16 +149,12 @@ def default_for(arch: str, scale: int) -> Weights | None:
     return next((e for e in entries().values() if e.default and e.arch == arch and e.scale == int(scale)), None)
 
 
-def _key(name: str) -> str:
-    return name.strip().lower().replace("_", "-")
-
-
 def find(name: str, scale: int | None = None) -> Weights | None:
     """The entry a name means: an entry's own name, ``<variant>-x<scale>`` (the pair's default; ``elan-light_x4``
     as well), or a bare variant name (its default at ``scale``, else x4). None if the name is none of these."""
-    from .models.registry import VARIANTS
+    from .models.registry import VARIANTS, canonical_name
 
-    key = _key(name)
+    key = canonical_name(name)
     table = entries()
     if key in table:
         return table[key]
@@ -172,9 +168,9 @@ def find(name: str, scale: int | None = None) -> Weights | None:
 
 def is_weights_name(name: str) -> bool:
     """Whether ``name`` names weights by itself (an entry, or ``<variant>-x<scale>``; not a bare variant)."""
-    from .models.registry import VARIANTS
+    from .models.registry import VARIANTS, canonical_name
 
-    return _key(name) not in VARIANTS and find(name) is not None
+    return canonical_name(name) not in VARIANTS and find(name) is not None
 
 
 # --------------------------------------------------------------------------------------------- where the file is
@@ -207,28 +203,30 @@ def _checked(entry: Weights, path: Path, where: str) -> Path:
     return path
 
 
+def _where(entry: Weights) -> tuple[str, Path | None]:
+    """Where the entry's file is on this machine, in the order litesr looks: ``shipped`` (inside the package),
+    ``local`` (``$LITESR_WEIGHTS_DIR``), ``cached``, else ``download`` (no file yet). Not checksummed."""
+    if entry.shipped:
+        return "shipped", WEIGHTS_DIR / entry.file
+    folder = local_folder()
+    if folder is not None and (folder / entry.filename).is_file():
+        return "local", folder / entry.filename
+    cached = cache_folder() / entry.filename
+    return ("cached", cached) if cached.is_file() else ("download", None)
+
+
 def local_file(entry: Weights) -> Path | None:
     """The entry's file on this machine, checked, without downloading: shipped, in ``$LITESR_WEIGHTS_DIR``, or in
     the cache. None if it has to be downloaded."""
-    if entry.shipped:
-        return WEIGHTS_DIR / entry.file
-    folder = local_folder()
-    if folder is not None and (folder / entry.filename).is_file():
-        return _checked(entry, folder / entry.filename, f"${ENV_DIR}")
-    cached = cache_folder() / entry.filename
-    if cached.is_file():
-        return _checked(entry, cached, "litesr's cache")
-    return None
+    where, path = _where(entry)
+    if where in ("shipped", "download"):
+        return path
+    return _checked(entry, path, f"${ENV_DIR}" if where == "local" else "litesr's cache")
 
 
 def status(entry: Weights) -> str:
     """``shipped``, ``local`` (in $LITESR_WEIGHTS_DIR), ``cached`` or ``download`` (not checksummed here)."""
-    if entry.shipped:
-        return "shipped"
-    folder = local_folder()
-    if folder is not None and (folder / entry.filename).is_file():
-        return "local"
-    return "cached" if (cache_folder() / entry.filename).is_file() else "download"
+    return _where(entry)[0]
 
 
 def fetch(entry: Weights, progress: str | None = None, folder: str | os.PathLike | None = None) -> Path:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..zoo import SET_ORDER
+
 EXAMPLES = """examples:
   litesr models                     # every named weights file, then the architectures
   litesr models --markdown          # the README's model table, generated from the table
@@ -15,7 +17,6 @@ checked against its sha256 on first use). * marks the default of its architectur
 10-image subset); - where litesr could not get the file. docs/models.md says where each file comes from.
 """
 
-SETS = ("Set5", "Set14", "B100", "Urban100")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -43,10 +44,10 @@ def _psnr(entry, name: str) -> str:
 def weights_rows() -> list[list[str]]:
     from .. import zoo
 
-    rows = [["weights", "arch", "scale", "where", *SETS, "licence"]]
+    rows = [["weights", "arch", "scale", "where", *SET_ORDER, "licence"]]
     for e in zoo.entries().values():
         rows.append([e.name + (" *" if e.default else ""), e.arch, f"x{e.scale}", zoo.status(e),
-                     *(_psnr(e, s) for s in SETS), e.licence.split(" (")[0]])
+                     *(_psnr(e, s) for s in SET_ORDER), e.licence.split(" (")[0]])
     return rows
 
 
@@ -85,7 +86,7 @@ def markdown_rows() -> list[str]:
         name = f"`{e.name}`" + (f" (default, `{e.arch}-x{e.scale}`)" if e.default else "")
         where = "shipped" if e.shipped else "download"
         lines.append(f"| {name} | {params / 1e3:,.0f}K | {macs / 1e9:.1f}G | "
-                     + " | ".join(_psnr(e, s) for s in SETS[:3]) + f" | {where} | {e.licence.split(' (')[0]} |")
+                     + " | ".join(_psnr(e, s) for s in SET_ORDER[:3]) + f" | {where} | {e.licence.split(' (')[0]} |")
     return lines
 
 

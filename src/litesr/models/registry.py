@@ -100,13 +100,18 @@ def register_variant(variant: Variant) -> Variant:
     return variant
 
 
+def canonical_name(name: str) -> str:
+    """How litesr compares names of models and weights: case-insensitive, '_' the same as '-'."""
+    return name.strip().lower().replace("_", "-")
+
+
 def known_names() -> list[str]:
     return sorted(set(VARIANTS) | set(ARCHITECTURES))
 
 
 def resolve_architecture(name: str) -> Architecture:
     """Map a variant or architecture name (case-insensitive, '_' or '-') to its architecture."""
-    key = name.strip().lower().replace("_", "-")
+    key = canonical_name(name)
     if key in VARIANTS:
         return ARCHITECTURES[VARIANTS[key].arch]
     if key in ARCHITECTURES:
@@ -116,7 +121,7 @@ def resolve_architecture(name: str) -> Architecture:
 
 def resolve_variant(name: str) -> Variant:
     """Map a variant name, or an architecture name that has a variant of the same name, to the variant."""
-    key = name.strip().lower().replace("_", "-")
+    key = canonical_name(name)
     if key in VARIANTS:
         return VARIANTS[key]
     raise UnknownNameError(f"unknown model {name!r}; choose one of: {', '.join(sorted(VARIANTS))} "
