@@ -120,3 +120,10 @@ def test_a_name_the_file_system_cannot_take_is_refused_before_computing(tiny, tm
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert rc == 2 and len(err) == 1 and "p0_" in err[0] and f"longer than the {limit}" in err[0], err
     assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_a_closed_pipe_ends_a_listing_quietly():
+    """`litesr models | head -1`: the reader leaves early; no traceback, the status of a SIGPIPE."""
+    proc = subprocess.run(f"{sys.executable} -m litesr models | head -1", shell=True, capture_output=True, text=True,
+                          executable="/bin/bash")
+    assert proc.stdout.startswith("weights") and "Traceback" not in proc.stderr, proc.stderr

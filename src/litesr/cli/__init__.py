@@ -60,6 +60,11 @@ def main(argv: list[str] | None = None) -> int:
     except LitesrError as exc:
         print(f"litesr {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader went away (`litesr models | head`): stop quietly, as a pipe expects
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes it
+        return 128 + 13  # killed by SIGPIPE, as the shell would report it
     except OSError as exc:
         if exc.filename is None:
             raise  # not about a path the user gave: a bug, keep the traceback
