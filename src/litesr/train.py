@@ -524,25 +524,21 @@ class Trainer:
         """Bytes a training step needs, roughly: one sample's forward and backward measured at the patch size
         (activations grow with the batch) times the per-process batch, plus weights, gradients, Adam's two moments
         and the EMA. Measured in eval mode on a constant input: no running statistic or random state changes."""
-        from .efficiency import _start_rss_peak
+        from .efficiency import profile_forward
 
         c = self.config
         lp = c.patch_size // c.scale
         x = torch.full((1, 3, lp, lp), 0.5, device=self.device)
-        cuda = self.device.type == "cuda"
-        if cuda:
-            torch.cuda.synchronize(self.device)
-            torch.cuda.reset_peak_memory_stats(self.device)
-            before = torch.cuda.memory_allocated(self.device)
-        else:
-            before, peak = _start_rss_peak()
-        was_training = self.model.training
-        self.model.eval()
-        try:
+
+        def step() -> None:
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
                 out = self.model(x)
             out.float().mean().backward()
-            used = (torch.cuda.max_memory_allocated(self.device) if cuda else peak()) - before
+
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            used = profile_forward(step, runs=0, warmup=1, device=self.device)["peak_bytes"]
         finally:
             self.model.zero_grad(set_to_none=True)
             self.model.train(was_training)
