@@ -6,6 +6,9 @@ For each weights file (default: every x4 entry of litesr's model zoo whose file 
   (``auto``), median of ``--runs`` rounds interleaved over all models so that a busy machine slows every row alike;
 - time ÷ floor: those seconds ÷ (FLOPs of the model's official op sequence ÷ this machine's GEMM peak of the
   precision it ran in; ``benchmarks/floor.py``);
+- large images: seconds of the same default upscale of a ``--large`` picture (LR 2048×1536 → 8192×6144), output
+  megapixels per second, and its time per output pixel ÷ the 256² picture's (one tile): ≤ 1.15 means a large
+  image costs what its tiles cost;
 - peak resident memory of that forward, in a fresh process (``litesr.efficiency.measure_isolated``);
 - PSNR/SSIM (Y, fp32, the standard protocol) of the weights on Set5, Set14, B100 and the Urban100 subset.
 
@@ -15,6 +18,13 @@ not architectures under one recipe. Writes ``<out>.json`` (every figure, with th
 
     python benchmarks/efficient_sr.py --data ../shared/data/benchmarks            # docs/efficient_sr.{json,md}
     python benchmarks/efficient_sr.py --weights elan-light-x4 path/to/mine.pth --no-scores
+    python benchmarks/efficient_sr.py --large 0 --no-scores --out /tmp/quick          # 256² timings only
+
+A CPU without AVX-512 is stood in for by capping every library at AVX2 and turning litesr's native kernels off
+(bf16 is then never chosen: no native bf16 below AVX-512 BF16):
+
+    ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 LITESR_NATIVE=0 \
+        python benchmarks/efficient_sr.py --no-scores --no-figures --out /tmp/avx2
 
 Scores do not depend on the machine: where litesr's weights table records them for the very file (sha256), or an
 earlier JSON does, they are taken from there (``--fresh-scores`` evaluates again), so a run for new timings takes
@@ -90,6 +100,20 @@ def timed_rows(models: dict, image, runs: int) -> dict[str, dict[str, float]]:
     return out
 
 
+def large_row(model, image, small_seconds: float, small_pixels: int) -> dict:
+    """One default upscale of the large picture: seconds, output MP/s, per-pixel time ÷ the small picture's."""
+    import time
+
+    from litesr import tiling
+
+    start = time.perf_counter()
+    out = tiling.upscale_array(model, image, device="cpu", precision="auto")
+    seconds = time.perf_counter() - start
+    pixels = out.shape[0] * out.shape[1]
+    return {"seconds_large": seconds, "mpix_per_s_large": pixels / seconds / 1e6,
+            "large_per_tile": (seconds / pixels) / (small_seconds / small_pixels)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--weights", nargs="+", help="zoo names or files (default: every local x4 zoo entry)")
@@ -97,6 +121,8 @@ def main() -> None:
                     help="benchmark root (EDSR layout); the Urban100 folder may hold HR only")
     ap.add_argument("--sets", nargs="+", default=list(SETS))
     ap.add_argument("--size", type=int, default=256, help="LR side of the timed picture")
+    ap.add_argument("--large", default="2048x1536",
+                    help="LR WxH of the large picture timed once per model (0: skip)")
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--gemm", type=int, default=2048)
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "efficient_sr")
@@ -147,11 +173,19 @@ def main() -> None:
         print(f"# {label}: {rows[-1]['params']:,} params, {rows[-1]['macs_720p'] / 1e9:.1f} G MACs at 720p",
               flush=True)
     seconds = timed_rows(models, image, args.runs)
+    large = None if args.large == "0" else tuple(int(v) for v in args.large.lower().split("x"))
     for row in rows:
         s = seconds[row["name"]]
         row["seconds_fp32"], row["seconds_auto"] = s["fp32"], s["auto"]
         row["floor_fp32"] = row["flops_lr"] / peak["fp32"]
         row["floor_auto"] = row["flops_lr"] / peak["bf16" if row["precision_auto"] == "bf16" else "fp32"]
+        line = f"# {row['name']}: {args.size}² {s['auto']:.3f} s = {s['auto'] / row['floor_auto']:.2f}× floor"
+        if large is not None:
+            big = photo(ROOT / "examples" / "sample.png", large[1], large[0])
+            row.update(large_row(models[row["name"]], big, s["auto"], (args.size * 4) ** 2))
+            line += (f"; {large[0]}×{large[1]} {row['seconds_large']:.1f} s, {row['mpix_per_s_large']:.2f} MP/s "
+                     f"out, {row['large_per_tile']:.2f}× the tile's time per pixel")
+        print(line, flush=True)
         if not args.no_scores and row["scores"] is None:
             results = evaluate(models[row["name"]], args.data, args.sets, 4, progress=False)
             row["scores"] = {k: {"psnr_y": round(v["psnr_y"], 4), "ssim_y": round(v["ssim_y"], 4)}
@@ -162,6 +196,7 @@ def main() -> None:
                             text=True).stdout.strip() or "?"
     record = {"date": datetime.date.today().isoformat(), "commit": commit, "cpu": cpu_name(details=True),
               "threads": torch.get_num_threads(), "torch": torch.__version__, "lr_size": args.size,
+              "large": args.large if large is not None else None,
               "gemm_gflops": {k: round(v / 1e9, 1) for k, v in peak.items()}, "runs": args.runs, "rows": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(record, indent=1) + "\n")
@@ -193,8 +228,9 @@ def rewrite_markdown(json_path: Path) -> None:
 
 def markdown(record: dict) -> str:
     sets = [s for s in SETS if any(r.get("scores") and s in r["scores"] for r in record["rows"])]
+    large = record.get("large")
     head = ["model", "trained on", "params", "MACs (720p)", "fp32 s", "default s", "÷ floor", "memory"] + \
-        [f"{s} PSNR / SSIM" for s in sets]
+        ([f"{large} MP/s", "÷ tile"] if large else []) + [f"{s} PSNR / SSIM" for s in sets]
     lines = [
         "# Efficient SR on one machine",
         "",
@@ -210,6 +246,8 @@ def markdown(record: dict) -> str:
         f"{record['gemm_gflops']['bf16']:.0f} GFLOP/s. Seconds: `litesr upscale` defaults on a "
         f"{record['lr_size']}² picture (x4), median of {record['runs']} interleaved rounds; default = "
         "`--precision auto`; ÷ floor at the default precision; memory = peak resident growth of that forward. "
+        + (f"{large} MP/s: output megapixels per second of the same default upscale of an LR {large} picture "
+           "(one run); ÷ tile: its time per output pixel ÷ the small picture's. " if large else "") +
         "Scores: Y channel, fp32, the standard protocol (`docs/evaluation.md`); the Urban100 column is the "
         "10-image subset.",
         "",
@@ -222,6 +260,8 @@ def markdown(record: dict) -> str:
                  f"{r['seconds_fp32']:.2f}", f"{r['seconds_auto']:.2f} ({r['precision_auto']})",
                  f"{r['seconds_auto'] / r['floor_auto']:.1f}×",
                  f"{r['memory_bytes'] / 2**20:.0f} MiB" if r.get("memory_bytes") else "?"]
+        if large:
+            cells += [f"{r['mpix_per_s_large']:.2f}", f"{r['large_per_tile']:.2f}×"]
         cells += [f"{scores[s]['psnr_y']:.2f} / {scores[s]['ssim_y']:.4f}" if s in scores else "—" for s in sets]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "MACs are those of litesr's forward (HiT-SRF's attention by associativity: 54.9 G against the "

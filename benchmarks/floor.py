@@ -245,8 +245,8 @@ def main() -> None:
                           f"{seconds / floor:>6.2f}x {rel}")
 
 
-def photo(path: Path, size: int):
-    """A size×size uint8 RGB crop of the picture at ``path``, mirrored as often as needed to fill it.
+def photo(path: Path, size: int, width: int | None = None):
+    """A size×size (or size×width) uint8 RGB crop of the picture at ``path``, mirrored as often as needed to fill it.
 
     Timings use real picture content, not noise: the eager bf16 forward of ELAN-light at LR 256² took 0.54 s on a
     photo and 0.65 s on uniform noise (the softmax of the attention maps runs at a speed that depends on them).
@@ -256,10 +256,11 @@ def photo(path: Path, size: int):
 
     with Image.open(path) as img:
         rgb = np.asarray(img.convert("RGB"))
-    while rgb.shape[0] < size or rgb.shape[1] < size:
+    width = size if width is None else width
+    while rgb.shape[0] < size or rgb.shape[1] < width:
         rgb = np.concatenate([rgb, rgb[::-1]], 0) if rgb.shape[0] < size else rgb
-        rgb = np.concatenate([rgb, rgb[:, ::-1]], 1) if rgb.shape[1] < size else rgb
-    return np.ascontiguousarray(rgb[:size, :size])
+        rgb = np.concatenate([rgb, rgb[:, ::-1]], 1) if rgb.shape[1] < width else rgb
+    return np.ascontiguousarray(rgb[:size, :width])
 
 
 def upscale_row(model, name: str, size: int, runs: int, peak: dict, runtimes: list[str], image_path: Path) -> None:
