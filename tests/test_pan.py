@@ -1,0 +1,46 @@
+"""PAN's fast upsampling convolution against the official order (nearest upsampling, then the 3×3 convolution)."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import litesr
+from litesr.models.pan import nearest_upsample_conv3x3
+
+
+@pytest.mark.parametrize("factor", [2, 3, 4])
+@pytest.mark.parametrize("bias", [True, False])
+def test_nearest_upsample_conv_is_the_official_order(factor, bias):
+    torch.manual_seed(factor)
+    x, weight = torch.randn(2, 7, 13, 10), torch.randn(5, 7, 3, 3)
+    b = torch.randn(5) if bias else None
+    official = F.conv2d(F.interpolate(x, scale_factor=factor, mode="nearest"), weight, b, padding=1)
+    fast = nearest_upsample_conv3x3(x, weight, b, factor)
+    assert fast.shape == official.shape
+    torch.testing.assert_close(fast, official, rtol=0, atol=2e-5 * official.abs().max().item())
+
+
+def test_gradients_reach_the_official_weights():
+    torch.manual_seed(0)
+    x, weight = torch.randn(1, 3, 6, 6), torch.randn(4, 3, 3, 3, requires_grad=True)
+    nearest_upsample_conv3x3(x, weight, None, 2).square().sum().backward()
+    expected = torch.autograd.grad(F.conv2d(F.interpolate(x, scale_factor=2), weight, padding=1).square().sum(),
+                                   weight)[0]
+    torch.testing.assert_close(weight.grad, expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_forward_gives_the_official_output(scale):
+    torch.manual_seed(scale)
+    model = litesr.create_model("pan", scale).eval()
+    x = torch.rand(1, 3, 12, 9)
+    with torch.inference_mode():
+        out = model(x)
+        fea = model.conv_first(x)
+        fea = fea + model.trunk_conv(model.SCPA_trunk(fea))
+        for i in (1, 2) if scale == 4 else (1,):
+            up = getattr(model, f"upconv{i}")(F.interpolate(fea, scale_factor=2 if scale == 4 else scale))
+            fea = model.lrelu(getattr(model, f"HRconv{i}")(model.lrelu(getattr(model, f"att{i}")(up))))
+        official = model.conv_last(fea) + F.interpolate(x, scale_factor=scale, mode="bilinear", align_corners=False)
+    assert out.shape == (1, 3, 12 * scale, 9 * scale)
+    torch.testing.assert_close(out, official, rtol=0, atol=2e-5 * official.abs().max().item())
