@@ -19,7 +19,12 @@ def test_official_buffers_complete_the_official_state_dict(name, n_keys, mask_sh
     model = litesr.load_model(state)
     full = official_state_dict(model, img_size=64)
     assert len(full) == n_keys
-    assert all(torch.equal(full[k], v) for k, v in state.items())  # the stored weights, unchanged
+    computed = set(full) - set(model.state_dict())  # the buffers official_state_dict computes
+    for k, v in state.items():
+        if k in computed:  # GRFormer's ES-RPB coordinates: to one ulp (float32 exp differs between CPUs)
+            torch.testing.assert_close(full[k], v, rtol=0, atol=2.0 ** -24)
+        else:
+            assert torch.equal(full[k], v), k  # the stored weights, unchanged
     masks = {k: v for k, v in full.items() if k.endswith(".attn_mask")}
     assert len(masks) == 12 and all(m.shape == mask_shape and m.dtype == torch.float32 for m in masks.values())
     assert all(set(m.unique().tolist()) == {0.0, fill} for m in masks.values())
