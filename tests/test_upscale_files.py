@@ -109,7 +109,7 @@ def test_full_disk_names_the_output_leaves_nothing_and_stops_the_batch(tiny, tmp
         Path(path).write_bytes(b"partial")
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr("litesr.io._write_png_stream", full)
+    monkeypatch.setattr("litesr.io.write._write_png_stream", full)
     out = tmp_path / "out"
     rc, _, err = cli(capsys, "upscale", tmp_path / "p0.png", tmp_path / "p1.png", tmp_path / "p2.png", "-o", out,
                      "--weights", tiny[0], "--quiet")
@@ -730,7 +730,7 @@ def test_full_disk_on_a_single_image_counts_it(tiny, tmp_path, capsys, monkeypat
     def full(path, *args, **kw):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr("litesr.io._write_png_stream", full)
+    monkeypatch.setattr("litesr.io.write._write_png_stream", full)
     rc, _, err = cli(capsys, "upscale", tmp_path / "p.png", "-o", tmp_path / "o.png", "--weights", tiny[0])
     assert rc == 1 and "disk is full" in err[-1] and "p.png not written" in err[-1], err
     assert "0 image" not in err[-1]

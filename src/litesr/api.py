@@ -100,10 +100,10 @@ def upscale(
             a = alpha if alpha is not None else np.full(rgb.shape[:2], np.iinfo(rgb.dtype).max, rgb.dtype)
             return np.dstack([rgb, a.astype(rgb.dtype)])
         return rgb
-    from .io import _luma
+    from .io import luma
 
     if picture.grayscale:  # a path: the file's own channels
-        return _luma(rgb) if alpha is None else np.dstack([_luma(rgb), alpha.astype(rgb.dtype)])
+        return luma(rgb) if alpha is None else np.dstack([luma(rgb), alpha.astype(rgb.dtype)])
     return rgb if alpha is None else np.dstack([rgb, alpha.astype(rgb.dtype)])
 
 
@@ -116,27 +116,27 @@ def _pil_like(result: Picture, source):
     ``.info``."""
     from PIL import Image
 
-    from .io import _luma, _to_bits, white_level
+    from .io import luma, to_bits, white_level
 
     mode = source.mode
     rgb = result.rgb
     if mode.startswith("I;16") or mode in ("I", "F"):
-        gray = _luma(rgb)
+        gray = luma(rgb)
         if mode == "F":
             full = 65535.0 if gray.dtype == np.uint16 else 255.0
             out = Image.fromarray((gray.astype(np.float64) * (white_level(source) / full)).astype(np.float32), "F")
         elif mode == "I":
             out = Image.fromarray(gray.astype(np.int32), "I")
         else:
-            out = Image.fromarray(_to_bits(gray, True))  # I;16
+            out = Image.fromarray(to_bits(gray, True))  # I;16
     else:
-        rgb = _to_bits(rgb, False)
+        rgb = to_bits(rgb, False)
         wanted = _ALPHA_MODES.get(mode) or ("RGBA" if mode == "P" and "transparency" in source.info else None)
         gray = mode in ("L", "1", "LA", "La")
-        out = Image.fromarray(_luma(rgb) if gray else rgb, "L" if gray else "RGB")
+        out = Image.fromarray(luma(rgb) if gray else rgb, "L" if gray else "RGB")
         if wanted is not None:
             alpha = result.alpha
-            alpha = np.full(rgb.shape[:2], 255, np.uint8) if alpha is None else _to_bits(np.asarray(alpha), False)
+            alpha = np.full(rgb.shape[:2], 255, np.uint8) if alpha is None else to_bits(np.asarray(alpha), False)
             out.putalpha(Image.fromarray(alpha, "L"))
     if result.icc:
         out.info["icc_profile"] = result.icc
