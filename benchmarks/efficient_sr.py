@@ -112,7 +112,7 @@ def main() -> None:
     from litesr.efficiency import BenchSpec, count_flops, count_parameters, cpu_name, hd_input_size, \
         measure_isolated
     from litesr.evaluate import evaluate
-    from litesr.runtime import resolve_precision
+    from litesr.device import resolve_precision
 
     entries = [(w, w) for w in args.weights] if args.weights else default_entries()
     old = {}

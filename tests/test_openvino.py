@@ -50,7 +50,7 @@ def test_fp32_reproduces_the_official_elan_vector():
 
 
 def test_bf16_stays_close_where_it_runs():
-    from litesr.runtime import native_bf16
+    from litesr.device import native_bf16
 
     if not native_bf16(torch.device("cpu")):
         pytest.skip("no native bf16 on this CPU")

@@ -198,7 +198,7 @@ def test_palette_image_with_transparency(elan_weights, tmp_path):
 
 
 def test_self_ensemble_upscale_is_the_mean_of_the_eight_orientations(elan_weights, tmp_path):
-    from litesr.runtime import self_ensemble_forward
+    from litesr.device import self_ensemble_forward
 
     model = litesr.load_model(elan_weights).eval()
     x = image_to_tensor(read_image(LR_IMAGE))[..., :24, :40]

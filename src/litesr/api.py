@@ -14,7 +14,7 @@ from torch import nn
 
 from .io import Picture
 from .models.registry import SCALES
-from .runtime import DEFAULT_PRECISION, PRECISION_CHOICES
+from .device import DEFAULT_PRECISION, PRECISION_CHOICES
 from .tiling import DEFAULT_OVERLAP, DEFAULT_TILE, join_strips, upscale_strips
 
 
@@ -63,7 +63,7 @@ def upscale(
 
     from .io import picture_from_image, read_picture
     from .pretrained import resolve_model
-    from .runtime import pick_device
+    from .device import pick_device
 
     _check_upscale_arguments(image, model, scale, tile, overlap, precision, max_pixels)
     if isinstance(model, nn.Module):

@@ -21,7 +21,7 @@ from .data.testsets import BenchmarkSet
 from .data.imresize import imresize
 from .errors import UsageError
 from .io import image_to_tensor, tensor_to_image, write_image
-from .runtime import self_ensemble_forward
+from .device import self_ensemble_forward
 from .metrics import GRAY_CONVENTIONS, psnr_y, ssim_y
 
 __all__ = ["evaluate", "evaluate_bicubic", "self_ensemble_forward"]
@@ -50,10 +50,10 @@ def evaluate(
     ``progress``: ``True`` shows a bar on a terminal and a plain line every 30 s in a log, ``False`` nothing; a
     mode (``"bar"``, ``"lines"``, ``"off"``) forces one. ``save_images`` writes each SR image to
     ``<dir>/<set>/<name>.png``. The model is moved to ``device``. ``precision`` ``"bf16"``/``"fp16"`` (or ``"auto"``,
-    see ``litesr.runtime.resolve_precision``) runs it under autocast, to measure what the faster precision costs; the
+    see ``litesr.device.resolve_precision``) runs it under autocast, to measure what the faster precision costs; the
     protocol (and the published numbers) are fp32.
     """
-    from .runtime import full_float32, pick_device, precision_context, resolve_precision
+    from .device import full_float32, pick_device, precision_context, resolve_precision
 
     if not isinstance(model, nn.Module):
         raise TypeError(f"evaluate: model must be a torch nn.Module, got {type(model).__name__}"

@@ -119,6 +119,6 @@ def apply_runtime(model: nn.Module, runtime: str, device: torch.device, precisio
         raise UsageError(f"--runtime {runtime} takes litesr weights (.safetensors/.pth), not "
                          f"{getattr(model, 'path', 'this model')}; drop --runtime to run it as it is")
     from .openvino import OpenVinoModel
-    from .runtime import resolve_precision
+    from .device import resolve_precision
 
     return OpenVinoModel(model, precision=resolve_precision(model, device, precision), announce=announce)

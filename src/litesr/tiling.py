@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from .errors import UsageError
-from .runtime import precision_context, resolve_precision, self_ensemble_forward
+from .device import precision_context, resolve_precision, self_ensemble_forward
 
 DEFAULT_TILE = 256
 DEFAULT_OVERLAP = 32

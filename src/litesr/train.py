@@ -212,7 +212,7 @@ class _LogWindow:
 
 class Trainer:
     def __init__(self, config: TrainConfig, resume: bool = False, progress: bool = True) -> None:
-        from .runtime import native_bf16, pick_device
+        from .device import native_bf16, pick_device
 
         self.config = config
         self.dist = Distributed.from_env()

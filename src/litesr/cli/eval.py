@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     from ..data.testsets import available_sets
     from ..checkpoint import model_label
     from ..evaluate import evaluate, evaluate_bicubic
-    from ..runtime import pick_device
+    from ..device import pick_device
     from ..errors import NotFoundError
     from ..io import check_writable
     from ..progress import progress_mode

@@ -45,7 +45,7 @@ EXTENSIONS = {"png": ".png", "jpg": ".jpg", "webp": ".webp", "tif": ".tif"}
 def register(sub: argparse._SubParsersAction) -> None:
     from .options import (add_device_argument, add_model_arguments, add_precision_argument, add_runtime_argument,
                           example_formatter)
-    from ..runtime import DEFAULT_PRECISION
+    from ..device import DEFAULT_PRECISION
     from ..tiling import DEFAULT_OVERLAP, DEFAULT_TILE
     from ..io import DEFAULT_MAX_PIXELS
 
@@ -189,7 +189,7 @@ def plan(args: argparse.Namespace, scale: int, inputs: list[tuple[Path, Path]]) 
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import NotFoundError, UsageError
-    from ..runtime import pick_device, resolve_precision
+    from ..device import pick_device, resolve_precision
     from ..pretrained import apply_runtime, resolve_model
     from .signals import exit_status, signal_name
 

@@ -1,5 +1,6 @@
 """Where and how a model computes: the device, the precision, and the process settings around a forward.
 
+(What computes it, PyTorch or OpenVINO, is the *runtime* of ``--runtime``: ``litesr.pretrained.apply_runtime``.)
 The lowest layer above the models: training, evaluation, tiling, efficiency measurement and the command line all
 pick their device and precision here. One word for both training and inference: ``precision`` is ``fp32``,
 ``bf16``, ``fp16`` or ``auto``.
