@@ -291,7 +291,7 @@ def test_the_estimate_is_not_the_first_tiles_warm_up_times_the_count(monkeypatch
     clock = iter([0.0, 30.0] + [30.0 + i for i in range(1, 10)])  # a 30 s first tile, then 1 s each
     monkeypatch.setattr(progress.time, "monotonic", lambda: next(clock))
     out = io.StringIO()
-    bar = progress.TileProgress(10, "a.png", "lines", 1000.0, stream=out)
+    bar = progress.Progress(10, "a.png", "lines", interval=1000.0, stream=out)
     for _ in range(10):
         bar.update()
     lines = out.getvalue().splitlines()

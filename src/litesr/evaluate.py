@@ -106,12 +106,12 @@ def _evaluate_sets(
 
 
 def _evaluate_set(upscale: Upscaler, bench: BenchmarkSet, gray: str, progress: bool | str, save_images) -> dict:
-    from .progress import LOG_INTERVAL_S, TileProgress, progress_mode
+    from .progress import LOG_INTERVAL_S, Progress, progress_mode
 
     s = bench.scale
     per_image = {}
     mode = progress if isinstance(progress, str) else progress_mode(quiet=not progress)
-    meter = TileProgress(len(bench), f"{bench.name} x{s}", mode, LOG_INTERVAL_S, unit="image")
+    meter = Progress(len(bench), f"{bench.name} x{s}", mode, unit="image", interval=LOG_INTERVAL_S)
     for img in bench:
         sr = upscale(img.lr)
         meter.update()

@@ -241,6 +241,6 @@ def upscale_strips(
 
 
 def _progress(total: int, description: str):
-    from tqdm import tqdm
+    from .progress import Progress
 
-    return tqdm(total=total, desc=description, unit="tile", leave=False, dynamic_ncols=True)
+    return Progress(total, description, "bar", interval=None)  # ``progress=True``: a bar, wherever stderr goes
