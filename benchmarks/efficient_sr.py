@@ -76,12 +76,13 @@ def timed_rows(models: dict, image, runs: int) -> dict[str, dict[str, float]]:
     from floor import interleaved
 
     from litesr import tiling
+    from litesr.runner import TorchRunner
 
     paths = {}
     for label, model in models.items():
         for precision in ("fp32", "auto"):
-            def run(model=model, precision=precision):
-                return tiling.upscale_array(model, image, device="cpu", precision=precision)
+            def run(runner=TorchRunner(model, "cpu", precision)):
+                return tiling.upscale_array(runner, image)
             paths[(label, precision)] = (run, precision)
     times = interleaved(paths, runs)
     out: dict[str, dict[str, float]] = {}

@@ -133,26 +133,26 @@ def paths_for(model, x: torch.Tensor, runtimes: list[str], tmp: Path) -> dict:
         paths["official fp32"] = (run_official, "fp32")
     if "onnx" in runtimes:
         try:
-            from litesr.onnx import OnnxModel, export_onnx
+            from litesr.onnx import OnnxRunner, export_onnx
         except ImportError as exc:  # onnx/onnxruntime not installed: the row is skipped, with the reason
             print(f"# onnx skipped: {exc}")
         else:
             path = tmp / f"{model.arch_name}_x{model.scale}.onnx"
             if not path.exists():
                 export_onnx(model, path)
-            ort = OnnxModel(path)
+            ort = OnnxRunner(path)
             paths["onnxruntime fp32"] = (lambda: ort(x), "fp32")
     if "openvino" in runtimes:
         try:
             import openvino  # noqa: F401
-            from litesr.openvino import OpenVinoModel
+            from litesr.openvino import OpenVinoRunner
             from litesr.device import native_bf16
         except ImportError as exc:  # the extra is not installed: the rows are skipped, with the reason
             print(f"# openvino skipped: {exc}")
         else:
             for precision in ("fp32", "bf16") if native_bf16(cpu) else ("fp32",):
                 t = time.perf_counter()
-                ov = OpenVinoModel(model, precision=precision)  # converted once into litesr's cache
+                ov = OpenVinoRunner(model, precision=precision)  # converted once into litesr's cache
                 ov.compiled(tuple(x.shape))
                 print(f"# openvino {precision}: convert (or load from the cache) and compile for "
                       f"{tuple(x.shape)}: {time.perf_counter() - t:.1f} s")
@@ -267,6 +267,7 @@ def upscale_row(model, name: str, size: int, runs: int, peak: dict, runtimes: li
     with ``--runtime openvino`` (timed once compiled: the first image of a size compiles, 0.5-2 s)."""
     from litesr import device, pretrained, tiling
     from litesr.efficiency import profile_forward
+    from litesr.runner import as_runner
 
     image = photo(image_path, size)
     cpu = torch.device("cpu")
@@ -279,9 +280,11 @@ def upscale_row(model, name: str, size: int, runs: int, peak: dict, runtimes: li
             rows.append(("openvino", pretrained.apply_runtime(model, "openvino", cpu, device.DEFAULT_PRECISION)))
         except ImportError as exc:
             print(f"# upscale with openvino skipped: {exc}")
-    for label, runner in rows:
+    for label, computed in rows:
+        runner = as_runner(computed, cpu, device.DEFAULT_PRECISION)  # as `litesr upscale` builds it, once
+
         def run(runner=runner):
-            return tiling.upscale_array(runner, image, device="cpu", precision=device.DEFAULT_PRECISION)
+            return tiling.upscale_array(runner, image)
 
         seconds = profile_forward(run, runs, warmup=1)["latency"]
         floor = flops / peak["bf16" if precision == "bf16" else "fp32"]

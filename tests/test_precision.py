@@ -10,6 +10,7 @@ import litesr.device
 from litesr import tiling
 from litesr.cli import build_parser, main
 from litesr.models.registry import ARCHITECTURES
+from litesr.runner import TorchRunner
 
 
 @pytest.mark.parametrize("variant", ["elan-light", "esrt", "grformer", "imdn", "pan", "span", "swinir-light"])
@@ -51,8 +52,9 @@ def test_auto_upscale_runs_what_it_resolves_to(monkeypatch):
     model = litesr.create_model("elan-light", 2).eval()
     x = torch.rand(1, 3, 20, 24)
     want = litesr.device.resolve_precision(model, torch.device("cpu"), "auto")
-    auto = tiling.upscale_tensor(model, x, tile=None, precision="auto")
-    assert torch.equal(auto, tiling.upscale_tensor(model, x, tile=None, precision=want))
+    whole = tiling.InferenceOptions(tile=None)
+    auto = tiling.upscale_tensor(TorchRunner(model, precision="auto"), x, whole)
+    assert torch.equal(auto, tiling.upscale_tensor(TorchRunner(model, precision=want), x, whole))
 
 
 def test_cli_upscale_and_eval_reuse_freed_memory(monkeypatch, tmp_path):

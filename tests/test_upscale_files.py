@@ -20,7 +20,7 @@ from PIL import Image, ImageCms
 import litesr
 from litesr.cli import main
 from litesr.pretrained import WEIGHTS_DIR
-from litesr.tiling import upscale_array
+from litesr.tiling import InferenceOptions, upscale_array
 from conftest import NearestX4
 
 REPO = Path(__file__).resolve().parents[1]
@@ -282,7 +282,8 @@ def test_progress_lines_in_a_log_and_an_estimate_first(tiny, tmp_path, capsys, m
     steps = [line for line in err if "tiles (" in line]
     assert len(steps) == 7 and "2/9 tiles (22%)" in steps[0] and "left" in steps[0]
     with Image.open(tmp_path / "b.png") as img:
-        assert np.array_equal(np.array(img), upscale_array(tiny[1], photo(40, 48), tile=16, overlap=4))
+        expected = upscale_array(tiny[1], photo(40, 48), InferenceOptions(tile=16, overlap=4))
+        assert np.array_equal(np.array(img), expected)
 
 
 def test_the_estimate_is_not_the_first_tiles_warm_up_times_the_count(monkeypatch):
@@ -576,10 +577,11 @@ def test_png_output_is_streamed_in_strips_not_held_whole(tmp_path):
     model = NearestX4()
     tracemalloc.start()
     try:
-        write_strips(tmp_path / "big.png", upscale_strips(model, tall, tile=128, overlap=8), 1024, 12288)
+        write_strips(tmp_path / "big.png", upscale_strips(model, tall, InferenceOptions(tile=128, overlap=8)), 1024,
+                     12288)
         streamed = tracemalloc.get_traced_memory()[1]
         tracemalloc.reset_peak()
-        held = upscale_array(model, tall, tile=128, overlap=8)
+        held = upscale_array(model, tall, InferenceOptions(tile=128, overlap=8))
         whole = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
