@@ -59,6 +59,15 @@ def test_export_runs_at_other_sizes_within_tolerance(variant, scale, tmp_path):
     assert ((out - ref).abs().max() / ref.abs().max()).item() <= EXPORT_TOLERANCE
 
 
+def test_an_onnx_file_is_a_runner_not_a_model(tmp_path):
+    from litesr.runner import Runner
+
+    runner = OnnxRunner(export_onnx(_model("pan"), tmp_path / "pan.onnx"))
+    assert isinstance(runner, Runner) and not isinstance(runner, torch.nn.Module)
+    assert (runner.scale, runner.device.type, runner.precision, runner.static_shape) == (2, "cpu", "fp32", False)
+    assert (runner.label, runner.arch, runner.exported_arch) == ("onnx (custom)", "onnx", "pan")  # as tables named it
+
+
 def test_a_wrong_graph_is_refused(tmp_path):
     """The check compares against the model it is given: another model's graph fails it, and nothing is kept."""
     model, other = _model("imdn"), _model("imdn")

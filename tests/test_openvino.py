@@ -117,6 +117,16 @@ def test_cli_refuses_what_openvino_cannot_run(tmp_path, capsys):
     assert rc == 2 and len(err) == 1 and "--runtime openvino takes litesr weights" in err[0], err
 
 
+def test_an_openvino_model_is_a_static_shape_runner():
+    from litesr.runner import Runner
+
+    model = small_model("pan")
+    runner = OpenVinoRunner(model, precision="fp32")
+    assert isinstance(runner, Runner) and not isinstance(runner, torch.nn.Module) and runner.static_shape
+    assert (runner.device.type, runner.precision, runner.arch) == ("cpu", "fp32", "pan")
+    assert runner.runtime == "OpenVINO fp32"  # what the eval table says after the label
+
+
 def test_conversion_is_announced_once(tmp_path):
     lines = []
     OpenVinoRunner(small_model("pan"), announce=lines.append)

@@ -134,6 +134,34 @@ def test_bf16_precision_stays_close_to_fp32_and_returns_float32(elan_weights):
         upscale_tensor(TorchRunner(model, precision="fp8"), x)
 
 
+def test_a_batch_resolves_its_precision_once_not_per_image_or_tile(elan_weights, tmp_path, monkeypatch):
+    import litesr.runner
+
+    calls = []
+    resolve = litesr.runner.resolve_precision
+    monkeypatch.setattr(litesr.runner, "resolve_precision", lambda *a: calls.append(a[2]) or resolve(*a))
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(3):
+        Image.fromarray(read_image(LR_IMAGE)[i:i + 40, :48]).save(folder / f"{i}.png")
+    assert main(["upscale", str(folder), "-o", str(tmp_path / "out"), "--weights", str(elan_weights), "--tile", "16",
+                 "--quiet"]) == 0
+    assert calls == ["auto"] and len(list((tmp_path / "out").iterdir())) == 3
+
+
+def test_the_torch_runner_states_what_the_tiler_needs():
+    from litesr.runner import Runner, as_runner
+
+    model = litesr.create_model("hitsrf", 4)
+    runner = as_runner(model, "cpu", "fp32")
+    assert isinstance(runner, TorchRunner) and isinstance(runner, Runner) and as_runner(runner) is runner
+    assert (runner.scale, runner.size_multiple, runner.tile_context) == (4, model.size_multiple, 128)
+    assert (runner.device, runner.precision, runner.static_shape) == (torch.device("cpu"), "fp32", False)
+    assert (runner.label, runner.arch, runner.runtime) == ("hitsrf", "hitsrf", "")
+    with pytest.raises(TypeError, match="nn.Module or a litesr Runner"):
+        as_runner("model.pth")
+
+
 def test_cli_precision_flag(elan_weights, tmp_path, capsys):
     out = tmp_path / "x.png"
     assert main(["upscale", str(LR_IMAGE), "-o", str(out), "--weights", str(elan_weights), "--precision", "bf16",
