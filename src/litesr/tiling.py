@@ -139,8 +139,8 @@ class _Tiler:
     def tiles(self, tiles: list[Tile]) -> Iterator[Tile]:
         progress = self.options.progress
         factory = progress if callable(progress) else _progress
-        bar = factory(len(tiles), self.options.description) if progress and (len(tiles) > 1 or callable(progress)) \
-            else None
+        shown = progress and (len(tiles) > 1 or callable(progress))
+        bar = factory(len(tiles), self.options.description) if shown else None
         for t in tiles:
             yield t
             if bar is not None:
