@@ -86,12 +86,13 @@ def timed_rows(models: dict, image, runs: int) -> dict[str, dict[str, float]]:
     from floor import interleaved
 
     from litesr import tiling
+    from litesr.runner import TorchRunner
 
     paths = {}
     for label, model in models.items():
         for precision in ("fp32", "auto"):
-            def run(model=model, precision=precision):
-                return tiling.upscale_array(model, image, device="cpu", precision=precision)
+            def run(runner=TorchRunner(model, "cpu", precision)):
+                return tiling.upscale_array(runner, image)
             paths[(label, precision)] = (run, precision)
     times = interleaved(paths, runs)
     out: dict[str, dict[str, float]] = {}
@@ -138,7 +139,7 @@ def main() -> None:
     from litesr.efficiency import BenchSpec, count_flops, count_parameters, cpu_name, hd_input_size, \
         measure_isolated
     from litesr.evaluate import evaluate
-    from litesr.runtime import resolve_precision
+    from litesr.device import resolve_precision
 
     entries = [(w, w) for w in args.weights] if args.weights else default_entries()
     old = {}

@@ -111,7 +111,7 @@ def model_flops(model, size: int) -> int:
 
 def paths_for(model, x: torch.Tensor, runtimes: list[str], tmp: Path) -> dict:
     """name → (callable, precision of its floor)."""
-    from litesr.runtime import precision_context
+    from litesr.device import precision_context
 
     cpu = torch.device("cpu")
     paths = {}
@@ -133,26 +133,26 @@ def paths_for(model, x: torch.Tensor, runtimes: list[str], tmp: Path) -> dict:
         paths["official fp32"] = (run_official, "fp32")
     if "onnx" in runtimes:
         try:
-            from litesr.onnx import OnnxModel, export_onnx
+            from litesr.onnx import OnnxRunner, export_onnx
         except ImportError as exc:  # onnx/onnxruntime not installed: the row is skipped, with the reason
             print(f"# onnx skipped: {exc}")
         else:
             path = tmp / f"{model.arch_name}_x{model.scale}.onnx"
             if not path.exists():
                 export_onnx(model, path)
-            ort = OnnxModel(path)
+            ort = OnnxRunner(path)
             paths["onnxruntime fp32"] = (lambda: ort(x), "fp32")
     if "openvino" in runtimes:
         try:
             import openvino  # noqa: F401
-            from litesr.openvino import OpenVinoModel
-            from litesr.runtime import native_bf16
+            from litesr.openvino import OpenVinoRunner
+            from litesr.device import native_bf16
         except ImportError as exc:  # the extra is not installed: the rows are skipped, with the reason
             print(f"# openvino skipped: {exc}")
         else:
             for precision in ("fp32", "bf16") if native_bf16(cpu) else ("fp32",):
                 t = time.perf_counter()
-                ov = OpenVinoModel(model, precision=precision)  # converted once into litesr's cache
+                ov = OpenVinoRunner(model, precision=precision)  # converted once into litesr's cache
                 ov.compiled(tuple(x.shape))
                 print(f"# openvino {precision}: convert (or load from the cache) and compile for "
                       f"{tuple(x.shape)}: {time.perf_counter() - t:.1f} s")
@@ -193,7 +193,7 @@ def main() -> None:
     ap.add_argument("--runtimes", nargs="+", default=["eager", "official", "onnx", "openvino"],
                     choices=("eager", "official", "onnx", "openvino", "compile"))
     ap.add_argument("--reuse-freed-memory", action="store_true",
-                    help="apply litesr.runtime.reuse_freed_memory() first, as `litesr upscale`/`eval` do (all rows)")
+                    help="apply litesr.device.reuse_freed_memory() first, as `litesr upscale`/`eval` do (all rows)")
     ap.add_argument("--omp-passive", action="store_true",
                     help="OMP_WAIT_POLICY=PASSIVE (OpenMP workers sleep between ops): steadier on a busy machine, "
                          "but eager bf16 ran 1.27x slower with it (0.59 against 0.465 s at LR 256²) than with the "
@@ -208,7 +208,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.reuse_freed_memory:
-        from litesr.runtime import reuse_freed_memory
+        from litesr.device import reuse_freed_memory
 
         print(f"# reuse_freed_memory applied: {reuse_freed_memory()} (every row, the official one included)")
 
@@ -266,23 +266,26 @@ def photo(path: Path, size: int, width: int | None = None):
 def upscale_row(model, name: str, size: int, runs: int, peak: dict, runtimes: list[str], image_path: Path) -> None:
     """`litesr upscale` with its defaults on a size×size image: seconds ÷ the floor of the precision it used; and
     with ``--runtime openvino`` (timed once compiled: the first image of a size compiles, 0.5-2 s)."""
-    from litesr import pretrained, runtime, tiling
+    from litesr import device, pretrained, tiling
     from litesr.efficiency import profile_forward
+    from litesr.runner import as_runner
 
     image = photo(image_path, size)
     cpu = torch.device("cpu")
-    precision = runtime.resolve_precision(model, cpu, runtime.DEFAULT_PRECISION)
+    precision = device.resolve_precision(model, cpu, device.DEFAULT_PRECISION)
     plan = len(tiling.plan_for(model, size, size))
     flops = model_flops(model, size)
     rows = [(pretrained.DEFAULT_RUNTIME, model)]
     if "openvino" in runtimes and pretrained.DEFAULT_RUNTIME != "openvino":
         try:
-            rows.append(("openvino", pretrained.apply_runtime(model, "openvino", cpu, runtime.DEFAULT_PRECISION)))
+            rows.append(("openvino", pretrained.apply_runtime(model, "openvino", cpu, device.DEFAULT_PRECISION)))
         except ImportError as exc:
             print(f"# upscale with openvino skipped: {exc}")
-    for label, runner in rows:
+    for label, computed in rows:
+        runner = as_runner(computed, cpu, device.DEFAULT_PRECISION)  # as `litesr upscale` builds it, once
+
         def run(runner=runner):
-            return tiling.upscale_array(runner, image, device="cpu", precision=runtime.DEFAULT_PRECISION)
+            return tiling.upscale_array(runner, image)
 
         seconds = profile_forward(run, runs, warmup=1)["latency"]
         floor = flops / peak["bf16" if precision == "bf16" else "fp32"]

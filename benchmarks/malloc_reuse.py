@@ -1,4 +1,4 @@
-"""``litesr.runtime.reuse_freed_memory`` (glibc mallopt) on and off: forward time of one model, same machine.
+"""``litesr.device.reuse_freed_memory`` (glibc mallopt) on and off: forward time of one model, same machine.
 
 Each setting runs in its own fresh process (mallopt is process-wide), alternating, ``--rounds`` times; the
 script prints each process's median forward time and the ratio of the medians.
@@ -21,7 +21,7 @@ def worker(args) -> None:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import torch
 
-    from litesr.runtime import precision_context, reuse_freed_memory
+    from litesr.device import precision_context, reuse_freed_memory
     from litesr.pretrained import resolve_model
 
     applied = reuse_freed_memory() if args.reuse else False

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 import litesr
-from litesr.runtime import pick_device, precision_context
+from litesr.device import pick_device, precision_context
 from litesr.io import image_to_tensor, read_image, tensor_to_image
 from litesr.pretrained import resolve_model
 

@@ -57,15 +57,16 @@ def test_esrt_padded_head_sdpa_matches_naive_and_stays_small():
 
 
 def test_tiled_upscale_on_gpu_matches_cpu():
-    from litesr.tiling import upscale_tensor
+    from litesr.runner import TorchRunner
+    from litesr.tiling import InferenceOptions, upscale_tensor
 
     state, _, _ = load_vector("swinir_light_x4")
     model = litesr.load_model(state).eval()
     x = torch.rand(1, 3, 70, 90)
-    cpu = upscale_tensor(model, x, tile=None)
-    gpu = upscale_tensor(model.cuda(), x, tile=48, overlap=16, device="cuda")
+    cpu = upscale_tensor(model, x, InferenceOptions(tile=None))
+    gpu = upscale_tensor(TorchRunner(model.cuda(), "cuda"), x, InferenceOptions(tile=48, overlap=16))
     assert ((gpu - cpu).abs().max() < 0.02) and gpu.device.type == "cpu"
-    bf16 = upscale_tensor(model, x, tile=None, device="cuda", precision="bf16")
+    bf16 = upscale_tensor(TorchRunner(model, "cuda", "bf16"), x, InferenceOptions(tile=None))
     assert (bf16 - cpu).abs().mean() < 0.01
 
 

@@ -248,11 +248,11 @@ def test_real_checkpoint_exports_to_onnx(checkpoint, tmp_path):
     """The exported graph matches PyTorch within the export tolerance at the export's own sizes and below the
     official 17-pixel limit (in-graph mirror padding for the 64-pixel windows)."""
     pytest.importorskip("onnxruntime")
-    from litesr.onnx import EXPORT_TOLERANCE, OnnxModel, compare_with_pytorch, export_onnx
+    from litesr.onnx import EXPORT_TOLERANCE, OnnxRunner, compare_with_pytorch, export_onnx
 
     model = litesr.load_model(checkpoint)
     path = export_onnx(model, tmp_path / "hitsrf.onnx")
-    errors = compare_with_pytorch(model, OnnxModel(path), ((20, 24), (9, 13)), EXPORT_TOLERANCE, "onnxruntime")
+    errors = compare_with_pytorch(model, OnnxRunner(path), ((20, 24), (9, 13)), EXPORT_TOLERANCE, "onnxruntime")
     assert max(errors) <= EXPORT_TOLERANCE
 
 
@@ -272,13 +272,14 @@ def test_real_checkpoint_converts_unchanged(checkpoint, tmp_path):
 def test_real_checkpoint_tiles_match_the_whole_image(checkpoint):
     """Tiles aligned to the 64-pixel windows with 128 pixels of context: above 45 dB against the whole image."""
     from litesr.io import image_to_tensor, read_image
-    from litesr.tiling import upscale_tensor
+    from litesr.tiling import InferenceOptions, upscale_tensor
     from conftest import psnr
 
     model = litesr.load_model(checkpoint)
     assert model.size_multiple == 64
     x = image_to_tensor(read_image(BENCHMARKS / "Urban100" / "HR" / "img_011.png"))[..., :320, :320]
-    full = upscale_tensor(model, x, tile=None)
-    tiled = upscale_tensor(model, x, tile=128)  # 3×3 tiles; the default overlap becomes the model's tile_context
+    full = upscale_tensor(model, x, InferenceOptions(tile=None))
+    # 3×3 tiles; the default overlap becomes the model's tile_context
+    tiled = upscale_tensor(model, x, InferenceOptions(tile=128))
     assert model.tile_context == 128
     assert psnr(tiled.clamp(0, 1), full.clamp(0, 1), peak=1.0) > 45.0

@@ -6,7 +6,8 @@ import zlib
 import numpy as np
 import pytest
 
-from litesr.io import _png_16_bit_colour, _unfilter, read_picture, write_image
+from litesr.io import read_picture, write_image
+from litesr.io.read import _png_16_bit_colour, _unfilter
 
 FILTERS = {"none": 0, "sub": 1, "up": 2, "average": 3, "paeth": 4}
 

@@ -12,7 +12,7 @@ pytest.importorskip("onnxruntime")
 
 from conftest import SMALL, WEIGHTS  # noqa: E402
 from conftest import small_model as _model  # noqa: E402
-from litesr.onnx import EXPORT_TOLERANCE, ExportError, OnnxModel, check_export, export_onnx  # noqa: E402
+from litesr.onnx import EXPORT_TOLERANCE, ExportError, OnnxRunner, check_export, export_onnx  # noqa: E402
 
 
 def _registry_cases() -> list[tuple[str, int]]:
@@ -46,7 +46,7 @@ def test_export_runs_at_other_sizes_within_tolerance(variant, scale, tmp_path):
         path = export_onnx(model, tmp_path / f"{variant}.onnx")
     tracer = [str(w.message) for w in caught if issubclass(w.category, torch.jit.TracerWarning)]
     assert tracer == []  # what the tracer warns of is checked, and said nowhere
-    runtime = OnnxModel(path)
+    runtime = OnnxRunner(path)
     assert runtime.scale == scale and runtime.size_multiple == getattr(model, "size_multiple", 1)
     # sizes other than the traced 64x64 and the export's own checks, batch 2, non-multiples of every window
     errors = check_export(model, path, sizes=((40, 72), (21, 35)))
@@ -57,6 +57,15 @@ def test_export_runs_at_other_sizes_within_tolerance(variant, scale, tmp_path):
     out = runtime(x)
     assert out.shape == ref.shape
     assert ((out - ref).abs().max() / ref.abs().max()).item() <= EXPORT_TOLERANCE
+
+
+def test_an_onnx_file_is_a_runner_not_a_model(tmp_path):
+    from litesr.runner import Runner
+
+    runner = OnnxRunner(export_onnx(_model("pan"), tmp_path / "pan.onnx"))
+    assert isinstance(runner, Runner) and not isinstance(runner, torch.nn.Module)
+    assert (runner.scale, runner.device.type, runner.precision, runner.static_shape) == (2, "cpu", "fp32", False)
+    assert (runner.label, runner.arch, runner.exported_arch) == ("onnx (custom)", "onnx", "pan")  # as tables named it
 
 
 def test_a_wrong_graph_is_refused(tmp_path):
@@ -109,7 +118,7 @@ def test_trained_pan_x4_exports(tmp_path, capsys):
 
     out = tmp_path / "pan.onnx"
     assert main(["export", "--weights", str(PAN_X4), "-o", str(out)]) == 0, capsys.readouterr().err
-    assert OnnxModel(out).scale == 4 and "max relative error" in capsys.readouterr().out
+    assert OnnxRunner(out).scale == 4 and "max relative error" in capsys.readouterr().out
 
 
 def _err_lines(capsys) -> list[str]:

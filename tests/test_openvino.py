@@ -11,7 +11,7 @@ pytest.importorskip("openvino")
 from conftest import SMALL, load_vector, psnr, relative_error, small_model  # noqa: E402
 from litesr.cli import main  # noqa: E402
 from litesr.errors import UsageError  # noqa: E402
-from litesr.openvino import NOT_CONVERTED, TOLERANCE, OpenVinoModel  # noqa: E402
+from litesr.openvino import NOT_CONVERTED, TOLERANCE, OpenVinoRunner  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -24,7 +24,7 @@ def cache(tmp_path, monkeypatch):
 @pytest.mark.parametrize("variant", sorted(set(SMALL) - set(NOT_CONVERTED)))
 def test_fp32_matches_pytorch_at_sizes_it_was_not_converted_at(variant):
     model = small_model(variant)
-    runtime = OpenVinoModel(model, precision="fp32")
+    runtime = OpenVinoRunner(model, precision="fp32")
     assert runtime.scale == 2 and runtime.size_multiple == getattr(model, "size_multiple", 1)
     for shape in ((1, 3, 21, 35), (2, 3, 40, 24)):  # not multiples of any window; a batch of two
         x = torch.rand(*shape)
@@ -36,21 +36,21 @@ def test_fp32_matches_pytorch_at_sizes_it_was_not_converted_at(variant):
 @pytest.mark.parametrize("variant", sorted(NOT_CONVERTED))
 def test_an_architecture_openvino_gets_wrong_is_refused_in_one_line(variant, capsys):
     with pytest.raises(UsageError, match=f"cannot run {variant} yet"):
-        OpenVinoModel(small_model(variant), precision="fp32")
+        OpenVinoRunner(small_model(variant), precision="fp32")
 
 
 def test_fp32_reproduces_the_official_elan_vector():
     """The official ELAN-light x4 within OpenVINO's tolerance (its fp32 kernels round differently from PyTorch's);
     eval on Set5/Set14 moved by +0.0002/-0.0001 dB (docs/performance.md §2.7)."""
     state, tensors, _ = load_vector("elan_light_x4")
-    runtime = OpenVinoModel(litesr.load_model(state), precision="fp32")
+    runtime = OpenVinoRunner(litesr.load_model(state), precision="fp32")
     for io in "ab":
         x, ref = tensors[f"input_{io}"], tensors[f"output_{io}"]
         assert relative_error(255.0 * runtime(x / 255.0), ref) <= TOLERANCE, io
 
 
 def test_bf16_stays_close_where_it_runs():
-    from litesr.runtime import native_bf16
+    from litesr.device import native_bf16
 
     if not native_bf16(torch.device("cpu")):
         pytest.skip("no native bf16 on this CPU")
@@ -58,29 +58,29 @@ def test_bf16_stays_close_where_it_runs():
     x = torch.rand(1, 3, 32, 48)
     with torch.inference_mode():
         ref = model(x)
-    out = OpenVinoModel(model, precision="bf16")(x)
+    out = OpenVinoRunner(model, precision="bf16")(x)
     # bf16: Set5/Set14 -0.0007/+0.0004 dB with the shipped x4 (docs/performance.md §2.7)
     assert psnr(out.clamp(0, 1), ref.clamp(0, 1), peak=1.0) > 40
 
 
 def test_conversion_is_cached_and_keyed_by_the_weights(cache):
     model = small_model("imdn")
-    OpenVinoModel(model)
+    OpenVinoRunner(model)
     files = sorted(p.name for p in (cache / "openvino").glob("*.xml"))
     assert len(files) == 1 and not list((cache / "openvino").glob(".convert-*"))  # no work folder left
     stamp = (cache / "openvino" / files[0]).stat().st_mtime_ns
-    OpenVinoModel(model)  # reused, not converted again
+    OpenVinoRunner(model)  # reused, not converted again
     assert (cache / "openvino" / files[0]).stat().st_mtime_ns == stamp
     with torch.no_grad():
         next(model.parameters()).mul_(-1)
-    OpenVinoModel(model)  # other weights: another conversion
+    OpenVinoRunner(model)  # other weights: another conversion
     assert len(list((cache / "openvino").glob("*.xml"))) == 2
 
 
 def test_compiled_shapes_are_kept_and_bounded():
     from litesr.openvino import KEEP_COMPILED
 
-    runtime = OpenVinoModel(small_model("pan"))
+    runtime = OpenVinoRunner(small_model("pan"))
     for side in range(8, 8 + KEEP_COMPILED + 2):
         runtime(torch.rand(1, 3, side, side))
     assert len(runtime._compiled) == KEEP_COMPILED
@@ -117,10 +117,20 @@ def test_cli_refuses_what_openvino_cannot_run(tmp_path, capsys):
     assert rc == 2 and len(err) == 1 and "--runtime openvino takes litesr weights" in err[0], err
 
 
+def test_an_openvino_model_is_a_static_shape_runner():
+    from litesr.runner import Runner
+
+    model = small_model("pan")
+    runner = OpenVinoRunner(model, precision="fp32")
+    assert isinstance(runner, Runner) and not isinstance(runner, torch.nn.Module) and runner.static_shape
+    assert (runner.device.type, runner.precision, runner.arch) == ("cpu", "fp32", "pan")
+    assert runner.runtime == "OpenVINO fp32"  # what the eval table says after the label
+
+
 def test_conversion_is_announced_once(tmp_path):
     lines = []
-    OpenVinoModel(small_model("pan"), announce=lines.append)
-    OpenVinoModel(small_model("pan"), announce=lines.append)
+    OpenVinoRunner(small_model("pan"), announce=lines.append)
+    OpenVinoRunner(small_model("pan"), announce=lines.append)
     assert len(lines) == 1 and lines[0].startswith("converting pan for OpenVINO")
 
 
@@ -131,7 +141,7 @@ def test_runtime_choice_and_its_one_line_refusals():
 
     model = small_model("pan")
     assert apply_runtime(model, "eager", torch.device("cpu"), "auto") is model
-    assert isinstance(apply_runtime(model, "openvino", torch.device("cpu"), "fp32"), OpenVinoModel)
+    assert isinstance(apply_runtime(model, "openvino", torch.device("cpu"), "fp32"), OpenVinoRunner)
     with pytest.raises(UsageError, match="runs on the CPU"):
         apply_runtime(model, "openvino", torch.device("meta"), "fp32")
     assert build_parser().parse_args(["upscale", "a.png", "-o", "b.png"]).runtime == "eager"

@@ -6,16 +6,18 @@ import pytest
 import torch
 
 import litesr
-from litesr import runtime, tiling
+import litesr.device
+from litesr import tiling
 from litesr.cli import build_parser, main
 from litesr.models.registry import ARCHITECTURES
+from litesr.runner import TorchRunner
 
 
 @pytest.mark.parametrize("variant", ["elan-light", "esrt", "grformer", "imdn", "pan", "span", "swinir-light"])
 def test_auto_follows_the_registry_on_a_bf16_cpu(monkeypatch, variant):
-    monkeypatch.setattr(runtime, "native_bf16", lambda device: True)
+    monkeypatch.setattr(litesr.device, "native_bf16", lambda device: True)
     model = litesr.create_model(variant, 2)
-    got = runtime.resolve_precision(model, torch.device("cpu"), "auto")
+    got = litesr.device.resolve_precision(model, torch.device("cpu"), "auto")
     assert got == ("bf16" if ARCHITECTURES[model.arch_name].cpu_bf16 else "fp32")
 
 
@@ -26,15 +28,16 @@ def test_auto_measured_choices():
 
 
 def test_auto_is_fp32_without_native_bf16_and_never_fp16(monkeypatch):
-    monkeypatch.setattr(runtime, "native_bf16", lambda device: False)
+    monkeypatch.setattr(litesr.device, "native_bf16", lambda device: False)
     model = litesr.create_model("elan-light", 2)
     for device in ("cpu", "cuda"):
-        assert runtime.resolve_precision(model, torch.device(device), "auto") == "fp32"
-    monkeypatch.setattr(runtime, "native_bf16", lambda device: True)
-    assert runtime.resolve_precision(litesr.create_model("swinir-light", 2), torch.device("cuda"), "auto") == "bf16"
-    assert runtime.resolve_precision(model, torch.device("cuda"), "fp16") == "fp16"  # only when asked
+        assert litesr.device.resolve_precision(model, torch.device(device), "auto") == "fp32"
+    monkeypatch.setattr(litesr.device, "native_bf16", lambda device: True)
+    swinir = litesr.create_model("swinir-light", 2)
+    assert litesr.device.resolve_precision(swinir, torch.device("cuda"), "auto") == "bf16"
+    assert litesr.device.resolve_precision(model, torch.device("cuda"), "fp16") == "fp16"  # only when asked
     with pytest.raises(ValueError, match="precision"):
-        runtime.resolve_precision(model, torch.device("cpu"), "fp8")
+        litesr.device.resolve_precision(model, torch.device("cpu"), "fp8")
 
 
 def test_cli_defaults_upscale_auto_eval_fp32():
@@ -48,9 +51,10 @@ def test_auto_upscale_runs_what_it_resolves_to(monkeypatch):
     torch.manual_seed(0)
     model = litesr.create_model("elan-light", 2).eval()
     x = torch.rand(1, 3, 20, 24)
-    want = runtime.resolve_precision(model, torch.device("cpu"), "auto")
-    auto = tiling.upscale_tensor(model, x, tile=None, precision="auto")
-    assert torch.equal(auto, tiling.upscale_tensor(model, x, tile=None, precision=want))
+    want = litesr.device.resolve_precision(model, torch.device("cpu"), "auto")
+    whole = tiling.InferenceOptions(tile=None)
+    auto = tiling.upscale_tensor(TorchRunner(model, precision="auto"), x, whole)
+    assert torch.equal(auto, tiling.upscale_tensor(TorchRunner(model, precision=want), x, whole))
 
 
 def test_cli_upscale_and_eval_reuse_freed_memory(monkeypatch, tmp_path):
@@ -62,7 +66,7 @@ def test_cli_upscale_and_eval_reuse_freed_memory(monkeypatch, tmp_path):
     from litesr.cli import main
 
     calls = []
-    monkeypatch.setattr(runtime, "reuse_freed_memory", lambda: calls.append(1) or True)
+    monkeypatch.setattr(litesr.device, "reuse_freed_memory", lambda: calls.append(1) or True)
     src = tmp_path / "in.png"
     Image.new("RGB", (8, 8)).save(src)
     assert main(["upscale", str(src), "-o", str(tmp_path / "out.png"), "--quiet"]) == 0
@@ -73,7 +77,7 @@ def test_cli_upscale_and_eval_reuse_freed_memory(monkeypatch, tmp_path):
     if sys.platform.startswith("linux"):
         import platform
 
-        assert runtime.reuse_freed_memory() == (platform.libc_ver()[0] == "glibc")
+        assert litesr.device.reuse_freed_memory() == (platform.libc_ver()[0] == "glibc")
 
 
 #: bf16 autocast against the official fp32 output of the window transformers' conformance vectors (random weights,
@@ -130,7 +134,7 @@ def test_fp16_on_a_cpu_is_refused_with_what_to_use(tmp_path, capsys):
 
     model = litesr.create_model("pan", 2).eval()
     with pytest.raises(ValueError, match="fp16 is for GPUs.*use fp32, or bf16"):
-        runtime.resolve_precision(model, torch.device("cpu"), "fp16")
+        litesr.device.resolve_precision(model, torch.device("cpu"), "fp16")
     src = tmp_path / "a.png"
     Image.new("RGB", (8, 8)).save(src)
     weights = litesr.save_model(model, tmp_path / "pan_x2.safetensors")

@@ -16,7 +16,7 @@ import litesr
 from litesr.cli import main
 from litesr.efficiency import count_flops, count_parameters
 from litesr.io import image_to_tensor, read_image
-from litesr.tiling import upscale_tensor
+from litesr.tiling import InferenceOptions, upscale_tensor
 from conftest import BENCHMARKS, WEIGHTS, load_vector, psnr, relative_error
 
 TOLERANCE = 1e-4  # SPAN's rule (see the module docstring)
@@ -165,8 +165,8 @@ def test_real_checkpoint_is_its_params_ema():
 def test_tiled_matches_whole_image_above_45db():
     model = litesr.load_model(real_weights())
     x = image_to_tensor(read_image(LR_IMAGE))
-    full = upscale_tensor(model, x, tile=None)
-    tiled = upscale_tensor(model, x, tile=64)  # default overlap; 4 tiles on a 120×125 image
+    full = upscale_tensor(model, x, InferenceOptions(tile=None))
+    tiled = upscale_tensor(model, x, InferenceOptions(tile=64))  # default overlap; 4 tiles on a 120×125 image
     assert tiled.shape == full.shape == (1, 3, 480, 500)
     assert psnr(tiled.clamp(0, 1), full.clamp(0, 1), peak=1.0) > 45.0
 
@@ -176,7 +176,7 @@ def test_cli_upscale_convert_export_bench(tmp_path):
     import numpy as np
     from PIL import Image
 
-    from litesr.onnx import EXPORT_TOLERANCE, OnnxModel, check_export
+    from litesr.onnx import EXPORT_TOLERANCE, OnnxRunner, check_export
 
     weights = real_weights()
     model = litesr.load_model(weights)
@@ -199,7 +199,7 @@ def test_cli_upscale_convert_export_bench(tmp_path):
     assert main(["export", "--weights", str(weights), "-o", str(onnx_path)]) == 0
     errors = check_export(model, onnx_path, sizes=((40, 72), (21, 35)))
     assert max(errors) <= EXPORT_TOLERANCE
-    assert OnnxModel(onnx_path).scale == 4
+    assert OnnxRunner(onnx_path).scale == 4
 
     bench = tmp_path / "bench.json"
     assert main(["bench", str(weights), "--sizes", "16", "--runs", "1", "--warmup", "1", "--json", str(bench)]) == 0

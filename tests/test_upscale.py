@@ -11,7 +11,8 @@ from PIL import Image
 
 import litesr
 from litesr.cli import main
-from litesr.tiling import plan_tiles, upscale_tensor
+from litesr.runner import TorchRunner
+from litesr.tiling import InferenceOptions, plan_tiles, upscale_tensor
 from litesr.io import image_to_tensor, read_image
 from conftest import BENCHMARKS, NearestX4, load_vector, psnr
 
@@ -62,14 +63,15 @@ def test_uniform_tiles_share_one_window_size_cover_once_and_keep_their_context()
 def test_tiled_matches_untiled_above_45db(elan_weights):
     model = litesr.load_model(elan_weights)
     x = image_to_tensor(read_image(LR_IMAGE))
-    full = upscale_tensor(model, x, tile=None)
-    tiled = upscale_tensor(model, x, tile=64)  # default overlap; 4 tiles on a 120×125 image
+    full = upscale_tensor(model, x, InferenceOptions(tile=None))
+    tiled = upscale_tensor(model, x, InferenceOptions(tile=64))  # default overlap; 4 tiles on a 120×125 image
     assert tiled.shape == full.shape == (1, 3, 480, 500)
     assert psnr01(tiled, full) > 45.0
     shapes = set()
     model.register_forward_pre_hook(lambda module, args: shapes.add(tuple(args[0].shape)))
-    model.static_shapes = True  # windows of one size, as for a runtime compiled per shape
-    uniform = upscale_tensor(model, x, tile=64)
+    runner = TorchRunner(model)
+    runner.static_shape = True  # windows of one size, as for a runtime compiled per shape
+    uniform = upscale_tensor(runner, x, InferenceOptions(tile=64))
     assert shapes == {(1, 3, 96, 96)}  # 64 + 32 context on the inner side; the far border tiles padded to it
     assert psnr01(uniform, full) > 45.0  # here equal to `tiled`: 88 rows padded to 96 is what the model does itself
 
@@ -124,12 +126,40 @@ def test_python_m_litesr_version():
 def test_bf16_precision_stays_close_to_fp32_and_returns_float32(elan_weights):
     model = litesr.load_model(elan_weights).eval()
     x = image_to_tensor(read_image(LR_IMAGE))[..., :40, :48]
-    fp32 = upscale_tensor(model, x, tile=None)
-    bf16 = upscale_tensor(model, x, tile=32, overlap=16, precision="bf16")
+    fp32 = upscale_tensor(model, x, InferenceOptions(tile=None))
+    bf16 = upscale_tensor(TorchRunner(model, precision="bf16"), x, InferenceOptions(tile=32, overlap=16))
     assert bf16.dtype == torch.float32 and bf16.shape == fp32.shape
     assert 35 < psnr01(bf16, fp32) < math.inf  # autocast really ran, and stayed close
     with pytest.raises(ValueError, match="precision must be one of"):
-        upscale_tensor(model, x, precision="fp8")
+        upscale_tensor(TorchRunner(model, precision="fp8"), x)
+
+
+def test_a_batch_resolves_its_precision_once_not_per_image_or_tile(elan_weights, tmp_path, monkeypatch):
+    import litesr.runner
+
+    calls = []
+    resolve = litesr.runner.resolve_precision
+    monkeypatch.setattr(litesr.runner, "resolve_precision", lambda *a: calls.append(a[2]) or resolve(*a))
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(3):
+        Image.fromarray(read_image(LR_IMAGE)[i:i + 40, :48]).save(folder / f"{i}.png")
+    assert main(["upscale", str(folder), "-o", str(tmp_path / "out"), "--weights", str(elan_weights), "--tile", "16",
+                 "--quiet"]) == 0
+    assert calls == ["auto"] and len(list((tmp_path / "out").iterdir())) == 3
+
+
+def test_the_torch_runner_states_what_the_tiler_needs():
+    from litesr.runner import Runner, as_runner
+
+    model = litesr.create_model("hitsrf", 4)
+    runner = as_runner(model, "cpu", "fp32")
+    assert isinstance(runner, TorchRunner) and isinstance(runner, Runner) and as_runner(runner) is runner
+    assert (runner.scale, runner.size_multiple, runner.tile_context) == (4, model.size_multiple, 128)
+    assert (runner.device, runner.precision, runner.static_shape) == (torch.device("cpu"), "fp32", False)
+    assert (runner.label, runner.arch, runner.runtime) == ("hitsrf", "hitsrf", "")
+    with pytest.raises(TypeError, match="nn.Module or a litesr Runner"):
+        as_runner("model.pth")
 
 
 def test_cli_precision_flag(elan_weights, tmp_path, capsys):
@@ -198,14 +228,14 @@ def test_palette_image_with_transparency(elan_weights, tmp_path):
 
 
 def test_self_ensemble_upscale_is_the_mean_of_the_eight_orientations(elan_weights, tmp_path):
-    from litesr.runtime import self_ensemble_forward
+    from litesr.device import self_ensemble_forward
 
     model = litesr.load_model(elan_weights).eval()
     x = image_to_tensor(read_image(LR_IMAGE))[..., :24, :40]
     with torch.inference_mode():
         whole = self_ensemble_forward(model, x)
-    out = upscale_tensor(model, x, tile=None, self_ensemble=True)
-    assert torch.equal(out, whole) and not torch.equal(out, upscale_tensor(model, x, tile=None))
+    out = upscale_tensor(model, x, InferenceOptions(tile=None, self_ensemble=True))
+    assert torch.equal(out, whole) and not torch.equal(out, upscale_tensor(model, x, InferenceOptions(tile=None)))
     dst = tmp_path / "e.png"
     assert main(["upscale", str(LR_IMAGE), "-o", str(dst), "--weights", str(elan_weights), "--self-ensemble",
                  "--tile", "64", "--quiet"]) == 0 and dst.exists()
@@ -245,8 +275,9 @@ def test_upscale_array_equals_the_float_path(elan_weights):
     model = litesr.load_model(elan_weights).eval()
     rgb = read_image(LR_IMAGE)
     for tile in (None, 48):
-        expected = tensor_to_image(upscale_tensor(model, image_to_tensor(rgb), tile=tile, overlap=16))
-        assert np.array_equal(upscale_array(model, rgb, tile=tile, overlap=16), expected)
+        options = InferenceOptions(tile=tile, overlap=16)
+        expected = tensor_to_image(upscale_tensor(model, image_to_tensor(rgb), options))
+        assert np.array_equal(upscale_array(model, rgb, options), expected)
 
 
 def test_upscale_array_memory_is_the_uint8_output_not_a_float_one():
@@ -255,7 +286,7 @@ def test_upscale_array_memory_is_the_uint8_output_not_a_float_one():
 
     rgb = np.random.default_rng(0).integers(0, 256, (768, 768, 3), dtype=np.uint8)  # output 3072²×3: 27 MiB
     before, peak = _start_rss_peak()
-    out = upscale_array(NearestX4(), rgb, tile=128, overlap=8)
+    out = upscale_array(NearestX4(), rgb, InferenceOptions(tile=128, overlap=8))
     growth = peak() - before
     assert out.shape == (3072, 3072, 3) and np.array_equal(out[::4, ::4], rgb)
     assert growth < 27 * 2**20 + 40 * 2**20, f"{growth / 2**20:.0f} MiB (a float32 output alone is 108 MiB)"

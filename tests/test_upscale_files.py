@@ -20,7 +20,7 @@ from PIL import Image, ImageCms
 import litesr
 from litesr.cli import main
 from litesr.pretrained import WEIGHTS_DIR
-from litesr.tiling import upscale_array
+from litesr.tiling import InferenceOptions, upscale_array
 from conftest import NearestX4
 
 REPO = Path(__file__).resolve().parents[1]
@@ -109,7 +109,7 @@ def test_full_disk_names_the_output_leaves_nothing_and_stops_the_batch(tiny, tmp
         Path(path).write_bytes(b"partial")
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr("litesr.io._write_png_stream", full)
+    monkeypatch.setattr("litesr.io.write._write_png_stream", full)
     out = tmp_path / "out"
     rc, _, err = cli(capsys, "upscale", tmp_path / "p0.png", tmp_path / "p1.png", tmp_path / "p2.png", "-o", out,
                      "--weights", tiny[0], "--quiet")
@@ -282,7 +282,8 @@ def test_progress_lines_in_a_log_and_an_estimate_first(tiny, tmp_path, capsys, m
     steps = [line for line in err if "tiles (" in line]
     assert len(steps) == 7 and "2/9 tiles (22%)" in steps[0] and "left" in steps[0]
     with Image.open(tmp_path / "b.png") as img:
-        assert np.array_equal(np.array(img), upscale_array(tiny[1], photo(40, 48), tile=16, overlap=4))
+        expected = upscale_array(tiny[1], photo(40, 48), InferenceOptions(tile=16, overlap=4))
+        assert np.array_equal(np.array(img), expected)
 
 
 def test_the_estimate_is_not_the_first_tiles_warm_up_times_the_count(monkeypatch):
@@ -291,7 +292,7 @@ def test_the_estimate_is_not_the_first_tiles_warm_up_times_the_count(monkeypatch
     clock = iter([0.0, 30.0] + [30.0 + i for i in range(1, 10)])  # a 30 s first tile, then 1 s each
     monkeypatch.setattr(progress.time, "monotonic", lambda: next(clock))
     out = io.StringIO()
-    bar = progress.TileProgress(10, "a.png", "lines", 1000.0, stream=out)
+    bar = progress.Progress(10, "a.png", "lines", interval=1000.0, stream=out)
     for _ in range(10):
         bar.update()
     lines = out.getvalue().splitlines()
@@ -576,10 +577,11 @@ def test_png_output_is_streamed_in_strips_not_held_whole(tmp_path):
     model = NearestX4()
     tracemalloc.start()
     try:
-        write_strips(tmp_path / "big.png", upscale_strips(model, tall, tile=128, overlap=8), 1024, 12288)
+        write_strips(tmp_path / "big.png", upscale_strips(model, tall, InferenceOptions(tile=128, overlap=8)), 1024,
+                     12288)
         streamed = tracemalloc.get_traced_memory()[1]
         tracemalloc.reset_peak()
-        held = upscale_array(model, tall, tile=128, overlap=8)
+        held = upscale_array(model, tall, InferenceOptions(tile=128, overlap=8))
         whole = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -730,7 +732,7 @@ def test_full_disk_on_a_single_image_counts_it(tiny, tmp_path, capsys, monkeypat
     def full(path, *args, **kw):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr("litesr.io._write_png_stream", full)
+    monkeypatch.setattr("litesr.io.write._write_png_stream", full)
     rc, _, err = cli(capsys, "upscale", tmp_path / "p.png", "-o", tmp_path / "o.png", "--weights", tiny[0])
     assert rc == 1 and "disk is full" in err[-1] and "p.png not written" in err[-1], err
     assert "0 image" not in err[-1]

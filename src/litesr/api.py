@@ -12,15 +12,16 @@ import numpy as np
 import torch
 from torch import nn
 
+from .device import DEFAULT_PRECISION, PRECISION_CHOICES
 from .io import Picture
 from .models.registry import SCALES
-from .runtime import DEFAULT_PRECISION, PRECISION_CHOICES
-from .tiling import DEFAULT_OVERLAP, DEFAULT_TILE, join_strips, upscale_strips
+from .runner import Runner
+from .tiling import DEFAULT_OVERLAP, DEFAULT_TILE, InferenceOptions, join_strips, upscale_strips
 
 
 def upscale(
     image,
-    model: nn.Module | str | None = None,
+    model: nn.Module | Runner | str | None = None,
     *,
     scale: int | None = None,
     tile: int | None = DEFAULT_TILE,
@@ -32,10 +33,10 @@ def upscale(
 ):
     """Super-resolve one image and return it in the form it came in.
 
-    ``model``: an ``nn.Module``, a checkpoint path, a name from litesr's weights table (``"elan-light-x4-frl"``,
-    ``"swinir-light-x2-official"``; see ``litesr models``), a variant name (``"elan-light"``: its default weights
-    at ``scale``), or None for the default model of ``scale`` (default x4). What comes back, for each kind of
-    ``image``:
+    ``model``: an ``nn.Module`` (or a :class:`~litesr.runner.Runner`: an ONNX or OpenVINO one), a checkpoint path,
+    a name from litesr's weights table (``"elan-light-x4-frl"``, ``"swinir-light-x2-official"``; see ``litesr
+    models``), a variant name (``"elan-light"``: its default weights at ``scale``), or None for the default model of
+    ``scale`` (default x4). What comes back, for each kind of ``image``:
 
     - a PIL image: a PIL image read as ``litesr upscale`` reads the same file (one pipeline): turned upright by
       its EXIF orientation; of the same mode family, ``L``/``1`` → ``L``, ``LA`` → ``LA``, ``RGBA``/``PA`` and
@@ -61,19 +62,23 @@ def upscale(
 
     from PIL import Image
 
+    from .device import pick_device
     from .io import picture_from_image, read_picture
     from .pretrained import resolve_model
-    from .runtime import pick_device
+    from .runner import as_runner
 
     _check_upscale_arguments(image, model, scale, tile, overlap, precision, max_pixels)
-    if isinstance(model, nn.Module):
+    if isinstance(model, (nn.Module, Runner)):
         if scale is not None and int(model.scale) != int(scale):
             raise ValueError(f"upscale: the model is a x{model.scale} model but x{scale} was requested (scale={scale})")
-        dev = pick_device(device) if device is not None else next(model.parameters()).device
+        dev = pick_device(device) if device is not None else None
     else:
         dev = pick_device(None if device is None else str(device))
         model = resolve_model(None if model is None else os.fspath(model), None, scale, dev)
-    model = model.eval().to(dev)
+    if isinstance(model, nn.Module):
+        dev = dev if dev is not None else next(model.parameters()).device
+        model = model.eval().to(dev)
+    runner = as_runner(model, dev, precision)
     if isinstance(image, Image.Image):
         picture = picture_from_image(image, keep_depth=True, metadata=True)  # as `litesr upscale` reads a file
     elif isinstance(image, np.ndarray):
@@ -87,8 +92,8 @@ def upscale(
     if max_pixels and picture.rgb.shape[0] * picture.rgb.shape[1] > max_pixels:
         h, w = picture.rgb.shape[:2]
         raise ValueError(f"upscale: image is {w}x{h} = {w * h:,} pixels, above max_pixels={max_pixels:,}")
-    result = upscale_picture(model, picture, tile=tile, overlap=overlap, device=dev, precision=precision,
-                             self_ensemble=self_ensemble).whole()
+    options = InferenceOptions(tile=tile, overlap=overlap, self_ensemble=self_ensemble)
+    result = upscale_picture(runner, picture, options).whole()
     rgb, alpha = result.rgb, result.alpha
     if isinstance(image, Image.Image):
         return _pil_like(result, image)
@@ -100,10 +105,10 @@ def upscale(
             a = alpha if alpha is not None else np.full(rgb.shape[:2], np.iinfo(rgb.dtype).max, rgb.dtype)
             return np.dstack([rgb, a.astype(rgb.dtype)])
         return rgb
-    from .io import _luma
+    from .io import luma
 
     if picture.grayscale:  # a path: the file's own channels
-        return _luma(rgb) if alpha is None else np.dstack([_luma(rgb), alpha.astype(rgb.dtype)])
+        return luma(rgb) if alpha is None else np.dstack([luma(rgb), alpha.astype(rgb.dtype)])
     return rgb if alpha is None else np.dstack([rgb, alpha.astype(rgb.dtype)])
 
 
@@ -116,27 +121,27 @@ def _pil_like(result: Picture, source):
     ``.info``."""
     from PIL import Image
 
-    from .io import _luma, _to_bits, white_level
+    from .io import luma, to_bits, white_level
 
     mode = source.mode
     rgb = result.rgb
     if mode.startswith("I;16") or mode in ("I", "F"):
-        gray = _luma(rgb)
+        gray = luma(rgb)
         if mode == "F":
             full = 65535.0 if gray.dtype == np.uint16 else 255.0
             out = Image.fromarray((gray.astype(np.float64) * (white_level(source) / full)).astype(np.float32), "F")
         elif mode == "I":
             out = Image.fromarray(gray.astype(np.int32), "I")
         else:
-            out = Image.fromarray(_to_bits(gray, True))  # I;16
+            out = Image.fromarray(to_bits(gray, True))  # I;16
     else:
-        rgb = _to_bits(rgb, False)
+        rgb = to_bits(rgb, False)
         wanted = _ALPHA_MODES.get(mode) or ("RGBA" if mode == "P" and "transparency" in source.info else None)
         gray = mode in ("L", "1", "LA", "La")
-        out = Image.fromarray(_luma(rgb) if gray else rgb, "L" if gray else "RGB")
+        out = Image.fromarray(luma(rgb) if gray else rgb, "L" if gray else "RGB")
         if wanted is not None:
             alpha = result.alpha
-            alpha = np.full(rgb.shape[:2], 255, np.uint8) if alpha is None else _to_bits(np.asarray(alpha), False)
+            alpha = np.full(rgb.shape[:2], 255, np.uint8) if alpha is None else to_bits(np.asarray(alpha), False)
             out.putalpha(Image.fromarray(alpha, "L"))
     if result.icc:
         out.info["icc_profile"] = result.icc
@@ -163,17 +168,14 @@ class UpscaledPicture:
         return dataclasses.replace(self.source, rgb=rgb, alpha=alpha)
 
 
-def upscale_picture(model: nn.Module, picture: Picture, *, tile: int | None = DEFAULT_TILE,
-                    overlap: int = DEFAULT_OVERLAP, device: str | torch.device | None = None,
-                    precision: str = DEFAULT_PRECISION, self_ensemble: bool = False, progress=False,
-                    description: str = "tiles") -> UpscaledPicture:
-    """The one way a picture is upscaled, by ``litesr upscale`` and ``litesr.upscale`` alike: the RGB by the model,
+def upscale_picture(runner: Runner, picture: Picture,
+                    options: InferenceOptions = InferenceOptions()) -> UpscaledPicture:
+    """The one way a picture is upscaled, by ``litesr upscale`` and ``litesr.upscale`` alike: the RGB by the runner,
     tile by tile (:func:`litesr.tiling.upscale_strips`), the transparency by bicubic interpolation, the rest of the
     picture (grayscale, depth, colour profile, EXIF) carried over. Nothing is computed until the strips are read."""
-    s = int(model.scale)
+    s = runner.scale
     h, w = picture.rgb.shape[:2]
-    strips = upscale_strips(model, picture.rgb, tile, overlap, device, progress, description, precision,
-                            self_ensemble)
+    strips = upscale_strips(runner, picture.rgb, options)
     alpha = None if picture.alpha is None else UpscaledAlpha(picture.alpha, s)
     return UpscaledPicture(strips, alpha, w * s, h * s, picture)
 
@@ -203,7 +205,7 @@ def _check_upscale_arguments(image, model, scale, tile, overlap, precision, max_
         hint = "; for a tensor use litesr.tiling.upscale_tensor(model, x)" if isinstance(image, torch.Tensor) else ""
         raise TypeError(f"upscale: image must be a PIL image, a numpy array or a path, got {type(image).__name__}"
                         + hint)
-    if model is not None and not isinstance(model, (nn.Module, str, os.PathLike)):
+    if model is not None and not isinstance(model, (nn.Module, Runner, str, os.PathLike)):
         raise TypeError(f"upscale: model must be an nn.Module, a checkpoint path, a variant name or None, got "
                         f"{type(model).__name__}")
     if scale is not None and (isinstance(scale, bool) or not isinstance(scale, int) or scale not in SCALES):

@@ -264,8 +264,6 @@ def model_label(model: nn.Module) -> str:
     configuration is a published one, else ``<family> (custom)``."""
     from .models.registry import VARIANTS
 
-    if getattr(model, "variant", None):  # a runtime wrapper (OpenVINO) names the variant it runs
-        return model.variant
     arch_name = getattr(model, "arch_name", "") or type(model).__name__
     config = getattr(model, "config", None) or {}
     fits = [v for v in VARIANTS.values() if v.arch == arch_name

@@ -144,7 +144,7 @@ def measure(spec: BenchSpec) -> dict:
 
     The memory figure is only meaningful in a fresh process on CPU: use :func:`measure_isolated`.
     """
-    from .runtime import pick_device, precision_context
+    from .device import pick_device, precision_context
 
     if spec.threads:
         torch.set_num_threads(spec.threads)

@@ -20,9 +20,10 @@ from torch import nn
 from .data.testsets import BenchmarkSet
 from .data.imresize import imresize
 from .errors import UsageError
+from .device import self_ensemble_forward
 from .io import image_to_tensor, tensor_to_image, write_image
-from .runtime import self_ensemble_forward
 from .metrics import GRAY_CONVENTIONS, psnr_y, ssim_y
+from .runner import Runner
 
 __all__ = ["evaluate", "evaluate_bicubic", "self_ensemble_forward"]
 
@@ -30,7 +31,7 @@ Upscaler = Callable[[np.ndarray], np.ndarray]  # uint8 RGB LR → uint8 RGB SR
 
 
 def evaluate(
-    model: nn.Module,
+    model: nn.Module | Runner,
     data_dir: str | os.PathLike,
     sets: str | Iterable[str],
     scale: int,
@@ -49,28 +50,32 @@ def evaluate(
     ``litesr.metrics``). ``self_ensemble`` averages the 8 flips/rotations (before quantisation).
     ``progress``: ``True`` shows a bar on a terminal and a plain line every 30 s in a log, ``False`` nothing; a
     mode (``"bar"``, ``"lines"``, ``"off"``) forces one. ``save_images`` writes each SR image to
-    ``<dir>/<set>/<name>.png``. The model is moved to ``device``. ``precision`` ``"bf16"``/``"fp16"`` (or ``"auto"``,
-    see ``litesr.runtime.resolve_precision``) runs it under autocast, to measure what the faster precision costs; the
+    ``<dir>/<set>/<name>.png``. The model is moved to ``device`` (a :class:`~litesr.runner.Runner` runs where and
+    in the precision it was built for). ``precision`` ``"bf16"``/``"fp16"`` (or ``"auto"``,
+    see ``litesr.device.resolve_precision``) runs it under autocast, to measure what the faster precision costs; the
     protocol (and the published numbers) are fp32.
     """
-    from .runtime import full_float32, pick_device, precision_context, resolve_precision
+    import contextlib
 
-    if not isinstance(model, nn.Module):
+    from .device import full_float32, pick_device
+    from .runner import as_runner
+
+    if not isinstance(model, (nn.Module, Runner)):
         raise TypeError(f"evaluate: model must be a torch nn.Module, got {type(model).__name__}"
                         + ("; load a checkpoint first: evaluate(litesr.load_model(path), ...)"
                            if isinstance(model, (str, os.PathLike)) else ""))
-    model_scale = getattr(model, "scale", None)
-    if model_scale is not None and int(model_scale) != int(scale):
-        raise UsageError(f"the model is a x{model_scale} model but x{scale} evaluation was requested")
     device = pick_device(device)
-    model = model.eval().to(device)
-    precision = resolve_precision(model, device, precision)  # "auto" made concrete; fails fast on an unknown one
-    compute = full_float32 if precision == "fp32" else (lambda: precision_context(device, precision))
+    if isinstance(model, nn.Module):
+        model = model.eval().to(device)
+    runner = as_runner(model, device, precision, scale=scale)  # "auto" made concrete; fails fast on an unknown one
+    if runner.scale != int(scale):
+        raise UsageError(f"the model is a x{runner.scale} model but x{scale} evaluation was requested")
+    compute = full_float32 if runner.precision == "fp32" else contextlib.nullcontext
 
     def upscale(lr: np.ndarray) -> np.ndarray:
-        x = image_to_tensor(lr).to(device)
+        x = image_to_tensor(lr).to(runner.device)
         with torch.inference_mode(), compute():
-            y = self_ensemble_forward(model, x) if self_ensemble else model(x)
+            y = self_ensemble_forward(runner, x) if self_ensemble else runner(x)
         return tensor_to_image(y.float())
 
     return _evaluate_sets(upscale, data_dir, sets, scale, gray, progress, save_images)
@@ -106,12 +111,12 @@ def _evaluate_sets(
 
 
 def _evaluate_set(upscale: Upscaler, bench: BenchmarkSet, gray: str, progress: bool | str, save_images) -> dict:
-    from .progress import LOG_INTERVAL_S, TileProgress, progress_mode
+    from .progress import LOG_INTERVAL_S, Progress, progress_mode
 
     s = bench.scale
     per_image = {}
     mode = progress if isinstance(progress, str) else progress_mode(quiet=not progress)
-    meter = TileProgress(len(bench), f"{bench.name} x{s}", mode, LOG_INTERVAL_S, unit="image")
+    meter = Progress(len(bench), f"{bench.name} x{s}", mode, unit="image", interval=LOG_INTERVAL_S)
     for img in bench:
         sr = upscale(img.lr)
         meter.update()

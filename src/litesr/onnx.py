@@ -1,4 +1,4 @@
-"""ONNX export of any litesr model with dynamic height and width, and an onnxruntime-backed model object.
+"""ONNX export of any litesr model with dynamic height and width, and a runner of exported files in onnxruntime.
 
 Needs the optional extra: ``pip install "litesr[onnx]"`` (onnx, onnxruntime).
 
@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from .errors import LitesrError, NotFoundError, UsageError
+from .runner import Runner
 
 #: max|onnxruntime − PyTorch| ≤ EXPORT_TOLERANCE · max|PyTorch| at every checked size.
 EXPORT_TOLERANCE = 1e-4
@@ -55,7 +56,7 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, opset: int = DEFAULT_
                 check_sizes=CHECK_SIZES, trace_size: tuple[int, int] = (64, 64)) -> Path:
     """Export ``model`` (fp32, eval) to ``path`` with dynamic batch, height and width; check it; return the path.
 
-    The file records ``arch``, ``scale`` and ``size_multiple`` as metadata, which :class:`OnnxModel` reads.
+    The file records ``arch``, ``scale`` and ``size_multiple`` as metadata, which :class:`OnnxRunner` reads.
     """
     onnx = _require("onnx")
     _require("onnxruntime")  # the export is checked with it before it is written
@@ -89,7 +90,7 @@ def check_export(model: nn.Module, path: str | os.PathLike, sizes=CHECK_SIZES,
                  label: str | os.PathLike | None = None) -> list[float]:
     """Relative max error of the ONNX graph against ``model`` at each LR size; raises :class:`ExportError`
     (naming ``label``, by default ``path``)."""
-    return compare_with_pytorch(model, OnnxModel(path), sizes, EXPORT_TOLERANCE,
+    return compare_with_pytorch(model, OnnxRunner(path), sizes, EXPORT_TOLERANCE,
                                 f"{label or path}: onnxruntime")
 
 
@@ -125,7 +126,7 @@ def check_input(h: int, w: int, generator: torch.Generator | None = None) -> tor
     return (smooth + 0.05 * torch.randn(1, 3, h, w, generator=generator)).clamp_(0, 1)
 
 
-def check_arch(model: "OnnxModel", arch: str | None) -> None:
+def check_arch(model: "OnnxRunner", arch: str | None) -> None:
     """Refuse an ``--arch`` that names another architecture than the one the ONNX file was exported from."""
     if not arch:
         return
@@ -137,14 +138,18 @@ def check_arch(model: "OnnxModel", arch: str | None) -> None:
                          f"{arch} file")
 
 
-class OnnxModel(nn.Module):
-    """An exported litesr model run by onnxruntime, usable where litesr expects a model (``upscale``, ``eval``):
-    NCHW float32 in [0, 1] → NCHW float32. Always computes in fp32 (``--precision`` autocast does not apply)."""
+class OnnxRunner(Runner):
+    """An exported litesr model run by onnxruntime on the CPU (a :class:`~litesr.runner.Runner`, for ``upscale`` and
+    ``eval``): NCHW float32 in [0, 1] → NCHW float32. Always computes in fp32 (``--precision`` does not apply).
 
-    arch_name = "onnx"
+    Its scale and size multiple are the file's metadata (``litesr export`` writes them). Tables name it ``onnx
+    (custom)``, family ``onnx``, as they always have: the file records its architecture (:attr:`exported_arch`), not
+    its variant.
+    """
+
+    label, arch = "onnx (custom)", "onnx"
 
     def __init__(self, path: str | os.PathLike, threads: int | None = None) -> None:
-        super().__init__()
         ort = _require("onnxruntime")
         self.path = Path(path)
         if not self.path.is_file():
@@ -158,26 +163,22 @@ class OnnxModel(nn.Module):
         if self.path.stat().st_size == 0:
             raise OnnxFileError(f"cannot read {self.path}: the file is empty (0 bytes)")
         try:
-            self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+            self.graph = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own classes for truncated or corrupt files
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise OnnxFileError(f"cannot read {self.path} as ONNX ({reason[:160]}); is the file complete? "
                                 "Export it again with `litesr export`") from exc
-        meta = self.session.get_modelmeta().custom_metadata_map
+        meta = self.graph.get_modelmeta().custom_metadata_map
         if "scale" not in meta:
             raise UsageError(f"{self.path} was not exported by litesr (no scale metadata); use `litesr export`")
         self.exported_arch = meta.get("arch", "?")
         self.scale = int(meta["scale"])
         self.size_multiple = int(meta.get("size_multiple", 1))
-        self.input_name = self.session.get_inputs()[0].name
-        self.register_buffer("_device_anchor", torch.zeros(0), persistent=False)
+        self.input_name = self.graph.get_inputs()[0].name
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
         lr = np.ascontiguousarray(x.detach().float().cpu().numpy())
-        return torch.from_numpy(self.session.run(None, {self.input_name: lr})[0])
+        return torch.from_numpy(self.graph.run(None, {self.input_name: lr})[0])
 
-    def parameters(self, recurse: bool = True):
-        yield self._device_anchor
-
-    def extra_repr(self) -> str:
-        return f"{self.path.name}: {self.exported_arch} x{self.scale}, onnxruntime CPU"
+    def __repr__(self) -> str:
+        return f"OnnxRunner({self.path.name}: {self.exported_arch} x{self.scale}, onnxruntime CPU)"

@@ -4,9 +4,9 @@ Needs the optional extra: ``pip install "litesr[openvino]"``.
 
 Why static shapes: on a 2-core AVX-512 BF16 EPYC, the shipped ELAN-light x4 at LR 256² ran in 0.37 s compiled
 for that shape with bf16 inference precision, 1.0 s compiled once for any height and width, and 0.64 s in eager
-PyTorch bf16 (``benchmarks/floor.py``). So :class:`OpenVinoModel` compiles one model per input shape (about
+PyTorch bf16 (``benchmarks/floor.py``). So :class:`OpenVinoRunner` compiles one model per input shape (about
 2 s, or 0.7 s when OpenVINO's compile cache already holds it) and keeps the last few; the tiler cuts an image into
-windows of one size for it (``static_shapes``), so a large image costs one compile.
+windows of one size for it (``static_shape``), so a large image costs one compile.
 
 The conversion (``openvino.convert_model`` of the PyTorch module, about 7 s for ELAN-light) is checked
 numerically before it is kept: fp32 OpenVINO must match PyTorch within :data:`TOLERANCE` at two
@@ -29,6 +29,7 @@ from torch import nn
 
 from .errors import LitesrError, OutputError, UsageError
 from .paths import cache_dir
+from .runner import Runner
 
 #: max|OpenVINO fp32 − PyTorch| ≤ TOLERANCE · max|PyTorch|, checked at conversion. Looser than the ONNX export's
 #: 1e-4: OpenVINO's CPU kernels round differently, whatever the execution mode (measured: up to 5.5e-4 on small
@@ -75,48 +76,46 @@ NOT_CONVERTED = {
 }
 
 
-class OpenVinoModel(nn.Module):
-    """A litesr model run by OpenVINO on the CPU, usable where litesr expects a model (``upscale``, ``eval``):
+class OpenVinoRunner(Runner):
+    """A litesr model run by OpenVINO on the CPU (a :class:`~litesr.runner.Runner`, for ``upscale`` and ``eval``):
     NCHW float32 in [0, 1] → NCHW float32. ``precision`` (``fp32``/``bf16``/``fp16``) is OpenVINO's inference
     precision; PyTorch's autocast does not apply. Each new input shape is compiled on first use (the model is
     converted, or read from the cache, when it is made: a conversion that fails its check raises here).
     """
 
-    arch_name = "openvino"
-    static_shapes = True  # the tiler gives every tile of an image the same size
+    static_shape = True  # the tiler gives every tile of an image the same size
 
     def __init__(self, model: nn.Module, precision: str = "fp32", threads: int | None = None,
                  cache: str | os.PathLike | None = None, announce=None) -> None:
-        super().__init__()
         from .checkpoint import model_label
 
-        arch = getattr(model, "arch_name", None)
-        if arch in NOT_CONVERTED:
-            raise UsageError(f"--runtime openvino cannot run {arch} yet: {NOT_CONVERTED[arch]}; use the default "
-                             "runtime (--runtime eager), or export it to ONNX (litesr export), which runs it right")
+        if model.arch_name in NOT_CONVERTED:
+            raise UsageError(f"--runtime openvino cannot run {model.arch_name} yet: {NOT_CONVERTED[model.arch_name]}; "
+                             "use the default runtime (--runtime eager), or export it to ONNX (litesr export), which "
+                             "runs it right")
         self._ov = _require_openvino()
         if precision not in HINTS:
             raise UsageError(f"precision for OpenVINO must be one of {', '.join(HINTS)}, not {precision!r}")
         self.precision = precision
         self.scale = int(model.scale)
-        self.size_multiple = int(getattr(model, "size_multiple", 1))
-        self.source_arch = getattr(model, "arch_name", type(model).__name__)
-        self.variant = model_label(model)  # what it runs (elan-light, ...): model_label of the wrapper too
-        self.runtime_name = f"OpenVINO {precision}"  # what computes it, for tables
+        self.size_multiple = int(model.size_multiple)
+        self.tile_context = int(model.tile_context)
+        self.arch = model.arch_name
+        self.label = model_label(model)  # what it runs (elan-light, ...)
+        self.runtime = f"OpenVINO {precision}"  # what computes it, for tables
         self.threads = int(threads or torch.get_num_threads())
         self.cache = Path(cache) if cache is not None else cache_dir()
         self.announce = announce
         self.core = self._ov.Core()
         self.graph = self.core.read_model(str(self._converted(self._ov, model)))  # any input shape
         self._compiled: OrderedDict[tuple[int, ...], object] = OrderedDict()
-        self.register_buffer("_device_anchor", torch.zeros(0), persistent=False)
 
     def _converted(self, ov, model: nn.Module) -> Path:
         """The OpenVINO IR of ``model`` in the cache: converted and checked on first use, then reused."""
         from . import __version__
 
         folder = self.cache / "openvino"
-        xml = folder / f"{self.source_arch}_x{self.scale}-{model_digest(model, __version__, ov.__version__)}.xml"
+        xml = folder / f"{self.arch}_x{self.scale}-{model_digest(model, __version__, ov.__version__)}.xml"
         if xml.is_file() and xml.with_suffix(".bin").is_file():
             return xml
         try:
@@ -126,7 +125,7 @@ class OpenVinoModel(nn.Module):
             raise OutputError(f"cannot write the OpenVINO cache {folder}: {exc.strerror or exc}; set LITESR_CACHE "
                               "to a writable folder") from exc
         if self.announce is not None:
-            self.announce(f"converting {self.variant} for OpenVINO (once; kept in {folder})")
+            self.announce(f"converting {self.label} for OpenVINO (once; kept in {folder})")
         try:
             reference = model.float().eval().cpu()
             with torch.no_grad():
@@ -161,15 +160,9 @@ class OpenVinoModel(nn.Module):
             self._compiled.popitem(last=False)
         return self._compiled[shape]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
         lr = np.ascontiguousarray(x.detach().float().cpu().numpy())
         return torch.from_numpy(self.compiled(tuple(lr.shape))({0: lr})[0])
-
-    def parameters(self, recurse: bool = True):
-        yield self._device_anchor
-
-    def extra_repr(self) -> str:
-        return f"{self.source_arch} x{self.scale}, OpenVINO CPU {self.precision}"
 
 
 def check_conversion(core, graph, model: nn.Module) -> list[float]:

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from .errors import NotFoundError, UnknownNameError, UsageError
+from .runner import Runner
 from .zoo import WEIGHTS_DIR  # noqa: F401 (where the shipped files are, for callers that imported it from here)
 
 DEFAULT_ARCH = "elan-light"
@@ -62,17 +63,17 @@ def weights_path(spec: str | os.PathLike, scale: int | None = None) -> tuple[Pat
 
 def resolve_model(
     weights: str | os.PathLike | None, arch: str | None, scale: int | None, device: torch.device | str = "cpu"
-) -> nn.Module:
+) -> nn.Module | Runner:
     """The model a user's choice means. ``weights``: a checkpoint path (arch/scale detected unless given), an
-    exported ``.onnx`` (run by onnxruntime), a name from the table (``elan-light-x4-frl``; ``elan-light-x4`` or,
-    with ``scale``, ``elan-light`` for a pair's default), or None: the default weights of ``arch``/``scale``
-    (ELAN-light x4 when neither is given)."""
+    exported ``.onnx`` (its :class:`~litesr.onnx.OnnxRunner`: onnxruntime runs it), a name from the table
+    (``elan-light-x4-frl``; ``elan-light-x4`` or, with ``scale``, ``elan-light`` for a pair's default), or None: the
+    default weights of ``arch``/``scale`` (ELAN-light x4 when neither is given)."""
     from .checkpoint import load_model
 
     if weights is not None and os.fspath(weights).lower().endswith(".onnx"):  # an exported graph: onnxruntime, CPU
-        from .onnx import OnnxModel, check_arch
+        from .onnx import OnnxRunner, check_arch
 
-        model = OnnxModel(weights)
+        model = OnnxRunner(weights)
         check_arch(model, arch)
         if scale is not None and int(scale) != model.scale:
             raise UsageError(f"{weights} is a x{model.scale} model but x{scale} was requested")
@@ -101,11 +102,11 @@ RUNTIMES = ("eager", "openvino")
 DEFAULT_RUNTIME = "eager"
 
 
-def apply_runtime(model: nn.Module, runtime: str, device: torch.device, precision: str,
-                  announce=None) -> nn.Module:
-    """``model`` as ``runtime`` computes it: itself for ``eager``, an ``OpenVinoModel`` for ``openvino`` (with
-    ``precision`` resolved for the model's architecture, as eager ``auto`` does). ``announce(line)`` hears of a
-    first conversion."""
+def apply_runtime(model: nn.Module | Runner, runtime: str, device: torch.device, precision: str,
+                  announce=None) -> nn.Module | Runner:
+    """``model`` as ``runtime`` computes it: itself for ``eager`` (``litesr.runner.as_runner`` runs it), an
+    :class:`~litesr.openvino.OpenVinoRunner` for ``openvino`` (with ``precision`` resolved for the model's
+    architecture, as eager ``auto`` does). ``announce(line)`` hears of a first conversion."""
     if runtime not in RUNTIMES:
         raise UsageError(f"runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
     if runtime == "eager":
@@ -116,9 +117,12 @@ def apply_runtime(model: nn.Module, runtime: str, device: torch.device, precisio
     if device.type != "cpu":
         raise UsageError(f"--runtime {runtime} runs on the CPU, not {device}; use --device cpu or --runtime eager")
     if not isinstance(model, SRModel):
-        raise UsageError(f"--runtime {runtime} takes litesr weights (.safetensors/.pth), not "
-                         f"{getattr(model, 'path', 'this model')}; drop --runtime to run it as it is")
-    from .openvino import OpenVinoModel
-    from .runtime import resolve_precision
+        from .onnx import OnnxRunner
 
-    return OpenVinoModel(model, precision=resolve_precision(model, device, precision), announce=announce)
+        raise UsageError(f"--runtime {runtime} takes litesr weights (.safetensors/.pth), not "
+                         f"{model.path if isinstance(model, OnnxRunner) else 'this model'}; drop --runtime to run it "
+                         "as it is")
+    from .device import resolve_precision
+    from .openvino import OpenVinoRunner
+
+    return OpenVinoRunner(model, precision=resolve_precision(model, device, precision), announce=announce)

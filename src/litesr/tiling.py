@@ -9,17 +9,37 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
 from torch import nn
 
+from .device import self_ensemble_forward
 from .errors import UsageError
-from .runtime import precision_context, resolve_precision, self_ensemble_forward
+from .runner import Runner, as_runner
 
 DEFAULT_TILE = 256
 DEFAULT_OVERLAP = 32
+
+
+@dataclass(frozen=True)
+class InferenceOptions:
+    """How an image goes through a runner (:class:`~litesr.runner.Runner`: what computes, where, in which precision).
+
+    ``tile``: the largest LR tile side (None: the whole image in one pass); ``overlap``: LR pixels of context
+    around each tile (at least the runner's ``tile_context``); ``self_ensemble``: the mean of the 8
+    flips/transpositions of every tile (8× the time); ``progress``: True for a bar, or a factory
+    ``progress(total_tiles, description)`` of an object with ``update(n)`` and ``close()``
+    (``litesr.progress.tile_progress``); ``description``: what the progress calls the image.
+    """
+
+    tile: int | None = DEFAULT_TILE
+    overlap: int = DEFAULT_OVERLAP
+    self_ensemble: bool = False
+    progress: bool | Callable[[int, str], object] = False
+    description: str = "tiles"
+
 
 @dataclass(frozen=True)
 class Tile:
@@ -74,33 +94,29 @@ def plan_tiles(height: int, width: int, tile: int, overlap: int, align: int = 1,
             for y0, y1, cy0, cy1 in spans(height) for x0, x1, cx0, cx1 in spans(width)]
 
 
-def plan_for(model: nn.Module, h: int, w: int, tile: int | None = DEFAULT_TILE,
+def plan_for(runner: Runner | nn.Module, h: int, w: int, tile: int | None = DEFAULT_TILE,
              overlap: int = DEFAULT_OVERLAP) -> list[Tile]:
-    """The tiles an H×W image is cut into for ``model``: one tile when it fits, else :func:`plan_tiles`
-    (with windows of one size where the model runs static shapes, ``model.static_shapes``)."""
+    """The tiles an H×W image is cut into for ``runner`` (or a model's :class:`~litesr.runner.TorchRunner`): one tile
+    when it fits, else :func:`plan_tiles` (with windows of one size for a runner of static shapes)."""
     if tile is None or (h <= tile and w <= tile):
         return [Tile(0, h, 0, w, 0, h, 0, w)]  # the whole image in one pass
-    overlap = max(overlap, getattr(model, "tile_context", 0))  # a plain nn.Module: no hints
-    return plan_tiles(h, w, tile, overlap, getattr(model, "size_multiple", 1),
-                      uniform=getattr(model, "static_shapes", False))
+    runner = as_runner(runner)
+    return plan_tiles(h, w, tile, max(overlap, runner.tile_context), runner.size_multiple,
+                      uniform=runner.static_shape)
 
 
-class _TiledRunner:
+class _Tiler:
     """What every tiled upscaling shares: the tile plan, the forward of one tile, and cutting out its core."""
 
-    def __init__(self, model: nn.Module, tile: int | None, overlap: int, device, precision: str,
-                 self_ensemble: bool) -> None:
-        self.model, self.tile, self.overlap = model, tile, overlap
-        self.device = torch.device(device) if device is not None else next(model.parameters()).device
-        self.precision = resolve_precision(model, self.device, precision)
-        self.self_ensemble = self_ensemble
-        self.scale = int(model.scale)
-        self.shape: tuple[int, int] | None = None  # the one window size a static-shape runtime is given
+    def __init__(self, runner: Runner, options: InferenceOptions) -> None:
+        self.runner, self.options = runner, options
+        self.scale = runner.scale
+        self.shape: tuple[int, int] | None = None  # the one window size a static-shape runner is given
 
     def plan(self, h: int, w: int) -> list[Tile]:
-        tiles = plan_for(self.model, h, w, self.tile, self.overlap)
+        tiles = plan_for(self.runner, h, w, self.options.tile, self.options.overlap)
         self.shape = None
-        if getattr(self.model, "static_shapes", False) and len(tiles) > 1:  # one window size for every tile
+        if self.runner.static_shape and len(tiles) > 1:  # one window size for every tile
             self.shape = (max(t.y1 - t.y0 for t in tiles), max(t.x1 - t.x0 for t in tiles))
         return tiles
 
@@ -110,10 +126,9 @@ class _TiledRunner:
 
             h, w = patch.shape[-2:]
             return self.forward(pad_to_multiple(patch, self.shape))[..., :h * self.scale, :w * self.scale]
-        with precision_context(self.device, self.precision):
-            patch = patch.to(self.device)
-            y = self_ensemble_forward(self.model, patch) if self.self_ensemble else self.model(patch)
-            return y.float().cpu()
+        patch = patch.to(self.runner.device)
+        y = self_ensemble_forward(self.runner, patch) if self.options.self_ensemble else self.runner(patch)
+        return y.float().cpu()
 
     def core(self, y: torch.Tensor, t: Tile) -> torch.Tensor:
         """The part of a tile's output that the tile is responsible for."""
@@ -121,9 +136,11 @@ class _TiledRunner:
         top, left = (t.cy0 - t.y0) * s, (t.cx0 - t.x0) * s
         return y[..., top:top + (t.cy1 - t.cy0) * s, left:left + (t.cx1 - t.cx0) * s]
 
-    def tiles(self, tiles: list[Tile], progress, description: str) -> Iterator[Tile]:
+    def tiles(self, tiles: list[Tile]) -> Iterator[Tile]:
+        progress = self.options.progress
         factory = progress if callable(progress) else _progress
-        bar = factory(len(tiles), description) if progress and (len(tiles) > 1 or callable(progress)) else None
+        shown = progress and (len(tiles) > 1 or callable(progress))
+        bar = factory(len(tiles), self.options.description) if shown else None
         for t in tiles:
             yield t
             if bar is not None:
@@ -133,47 +150,30 @@ class _TiledRunner:
 
 
 @torch.inference_mode()
-def upscale_tensor(
-    model: nn.Module,
-    x: torch.Tensor,
-    tile: int | None = DEFAULT_TILE,
-    overlap: int = DEFAULT_OVERLAP,
-    device: str | torch.device | None = None,
-    progress: bool = False,
-    description: str = "tiles",
-    precision: str = "fp32",
-    self_ensemble: bool = False,
-) -> torch.Tensor:
+def upscale_tensor(runner: Runner | nn.Module, x: torch.Tensor,
+                   options: InferenceOptions = InferenceOptions()) -> torch.Tensor:
     """Super-resolve ``x`` (N×3×H×W in [0,1], any device) tile by tile; returns the output (float32) on the CPU.
 
-    ``tile=None`` (or a tile larger than the image) runs the whole image in one pass. ``precision``: see
-    ``PRECISIONS``. ``self_ensemble`` averages the 8 flips/transpositions of every tile (8× the time).
+    ``runner``: a :class:`~litesr.runner.Runner`, or a model (run in PyTorch where its parameters are, in fp32;
+    ``TorchRunner(model, device, precision)`` for others). ``options.tile=None`` (or a tile larger than the image)
+    runs the whole image in one pass.
     """
-    runner = _TiledRunner(model, tile, overlap, device, precision, self_ensemble)
+    tiler = _Tiler(as_runner(runner), options)
     n, c, h, w = x.shape
-    plan = runner.plan(h, w)
+    plan = tiler.plan(h, w)
     if len(plan) == 1:
-        return runner.forward(x)
-    s = runner.scale
+        return tiler.forward(x)
+    s = tiler.scale
     out = torch.empty(n, c, h * s, w * s, dtype=torch.float32)
-    for t in runner.tiles(plan, progress, description):
-        y = runner.forward(x[..., t.y0:t.y1, t.x0:t.x1])
-        out[..., t.cy0 * s:t.cy1 * s, t.cx0 * s:t.cx1 * s] = runner.core(y, t)
+    for t in tiler.tiles(plan):
+        y = tiler.forward(x[..., t.y0:t.y1, t.x0:t.x1])
+        out[..., t.cy0 * s:t.cy1 * s, t.cx0 * s:t.cx1 * s] = tiler.core(y, t)
     return out
 
 
 @torch.inference_mode()
-def upscale_array(
-    model: nn.Module,
-    image: np.ndarray,
-    tile: int | None = DEFAULT_TILE,
-    overlap: int = DEFAULT_OVERLAP,
-    device: str | torch.device | None = None,
-    progress=False,
-    description: str = "tiles",
-    precision: str = "fp32",
-    self_ensemble: bool = False,
-) -> np.ndarray:
+def upscale_array(runner: Runner | nn.Module, image: np.ndarray,
+                  options: InferenceOptions = InferenceOptions()) -> np.ndarray:
     """uint8 ``H×W×3`` → uint8 ``sH×sW×3``, the same pixels as ``tensor_to_image(upscale_tensor(...))``
     (uint16 in → uint16 out, the model seeing ``v / 65535``).
 
@@ -181,10 +181,10 @@ def upscale_array(
     float32 one, so the memory of a large image is its input and output bytes plus one tile's working set.
     To hold only one strip of the output, use :func:`upscale_strips`.
     """
+    runner = as_runner(runner)
     h, w = image.shape[:2]
-    s = int(model.scale)
-    return join_strips(upscale_strips(model, image, tile, overlap, device, progress, description, precision,
-                                      self_ensemble), h * s, w * s, image.dtype)
+    s = runner.scale
+    return join_strips(upscale_strips(runner, image, options), h * s, w * s, image.dtype)
 
 
 def join_strips(strips: Iterator[np.ndarray], height: int, width: int, dtype) -> np.ndarray:
@@ -198,33 +198,23 @@ def join_strips(strips: Iterator[np.ndarray], height: int, width: int, dtype) ->
 
 
 @torch.inference_mode()
-def upscale_strips(
-    model: nn.Module,
-    image: np.ndarray,
-    tile: int | None = DEFAULT_TILE,
-    overlap: int = DEFAULT_OVERLAP,
-    device: str | torch.device | None = None,
-    progress=False,
-    description: str = "tiles",
-    precision: str = "fp32",
-    self_ensemble: bool = False,
-) -> Iterator[np.ndarray]:
+def upscale_strips(runner: Runner | nn.Module, image: np.ndarray,
+                   options: InferenceOptions = InferenceOptions()) -> Iterator[np.ndarray]:
     """Yield the output of uint8 (or uint16) ``H×W×3`` as horizontal strips, top to bottom: one row of tiles each.
 
     Whoever consumes the strips (``litesr.io.write_strips`` encodes PNG as they come) holds one strip, not the
-    whole output. ``progress``: True for a bar, or a factory ``progress(total_tiles, description)`` returning an
-    object with ``update(n)`` and ``close()``.
+    whole output.
     """
     from .io import image_to_tensor, tensor_to_image
 
     if image.dtype not in (np.uint8, np.uint16) or image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"image must be a uint8 or uint16 H×W×3 array, got {image.dtype} {image.shape}")
     deep = image.dtype == np.uint16
-    runner = _TiledRunner(model, tile, overlap, device, precision, self_ensemble)
+    tiler = _Tiler(as_runner(runner), options)
     h, w = image.shape[:2]
-    s = runner.scale
+    s = tiler.scale
     strip = None
-    for t in runner.tiles(runner.plan(h, w), progress, description):
+    for t in tiler.tiles(tiler.plan(h, w)):
         if t.cx0 == 0:
             if strip is not None:
                 yield strip
@@ -232,15 +222,15 @@ def upscale_strips(
         patch = image[t.y0:t.y1, t.x0:t.x1]
         if deep:
             x = torch.from_numpy(patch.astype(np.float32)).div_(65535.0).permute(2, 0, 1).unsqueeze(0)
-            core = runner.core(runner.forward(x), t)[0].clamp(0, 1).mul(65535.0).round()
+            core = tiler.core(tiler.forward(x), t)[0].clamp(0, 1).mul(65535.0).round()
             strip[:, t.cx0 * s:t.cx1 * s] = core.to(torch.int32).permute(1, 2, 0).numpy().astype(np.uint16)
         else:
-            strip[:, t.cx0 * s:t.cx1 * s] = tensor_to_image(runner.core(runner.forward(image_to_tensor(patch)), t))
+            strip[:, t.cx0 * s:t.cx1 * s] = tensor_to_image(tiler.core(tiler.forward(image_to_tensor(patch)), t))
     if strip is not None:
         yield strip
 
 
 def _progress(total: int, description: str):
-    from tqdm import tqdm
+    from .progress import Progress
 
-    return tqdm(total=total, desc=description, unit="tile", leave=False, dynamic_ncols=True)
+    return Progress(total, description, "bar", interval=None)  # ``progress=True``: a bar, wherever stderr goes

@@ -16,7 +16,6 @@ import json
 import math
 import os
 import signal
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,11 +29,11 @@ from . import compat
 from .checkpoint import create_model, read_state_dict, save_model, to_official_keys
 from .errors import DivergedError
 from .io import atomic_path
-from .progress import duration, progress_mode
+from .progress import Progress, duration, progress_mode
 from .train_config import ConfigError, TrainConfig, packaged_configs  # noqa: F401 (litesr.train's API)
 
 
-# --------------------------------------------------------------------------------------------- helpers
+# --------------------------------------------------------------------------------------------- the parts of a run
 
 
 @dataclass
@@ -171,28 +170,6 @@ class RunLog:
         self._tb, self._opened = None, False
 
 
-class _Console:
-    """A run's progress on stderr: a bar on a terminal (``mode`` "bar"), plain lines in a log ("lines"), or nothing."""
-
-    def __init__(self, mode: str, total: int, initial: int, desc: str) -> None:
-        from tqdm import tqdm
-
-        self.mode = mode
-        self.bar = tqdm(total=total, initial=initial, desc=desc, unit="it", disable=mode != "bar", dynamic_ncols=True)
-
-    def say(self, line: str) -> None:
-        """A line above the bar on a terminal; a plain line in a log."""
-        from tqdm import tqdm
-
-        if self.mode == "bar":
-            tqdm.write(line, file=sys.stderr)
-        elif self.mode == "lines":
-            print(line, file=sys.stderr, flush=True)
-
-    def close(self) -> None:
-        self.bar.close()
-
-
 @dataclass
 class _LogWindow:
     """The steps since the last log line: when they began, at which step, and their loss summed on the device (no
@@ -212,7 +189,7 @@ class _LogWindow:
 
 class Trainer:
     def __init__(self, config: TrainConfig, resume: bool = False, progress: bool = True) -> None:
-        from .runtime import native_bf16, pick_device
+        from .device import native_bf16, pick_device
 
         self.config = config
         self.dist = Distributed.from_env()
@@ -403,8 +380,9 @@ class Trainer:
             self.log.open()
         self._stop_requested = False
         old_handlers = {s: signal.signal(s, self._request_stop) for s in STOP_SIGNALS}
-        self.console = _Console(progress_mode(quiet=not (self.progress and self.dist.is_main)), total=c.iters,
-                                initial=self.step, desc=f"train {c.arch} x{c.scale}")
+        self.console = Progress(c.iters, f"train {c.arch} x{c.scale}",
+                                progress_mode(quiet=not (self.progress and self.dist.is_main)), unit="it",
+                                interval=None, initial=self.step, keep_bar=True)  # the run says its own log lines
         self._announce()
         self._train_mode()
         self._last_checkpoint = time.monotonic()
@@ -417,7 +395,7 @@ class Trainer:
                                         hr_img.to(self.device, non_blocking=True))
                 self.step += 1
                 self._window.add(loss)
-                self.console.bar.update(1)
+                self.console.update(1)
                 self._after_step()
             self._finish()
         finally:
@@ -497,7 +475,7 @@ class Trainer:
                   "it_per_s": (self.step - window.step) / max(now - window.start, 1e-9), "images": self._n_images,
                   "train_hours": round(self.train_seconds / 3600, 4)}
         self._log(record)
-        self.console.bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}")
+        self.console.show(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}")
         if self.console.mode == "lines":
             eta = (c.iters - self.step) / max(record["it_per_s"], 1e-9)
             self.console.say(f"step {self.step}/{c.iters}  loss {mean_loss:.4f}  lr {record['lr']:.2e}  "

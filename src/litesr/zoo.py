@@ -320,7 +320,7 @@ def _transfer(entry: Weights, out, progress: str) -> tuple[str, int]:
     import urllib.request
 
     from . import __version__
-    from .progress import ByteProgress
+    from .progress import Progress
 
     offline = (f"fetch {entry.url} (sha256 {entry.sha256}"
                + (f", {entry.size:,} bytes" if entry.size else "") + f") by other means and {place_hint(entry)}")
@@ -333,7 +333,7 @@ def _transfer(entry: Weights, out, progress: str) -> tuple[str, int]:
     h, got = hashlib.sha256(), 0
     with response:
         length = int(response.headers.get("Content-Length") or 0)
-        bar = ByteProgress(length or entry.size or 0, f"downloading {entry.name}", progress)
+        bar = Progress(length or entry.size or 0, f"downloading {entry.name}", progress, unit="B")
         try:
             while True:
                 chunk = response.read(1 << 16)

@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     from ..checkpoint import load_model
     from ..pretrained import weights_path
     from ..zoo import is_weights_name
-    from ..runtime import pick_device
+    from ..device import pick_device
     from ..io import check_writable
     from .options import UsageError
 

@@ -54,9 +54,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..data.testsets import available_sets
-    from ..checkpoint import model_label
     from ..evaluate import evaluate, evaluate_bicubic
-    from ..runtime import pick_device
+    from ..device import pick_device
     from ..errors import NotFoundError
     from ..io import check_writable
     from ..progress import progress_mode
@@ -68,27 +67,28 @@ def run(args: argparse.Namespace) -> int:
     for path, folder in ((args.json, False), (args.save_images, True)):
         if path:
             check_writable(path, folder=folder)  # before the minutes of computing, not after
-    model = resolve_eval_model(args, device)
-    scale = model.scale if model is not None else args.scale
+    runner = resolve_eval_runner(args, device)
+    scale = runner.scale if runner is not None else args.scale
     progress = progress_mode()
     rows, results, bicubic = [], None, None
-    if model is not None:
-        results = evaluate(model, args.data, sets, scale, gray=args.gray, self_ensemble=args.self_ensemble,
+    if runner is not None:
+        results = evaluate(runner, args.data, sets, scale, gray=args.gray, self_ensemble=args.self_ensemble,
                            device=device, progress=progress, save_images=args.save_images,
                            precision=args.precision)
-        runtime = f" ({model.runtime_name})" if getattr(model, "runtime_name", None) else ""
-        rows.append((model_label(model) + runtime + ("+" if args.self_ensemble else ""), results))
+        runtime = f" ({runner.runtime})" if runner.runtime else ""
+        rows.append((runner.label + runtime + ("+" if args.self_ensemble else ""), results))
     if args.bicubic:
         bicubic = evaluate_bicubic(args.data, sets, scale, gray=args.gray, progress=progress)
         rows.append(("Bicubic", bicubic))
     print(format_table(rows, scale, args.gray))
     if args.json:
-        _write_json(args, model, scale, results, bicubic)
+        _write_json(args, runner, scale, results, bicubic)
     return 0
 
 
-def resolve_eval_model(args: argparse.Namespace, device):
-    """The model to evaluate (from --weights/--arch/--scale, or a shipped one), or None for a bicubic-only run."""
+def resolve_eval_runner(args: argparse.Namespace, device):
+    """What evaluates (a ``litesr.runner.Runner`` of --weights/--arch/--scale, or of a shipped model, in --runtime
+    and --precision), or None for a bicubic-only run."""
     from ..pretrained import resolve_model
     from .options import UsageError
 
@@ -97,9 +97,11 @@ def resolve_eval_model(args: argparse.Namespace, device):
             raise UsageError("a bicubic-only evaluation needs --scale (2, 3 or 4)")
         return None
     from ..pretrained import apply_runtime
+    from ..runner import as_runner
 
-    return apply_runtime(resolve_model(args.weights, args.arch, args.scale, device), args.runtime, device,
-                         args.precision)
+    model = apply_runtime(resolve_model(args.weights, args.arch, args.scale, device), args.runtime, device,
+                          args.precision)
+    return as_runner(model, device, args.precision)
 
 
 def format_table(rows: list[tuple[str, dict]], scale: int, gray: str) -> str:
@@ -128,13 +130,12 @@ def _summary(results: dict) -> dict:
     return {name: {k: r[k] for k in ("psnr_y", "ssim_y", "images")} for name, r in results.items()}
 
 
-def _write_json(args: argparse.Namespace, model, scale: int, results: dict | None, bicubic: dict | None) -> None:
-    from ..checkpoint import model_label
+def _write_json(args: argparse.Namespace, runner, scale: int, results: dict | None, bicubic: dict | None) -> None:
     from ..io import atomic_path
 
     doc = {
-        "arch": model_label(model) if model is not None else "bicubic",  # the variant: elan-light, not elan
-        "family": getattr(model, "source_arch", model.arch_name) if model is not None else "bicubic",
+        "arch": runner.label if runner is not None else "bicubic",  # the variant: elan-light, not elan
+        "family": runner.arch if runner is not None else "bicubic",
         "scale": int(scale),
         "gray": args.gray,
         "self_ensemble": bool(args.self_ensemble),

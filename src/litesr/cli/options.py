@@ -37,7 +37,7 @@ def add_device_argument(parser: argparse.ArgumentParser, default: str = "auto") 
 
 
 def add_precision_argument(parser: argparse.ArgumentParser, note: str = "", default: str = "fp32") -> None:
-    from ..runtime import PRECISION_CHOICES
+    from ..device import PRECISION_CHOICES
 
     parser.add_argument(
         "--precision", choices=PRECISION_CHOICES, default=default,

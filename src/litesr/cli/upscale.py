@@ -45,7 +45,7 @@ EXTENSIONS = {"png": ".png", "jpg": ".jpg", "webp": ".webp", "tif": ".tif"}
 def register(sub: argparse._SubParsersAction) -> None:
     from .options import (add_device_argument, add_model_arguments, add_precision_argument, add_runtime_argument,
                           example_formatter)
-    from ..runtime import DEFAULT_PRECISION
+    from ..device import DEFAULT_PRECISION
     from ..tiling import DEFAULT_OVERLAP, DEFAULT_TILE
     from ..io import DEFAULT_MAX_PIXELS
 
@@ -189,8 +189,9 @@ def plan(args: argparse.Namespace, scale: int, inputs: list[tuple[Path, Path]]) 
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import NotFoundError, UsageError
-    from ..runtime import pick_device, resolve_precision
+    from ..device import pick_device
     from ..pretrained import apply_runtime, resolve_model
+    from ..runner import as_runner
     from .signals import exit_status, signal_name
 
     if not 1 <= args.quality <= 100:
@@ -215,13 +216,12 @@ def run(args: argparse.Namespace) -> int:
     model = apply_runtime(model, args.runtime, device, args.precision,
                           announce=None if args.quiet else lambda line: print(f"litesr upscale: {line}",
                                                                               file=sys.stderr, flush=True))
-    if args.runtime == "eager":
-        resolve_precision(model, device, args.precision)  # a precision refused here stops the run now, once
-    jobs = plan(args, model.scale, inputs)
+    runner = as_runner(model, device, args.precision)  # the precision resolved once; a refused one stops the run now
+    jobs = plan(args, runner.scale, inputs)
     remove_leftovers(jobs, started_at, args.quiet)
     counts = {"done": 0, "skipped": 0, "failed": 0}
     try:
-        upscale_all(args, model, device, jobs, counts)
+        upscale_all(args, runner, jobs, counts)
     except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM, SIGHUP: the output being written was removed
         print(f"litesr upscale: stopped by {signal_name(exc)} after {counts['done']} of {len(jobs)} image(s) "
               f"({counts['skipped']} skipped); nothing half-written is left: run the same command with "
@@ -248,7 +248,7 @@ def remove_leftovers(jobs: list[Job], started_at: float, quiet: bool) -> None:
                   file=sys.stderr)
 
 
-def upscale_all(args: argparse.Namespace, model, device, jobs: list[Job], counts: dict[str, int]) -> None:
+def upscale_all(args: argparse.Namespace, runner, jobs: list[Job], counts: dict[str, int]) -> None:
     """Each job in turn, counted in ``counts``; a failed image is one line and the batch goes on (a full disk
     stops it)."""
     from ..errors import LitesrError, UsageError
@@ -267,7 +267,7 @@ def upscale_all(args: argparse.Namespace, model, device, jobs: list[Job], counts
             if job.error:
                 raise UsageError(job.error)
             started = time.monotonic()
-            line = upscale_one(args, model, device, job, bar_or_lines, tag)
+            line = upscale_one(args, runner, job, bar_or_lines, tag)
             counts["done"] += 1
             if not args.quiet:
                 print(f"{tag}{line} in {time.monotonic() - started:.1f} s", flush=True)
@@ -289,24 +289,26 @@ def upscale_all(args: argparse.Namespace, model, device, jobs: list[Job], counts
                 break
 
 
-def upscale_one(args: argparse.Namespace, model, device, job: Job, progress_mode: str, tag: str) -> str:
-    """Read, upscale and write one image; returns the line that reports it."""
+def upscale_one(args: argparse.Namespace, runner, job: Job, progress_mode: str, tag: str) -> str:
+    """Read, upscale and write one image with ``runner`` (``litesr.runner.Runner``); returns the line that reports
+    it."""
     from ..api import upscale_picture
     from ..io import check_output_size, keeps_16_bit, keeps_alpha, output_format, read_picture, write_strips
     from ..progress import tile_progress
+    from ..tiling import InferenceOptions
 
     src, dst = job.source, job.target
     picture = read_picture(src, max_pixels=args.max_pixels, first_frame=args.first_frame,
                            keep_depth=True, metadata=not args.strip_metadata)
     h, w = picture.rgb.shape[:2]
-    s = model.scale
+    s = runner.scale
     check_output_size(dst, w * s, h * s)
     size = f"{w * s}x{h * s} ({w * s * h * s / 1e6:.1f} MP), "
-    up = upscale_picture(model, picture, tile=args.tile or None, overlap=args.tile_overlap, device=device,
-                         precision=args.precision, self_ensemble=args.self_ensemble,
-                         progress=tile_progress(progress_mode, args.log_interval, what=f"output {size}",
-                                                prefix="litesr upscale"),
-                         description=f"{tag}{src.name}")  # computed strip by strip as the output is written
+    options = InferenceOptions(tile=args.tile or None, overlap=args.tile_overlap, self_ensemble=args.self_ensemble,
+                               progress=tile_progress(progress_mode, args.log_interval, what=f"output {size}",
+                                                      prefix="litesr upscale"),
+                               description=f"{tag}{src.name}")
+    up = upscale_picture(runner, picture, options)  # computed strip by strip as the output is written
     notes = []
     alpha = up.alpha
     if alpha is not None and not keeps_alpha(dst):

@@ -1,5 +1,6 @@
 """Where and how a model computes: the device, the precision, and the process settings around a forward.
 
+(What computes it, PyTorch or OpenVINO, is the *runtime* of ``--runtime``: ``litesr.pretrained.apply_runtime``.)
 The lowest layer above the models: training, evaluation, tiling, efficiency measurement and the command line all
 pick their device and precision here. One word for both training and inference: ``precision`` is ``fp32``,
 ``bf16``, ``fp16`` or ``auto``.
@@ -38,6 +39,17 @@ def native_bf16(device: torch.device) -> bool:
     return False
 
 
+def check_precision(precision: str, device: torch.device) -> None:
+    """Refuse, in one line, a precision litesr does not know, or fp16 on a CPU (emulated there)."""
+    if precision == "auto":
+        return
+    if precision not in PRECISIONS:
+        raise UsageError(f"precision must be one of {', '.join(PRECISION_CHOICES)}, not {precision!r}")
+    if precision == "fp16" and torch.device(device).type == "cpu":
+        raise UsageError("precision fp16 is for GPUs: a CPU emulates it, hundreds of times slower than fp32; "
+                         "use fp32, or bf16 (auto picks it where the CPU computes bf16 natively)")
+
+
 def resolve_precision(model: nn.Module, device: torch.device, precision: str) -> str:
     """The concrete precision (a key of ``PRECISIONS``) that ``precision`` means for ``model`` on ``device``.
 
@@ -45,12 +57,8 @@ def resolve_precision(model: nn.Module, device: torch.device, precision: str) ->
     architecture; CPU: those registered with ``cpu_bf16``, decided by measurement), else fp32. Never fp16:
     Swin-type models overflow in fp16 (NaN/black output), so fp16 is only ever used when asked for.
     """
+    check_precision(precision, device)
     if precision != "auto":
-        if precision not in PRECISIONS:
-            raise UsageError(f"precision must be one of {', '.join(PRECISION_CHOICES)}, not {precision!r}")
-        if precision == "fp16" and torch.device(device).type == "cpu":
-            raise UsageError("precision fp16 is for GPUs: a CPU emulates it, hundreds of times slower than fp32; "
-                             "use fp32, or bf16 (auto picks it where the CPU computes bf16 natively)")
         return precision
     from .models.registry import ARCHITECTURES
 
