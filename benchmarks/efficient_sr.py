@@ -106,9 +106,11 @@ def large_row(model, image, small_seconds: float, small_pixels: int) -> dict:
     import time
 
     from litesr import tiling
+    from litesr.runner import TorchRunner
 
+    runner = TorchRunner(model, "cpu", "auto")
     start = time.perf_counter()
-    out = tiling.upscale_array(model, image, device="cpu", precision="auto")
+    out = tiling.upscale_array(runner, image)
     seconds = time.perf_counter() - start
     pixels = out.shape[0] * out.shape[1]
     return {"seconds_large": seconds, "mpix_per_s_large": pixels / seconds / 1e6,
