@@ -3,6 +3,7 @@
     python benchmarks/upscale_memory.py                         # a fresh PAN x4 (fast; the pipeline's memory)
     python benchmarks/upscale_memory.py --model shipped         # the shipped ELAN-light x4 (minutes on a CPU)
     python benchmarks/upscale_memory.py --size 1024 --ext jpg   # a format Pillow encodes from the whole image
+    python benchmarks/upscale_memory.py --size 4000x3000        # a 12-megapixel photo, x4
 
 The command runs in a fresh process; its peak resident set (``ru_maxrss`` of the child) is reported next to the
 resident set of a process that only imports litesr and loads the model, so the difference is what the image, the
@@ -39,11 +40,12 @@ def child_peak(command: list[str]) -> tuple[int, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=("pan", "shipped"), default="pan")
-    parser.add_argument("--size", type=int, default=2048, help="LR side (default 2048)")
+    parser.add_argument("--size", default="2048", help="LR side, or WxH (e.g. 4000x3000); default 2048")
     parser.add_argument("--ext", default="png", choices=("png", "jpg", "webp", "tif"))
     parser.add_argument("--tile", type=int, default=256)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
+    width, height = (int(v) for v in (args.size.lower().split("x") * 2)[:2])
 
     import numpy as np
     import torch
@@ -53,9 +55,9 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        y, x = np.mgrid[0:args.size, 0:args.size]
+        y, x = np.mgrid[0:height, 0:width]
         rng = np.random.default_rng(0)
-        lr = np.stack([x * 255 // args.size, y * 255 // args.size, (x ^ y) % 256], 2)
+        lr = np.stack([x * 255 // width, y * 255 // height, (x ^ y) % 256], 2)
         lr = np.clip(lr + rng.integers(-8, 9, lr.shape), 0, 255).astype(np.uint8)
         src = tmp / "in.png"
         Image.fromarray(lr).save(src)
@@ -78,7 +80,7 @@ def main() -> None:
             size = img.size
         output_bytes = size[0] * size[1] * 3
     result = {"model": "pan x4 (random weights)" if args.model == "pan" else "shipped elan-light x4",
-              "lr": f"{args.size}x{args.size}", "output": f"{size[0]}x{size[1]}", "format": args.ext,
+              "lr": f"{width}x{height}", "output": f"{size[0]}x{size[1]}", "format": args.ext,
               "tile": args.tile, "peak_rss_mib": round(peak / MIB), "baseline_rss_mib": round(baseline / MIB),
               "growth_mib": round((peak - baseline) / MIB), "uint8_output_mib": round(output_bytes / MIB),
               "seconds": round(seconds, 1)}
