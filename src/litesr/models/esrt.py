@@ -87,7 +87,7 @@ class ESRT(SRModel):
         h, w = x.shape[-2:]
         if h < 2 or w < 2:  # the official code needs both sides >= 2 (AvgPool2d(2) in every HPB)
             x = F.pad(x, (0, max(0, 2 - w), 0, max(0, 2 - h)), mode="replicate")
-        feat = self.head(x.contiguous(memory_format=torch.channels_last))  # channels-last: docs/performance.md §2.4
+        feat = self.head(x.contiguous(memory_format=torch.channels_last))  # channels-last: docs/performance.md §3.5
         out = self.up(feat) + self.tail(self.reduce(self.body(feat)))
         return out[..., : h * self.scale, : w * self.scale]
 
@@ -436,8 +436,9 @@ def detect_config(state) -> dict | None:
 # cpu_bf16 stays off: bf16 autocast ran the shipped x4 only 3-5 % faster than fp32 at LR 128² (0.524-0.544 against
 # 0.542-0.575 s, 2-core AVX-512 BF16 EPYC, 2026-11-30): CPU SDPA gains little from bf16 on its 18-wide heads (the
 # query-chunked official arithmetic with oneDNN's softmax, 0.498 s, did not change that), and a channels-last input
-# changed nothing there in bf16 (0.521 s); in fp32 it runs 1.12x faster (docs/performance.md §2.4), so the head
-# takes it. auto runs ESRT in fp32 on CPU.
+# changed nothing there in bf16 (0.521 s); an NCHW tensor runs 1.12x faster in fp32 made channels-last first
+# (docs/performance.md §3.5; pictures from upscale and eval arrive channels-last), so the head takes it. auto runs
+# ESRT in fp32 on CPU.
 register_architecture(Architecture(name="esrt", build=ESRT, detect=detect_config, paper=PAPER))
 register_variant(Variant(
     name="esrt", arch="esrt", config=dict(n_feats=32),

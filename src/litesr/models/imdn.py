@@ -38,7 +38,7 @@ class IMDN(SRModel):
         self.upsampler = PixelShuffleUpsampler(nf, scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        fea = self.fea_conv(x.contiguous(memory_format=torch.channels_last))  # channels-last: docs/performance.md §2.4
+        fea = self.fea_conv(x.contiguous(memory_format=torch.channels_last))  # channels-last: docs/performance.md §3.5
         outs, out = [], fea
         for i in range(1, self.num_modules + 1):
             out = getattr(self, f"IMDB{i}")(out)

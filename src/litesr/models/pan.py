@@ -48,7 +48,7 @@ class PAN(SRModel):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # channels-last end to end: oneDNN runs PAN's 20- and 24-channel convolutions about twice as fast so
-        # (docs/performance.md §2.4)
+        # (docs/performance.md §3.5)
         fea = self.conv_first(x.contiguous(memory_format=torch.channels_last))
         fea = fea + self.trunk_conv(self.SCPA_trunk(fea))
         if self.scale == 4:

@@ -77,7 +77,7 @@ class SPAN(SRModel):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = (x - self.mean.to(x.dtype)) * IMG_RANGE
-        f0 = self.conv_1(x.contiguous(memory_format=torch.channels_last))  # channels-last: docs/performance.md §2.4
+        f0 = self.conv_1(x.contiguous(memory_format=torch.channels_last))  # channels-last: docs/performance.md §3.5
         out, first = f0, None
         block_1_out = None
         for i in range(1, self.num_blocks + 1):
