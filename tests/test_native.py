@@ -1,4 +1,4 @@
-"""litesr.native: the compiled window-attention kernels (ELAN's, bf16 and fp32; Swin-type with bias/mask terms)
+"""litesr.ops.native: the compiled window-attention kernels (ELAN's, bf16 and fp32; Swin-type with bias/mask terms)
 against float64, the models taking them where named, their build and cache, and every way they fall back (then the
 models run their eager path)."""
 
@@ -11,8 +11,8 @@ import pytest
 import torch
 
 import litesr
-from litesr import native
 from litesr.models import elan
+from litesr.ops import attention, native
 
 RUNS = native.window_attention_runs()
 needs_kernel = pytest.mark.skipif(not RUNS, reason=f"fused kernel not available here: {native.status()}")
@@ -178,12 +178,12 @@ def test_elan_runs_the_kernel_where_named(monkeypatch):
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
         model(img)
     gmsas = sum(isinstance(m, elan.GMSA) for m in model.modules())
-    assert sorted({s[1] for s in calls}) == sorted(ws * ws for ws in elan.FUSED_ATTENTION[torch.bfloat16])
-    assert len(calls) == gmsas * len(elan.FUSED_ATTENTION[torch.bfloat16])
+    assert sorted({s[1] for s in calls}) == sorted(ws * ws for ws in attention.FUSED_ATTENTION[torch.bfloat16])
+    assert len(calls) == gmsas * len(attention.FUSED_ATTENTION[torch.bfloat16])
     calls.clear()
     with torch.inference_mode():
         model(img)  # fp32: the same, through the fp32 kernel
-    assert len(calls) == gmsas * len(elan.FUSED_ATTENTION[torch.float32])
+    assert len(calls) == gmsas * len(attention.FUSED_ATTENTION[torch.float32])
     calls.clear()
     with torch.autocast("cpu", dtype=torch.bfloat16):
         model(img).sum()  # gradients on
@@ -214,7 +214,7 @@ def test_elan_in_place_output_is_the_gathered_one(monkeypatch):
     img = torch.rand(2, 3, 36, 20, generator=torch.Generator().manual_seed(0))
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
         in_place = model(img)
-        monkeypatch.setattr(elan, "IN_PLACE_OUTPUT", set())
+        monkeypatch.setattr(attention, "IN_PLACE_OUTPUT", set())
         gathered = model(img)
     assert torch.equal(in_place, gathered)
 
@@ -226,7 +226,7 @@ def test_elan_without_the_kernel_is_the_eager_path(fresh, monkeypatch):
     monkeypatch.setenv("LITESR_NATIVE", "0")
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
         fallback = model(img)
-        monkeypatch.setattr(elan, "FUSED_ATTENTION", {})
+        monkeypatch.setattr(attention, "FUSED_ATTENTION", {})
         eager = model(img)
     assert torch.equal(fallback, eager)
 
@@ -276,10 +276,8 @@ def test_biased_kernel_refuses_what_it_cannot_take():
 def test_swin_geometry_runs_the_kernel(monkeypatch, shift, with_bias, index_groups):
     """Inference on 8×8 windows (SwinIR-light) takes the compiled kernel: the explicit path's result, each window
     with its own label pattern's mask, across two images; in bf16 and with mixed dtypes too; not with gradients."""
-    from litesr.models import blocks
-
     torch.manual_seed(0)
-    geom = blocks.WindowGeometry(24, 32, (8, 8), shift, -100.0)  # 3×4 windows an image
+    geom = attention.WindowGeometry(24, 32, (8, 8), shift, -100.0)  # 3×4 windows an image
     if index_groups:
         geom.groups = [(torch.tensor(range(24 // 8))[r], torch.tensor(range(32 // 8))[c], m) for r, c, m in geom.groups]
     q, k, v = (torch.randn(2 * geom.num_windows, 3, 64, 10) for _ in range(3))
