@@ -143,11 +143,12 @@ def _set_esrt_attention(model, mode: str) -> int:
 def _eager(model, monkeypatch) -> None:
     """Every custom training path of ``model`` off: the explicit attention of the official order (ESRT's official
     loop), ELAN's window attention through autograd's whole-map ops, token permutations through index_select."""
+    from conftest import without_paths
     from litesr.ops import attention, windows
 
     attention.set_fused_attention(model, False)
     _set_esrt_attention(model, "naive")
-    monkeypatch.setattr(attention, "CHUNKED_TRAINING_DEVICES", set())
+    without_paths(monkeypatch, "elan attention", "chunked training")
     monkeypatch.setattr(windows, "_Permutation", _PlainPermutation)
 
 

@@ -11,9 +11,9 @@ are accepted and discarded when a checkpoint contains them.
 
 Differences from the official code that change nothing in the output (beyond fp32 rounding):
 features are kept channels-last (B, H, W, C) instead of tokens (B, H·W, C) (same memory order); attention runs
-through ``scaled_dot_product_attention``, or at inference on a CPU through litesr's compiled kernel
-(``ops.attention.NATIVE_ATTENTION``, where it runs) or as the official arithmetic a cache-sized chunk of windows at
-a time (``ops.attention.CHUNKED_ATTENTION``; the explicit path: ``ops.attention.set_fused_attention``); any
+through ``scaled_dot_product_attention``, or at inference on a CPU through litesr's compiled kernel (where it
+runs) or as the official arithmetic a cache-sized chunk of windows at a time (which one:
+``ops.policy.POLICY["swin attention"]``; the explicit path: ``ops.attention.set_fused_attention``); any
 input size ≥ 1×1 works (the official code needs H, W ≥ 5).
 """
 

@@ -12,16 +12,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import compat
-from . import native
-from .policy import is_exporting, native_inference
+from . import native, policy
+from .policy import is_exporting
 from .windows import batched_rows, shifted_window_mask, take_tokens, window_order, window_partition, window_reverse
 from .windows import window_unorder
 
 
 def zero_padded_columns(t: torch.Tensor, width: int) -> torch.Tensor:
     """``t`` (…, d) copied into the first d columns of a zero (…, ``width``) tensor; a contiguous copy of ``t`` if
-    ``width`` <= d. bmm kernels ran some narrow right-hand sides slower than wider zero-padded ones (the callers'
-    tables say which); slice the product's first d columns."""
+    ``width`` <= d. bmm kernels ran some narrow right-hand sides slower than wider zero-padded ones (the policy
+    says which: :data:`~litesr.ops.policy.POLICY`); slice the product's first d columns."""
     if width <= t.shape[-1]:
         return t.contiguous()
     padded = t.new_zeros(t.shape[:-1] + (width,))
@@ -143,11 +143,12 @@ class WindowGeometry:
         ``fused`` uses ``scaled_dot_product_attention`` (grouped by mask pattern); otherwise the explicit
         matmul/softmax/matmul path of the official code, whose matmuls a FLOP counter sees.
         """
-        if not fused or _explicit_is_faster(q):
+        how = "explicit" if not fused else _swin_path(q, k, v)
+        if how == "explicit":
             return self._explicit(q, k, v, bias)
-        if _native_is_faster(q, k, v):
+        if how == "native":
             return self._native(q, k, v, bias)
-        if _chunked_is_faster(q):
+        if how == "chunked":
             return self._chunked(q, k, v, bias)
         if bias is not None:
             bias = bias.to(q.dtype).contiguous()
@@ -178,10 +179,11 @@ class WindowGeometry:
         adds them), are soft-maxed and multiplied by V while in cache, in buffers reused across chunks."""
         d = v.shape[-1]
         q, k = q.contiguous(), k.contiguous()
-        v = zero_padded_columns(v, PADDED_V_COLUMNS.get(q.dtype, {}).get(d, d))  # a contiguous copy either way
+        width = policy.choose("swin padded v", q.device, q.dtype, d)
+        v = zero_padded_columns(v, d if width is None else width)  # a contiguous copy either way
         windows, heads, n, _ = q.shape
         terms = self._additive_terms(bias, q.dtype)
-        step = max(1, ATTENTION_CHUNK_ELEMENTS // (heads * n * n))
+        step = max(1, policy.CHUNK_ELEMENTS // (heads * n * n))
         out = torch.empty_like(v)
         scores = q.new_empty((min(step, windows), heads, n, n))
         for start in range(0, windows, step):
@@ -264,39 +266,14 @@ class WindowGeometry:
         return attn.softmax(dim=-1) @ v
 
 
-#: Inference dtypes and tokens per window (N) whose window attention runs :meth:`WindowGeometry._chunked` instead of
-#: SDPA on a CPU (whose flash kernel ran SwinIR-light's 10-wide heads at ~24 GFLOP/s, half its fp32 forward).
-#: SwinIR-light (8×8 windows) in fp32, whole forward, interleaved A/B in alternating order on picture input (2-core
-#: EPYC AVX-512 BF16, shipped x4, 2026-11-30): with freed blocks reused (as the CLI runs) 0.451 against 0.485 s at
-#: LR 128² (median of 12), 2.01 against 2.15 s at 256² (of 6), -7 % both; with the default allocator (fixed order)
-#: 0.450 against 0.491 s at 128², 2.29 against 2.28 s at 256². Not taken: bf16 (SwinIR-light 0.40 against 0.36 s at
-#: 128²) and GRFormer's 256-token windows in fp32 (0.67 against 0.58 s).
-CHUNKED_ATTENTION = {torch.float32: (64,)}
-#: dtype → {head width d: columns}: in :meth:`WindowGeometry._chunked`, V copied into the first d columns of a zero
-#: tensor this wide, and the zero columns cut off the output again as a view. The A·V bmm of SwinIR-light's chunks
-#: ((252, 64, 64) @ (252, 64, d), fp32) took 0.49 ms with d = 10, 0.27 ms with 12 and 0.20 ms with 16; whole fp32
-#: forward at LR 128² 0.435 against 0.461 s (alternating-order A/B, medians of 10; outputs within 1e-6, the GEMM's
-#: summation order; 2-core EPYC AVX-512 BF16, shipped x4, 2026-11-30).
-PADDED_V_COLUMNS = {torch.float32: {10: 16}}
-#: elements of one chunk's logits (fp32: 4 MiB)
-ATTENTION_CHUNK_ELEMENTS = 1 << 20
-
-
-#: Inference dtypes and tokens per window (N) whose window attention runs in litesr's compiled kernel
-#: (:func:`native.biased_window_attention`: 16 query rows in the lanes of a vector, each window's bias/mask
-#: term added as the logits are made, an exp from a polynomial, no map written) where it runs, before
-#: :data:`CHUNKED_ATTENTION` or SDPA. Whole fp32 forward, shipped x4, picture input, alternating order, medians
-#: (2-core EPYC AVX-512 BF16, 2026-12-01): SwinIR-light (8×8 windows) 0.278 against 0.435 s at LR 128², 0.061
-#: against 0.102 s at 64²; GRFormer-light (8×32) 0.422 against 0.556 s at 128², 0.115 against 0.137 s at 64²;
-#: outputs within 2e-6 of the eager path's. Under bf16 autocast (the attention in fp32 from bf16 Q, K, V): SwinIR-light
-#: 0.163 against 0.398 s at 128², GRFormer 0.390 against 0.608 s; PSNR against fp32 55.66 / 53.63 dB (eager bf16
-#: 55.67 / 53.60).
-NATIVE_ATTENTION = {torch.float32: (64, 256), torch.bfloat16: (64, 256)}
-
-
-def _native_is_faster(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> bool:
-    return (q.shape[-2] in NATIVE_ATTENTION.get(_common_dtype(q, k, v), ()) and native_inference(q.device)
-            and all(native.supports(t) for t in (q, k, v)))
+def _swin_path(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> str:
+    """How :meth:`WindowGeometry.attend` runs for these q, k, v (``POLICY["swin attention in training"]``, then
+    ``POLICY["swin attention"]``): "explicit", "native", "chunked" or "sdpa"."""
+    grad = q.requires_grad and torch.is_grad_enabled()
+    if policy.choose("swin attention in training", q.device, q.dtype, grad=grad) == "explicit":
+        return "explicit"
+    return policy.choose("swin attention", q.device, q.dtype, q.shape[-2], runs=lambda how: how != "native" or (
+        native.window_attention_runs() and all(native.supports(t) for t in (q, k, v))))
 
 
 def _common_dtype(*tensors: torch.Tensor) -> torch.dtype:
@@ -306,29 +283,6 @@ def _common_dtype(*tensors: torch.Tensor) -> torch.dtype:
     for t in tensors[1:]:
         dtype = torch.promote_types(dtype, t.dtype)
     return dtype
-
-
-def _chunked_is_faster(q: torch.Tensor) -> bool:
-    return (q.device.type == "cpu" and q.shape[-2] in CHUNKED_ATTENTION.get(q.dtype, ()) and
-            not torch.is_grad_enabled() and not is_exporting())
-
-
-def _explicit_is_faster(q: torch.Tensor) -> bool:
-    """Whether the explicit path beats SDPA: when training in bf16 (autocast or bf16 weights) on a CPU.
-
-    There SDPA falls back to its unfused math path, which also guards against fully masked rows
-    (``all``/``isneginf``/``where`` over every logit): explicit made a training step 1.4x faster for GRFormer
-    (1.8 s against 2.6 s, 8×32 windows) and 1.6x for SwinIR-light (0.72 s against 1.2 s, 8×8 windows) (batch 8,
-    LR 32², one thread, 2-core AVX-512 BF16 EPYC). fp32 training keeps SDPA (GRFormer 2.2 s against 3.2 s).
-    Inference does not take it (fp32 8×8 windows take the chunked explicit path, :data:`CHUNKED_ATTENTION`; the
-    rest keeps SDPA): explicit bf16 was 1.2x faster for SwinIR-light with freed blocks reused
-    (:func:`litesr.runtime.reuse_freed_memory`, as the CLI runs) but 2.3x slower without (0.87 s against 0.37 s
-    at LR 128²: each block's maps are page-faulted in anew), and GRFormer's 256-token windows were slower either way.
-    """
-    if not (q.device.type == "cpu" and q.requires_grad and torch.is_grad_enabled()):
-        return False
-    autocast_bf16 = torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
-    return q.dtype == torch.bfloat16 or autocast_bf16
 
 
 def _take_windows(rows, cols):
@@ -419,102 +373,42 @@ def set_fused_attention(model: nn.Module, enabled: bool) -> nn.Module:
 # --------------------------------------------------------------------------------------------- ELAN
 
 
-#: How a window group's attention runs, by dtype and window size: "explicit" computes the official
-#: softmax(Q Qᵀ) map and the GMSA that shares it reuses it; "chunked" is the same arithmetic (bit-identical) a few
-#: windows at a time, so each chunk's scores are soft-maxed and multiplied by V while in cache, and the map is
-#: still stored for the sharing GMSA (inference only: it writes through ``out=``); "sdpa" runs one fused SDPA call
-#: (scale=1) and the sharing GMSA recomputes it from the stored Q, so the 16×16-window map never exists.
-#: Measured on the 16×16 windows (2-core EPYC AVX-512 BF16, shipped ELAN-light x4, whole forward, picture input):
-#: bf16 chunked 0.33/0.82 s against explicit 0.34/0.94 s at LR 128²/256², and sdpa slower; fp32 (2026-11-30)
-#: chunked 0.19/0.90 s against sdpa 0.20/0.92 s and explicit 0.20/0.93 s with freed blocks reused (as the CLI
-#: runs), 0.22/1.31 s against sdpa 0.21-0.24/1.05-1.08 s with the default allocator. fp32 takes "chunked" although
-#: sdpa was faster there at 256²: the CPU SDPA kernel is the less exact one. With the shipped x4 weights at LR 64²,
-#: its output differed from a float64 forward by 3.8e-4 of the output's range, against 3.6e-5 for the official
-#: arithmetic, and an ONNX export (explicit) then missed its 1e-4 check against the eager forward. (That input
-#: was an outlier, not SDPA's rule: over five inputs its median was 2.9e-5, the official arithmetic's 3.6e-5, and
-#: each path reached 1.0-3.8e-4 on one of them; 2026-12-01.) Chunking the 8×8 windows too, or 2^18-2^19-element
-#: chunks, did no better. Other windows: explicit. (Where litesr's compiled kernel runs, FUSED_ATTENTION decides.)
-ATTENTION_POLICY = {torch.float32: {16: "chunked"}, torch.bfloat16: {16: "chunked"}}
-#: "chunked": elements of one chunk's map (16 windows of 16×16: 2 MiB in bf16)
-CHUNK_ELEMENTS = 1 << 20
-
-
-#: Inference dtypes and window sizes whose attention runs in litesr's compiled kernel (:mod:`litesr.ops.native`)
-#: where it runs; the sharing GMSA then gets Q instead of the map and recomputes the map (no map is written out). Whole
-#: forward, shipped x4, picture input, alternating order (2-core EPYC AVX-512 BF16, 2026-12-01): bf16 0.352 against
-#: 0.439 s at LR 256², 0.085 against 0.113 s at 128²; fp32 (the fp32 kernel with K = Q and a zero term) 0.699
-#: against 0.901 s at 256², 0.145 against 0.200 s at 128², outputs within 1.5e-6 of the eager path's.
-FUSED_ATTENTION = {torch.bfloat16: (4, 8, 16), torch.float32: (4, 8, 16)}
-
-
-#: Inference dtypes in which a GMSA whose groups all run "fused" has the kernel write each window's rows straight
-#: into their place in the block's (B·H·W, C) output (no scatter back per group, no concatenation). bf16 forward,
-#: shipped x4, alternating order (2-core EPYC AVX-512 BF16, 2026-12-01, two runs): 0.077-0.078 against
-#: 0.082-0.083 s at LR 128², 0.334-0.338 against 0.345-0.352 s at 256², the same bits. (Reading the windows' rows
-#: in place too, instead of gathering them, was slower at 256²: docs/performance.md §4.4.)
-IN_PLACE_OUTPUT = {torch.bfloat16}
-
-
 @lru_cache(maxsize=64)
 def _window_rows(b: int, h: int, w: int, ws: int, shift: int) -> torch.Tensor:
     """int32 row of a (B·H·W, C) map that each windowed token (in :func:`window_order`, batch by batch) came from."""
     return batched_rows(window_order(h, w, ws, shift, torch.device("cpu")), b, h * w).to(torch.int32)
 
 
-def _policy(ws: int, width: int, dtype: torch.dtype, device: torch.device) -> str:
-    """How the attention of ``ws``×``ws`` windows with ``width``-wide heads runs: "fused", "chunked", "sdpa" or
-    "explicit" (computing and sharing GMSA always agree: the map they pass depends on it)."""
-    if ws in FUSED_ATTENTION.get(dtype, ()) and native.fits(ws * ws, width) and native_inference(device):
-        return "fused"
-    how = ATTENTION_POLICY.get(dtype, {}).get(ws, "explicit")
-    if how == "chunked" and (torch.is_grad_enabled() or is_exporting()):
-        return "explicit"  # out= writes have no autograd, and a loop over windows would freeze a traced size
-    return how
-
-
-#: Inference dtypes and score-row lengths (tokens per window) whose softmax runs in oneDNN (``to_mkldnn``) instead
-#: of ATen: the 4×4 and 16×16 windows in bf16. ATen's bf16 softmax computes its exp in fp32 and managed ~1.6 G
-#: elements/s here; oneDNN's ran 2.5x faster on 256-wide rows (both layout conversions included), 1.6x on 16-wide
-#: ones, no faster on 64-wide ones, and in fp32 no faster at all. Whole bf16 forward: 4-7 % faster at LR 128²/256²
-#: (2-core EPYC AVX-512 BF16, shipped x4, interleaved A/B).
-ONEDNN_SOFTMAX = {torch.bfloat16: (16, 256)}
-
-#: Inference dtypes in which the computing GMSA copies each group's Q and V out of their shared (windows, N, 2d)
-#: gather into contiguous tensors first. bf16 bmm on the strided halves was the slower kernel: Q·Qᵀ, softmax and A·V
-#: of the 4×4 windows at LR 256² took 1.9 ms contiguous against 2.8 ms strided, those of the 8×8 ones 2.7 against
-#: 3.3 ms, one 16-window chunk's Q·Qᵀ 79 against 111 µs. Whole bf16 forward, interleaved A/B over 7 rounds: -5 % at
-#: LR 128², -1 % at 256² (same bits; 2-core EPYC AVX-512 BF16, shipped x4). fp32 was 2 % slower with the copies.
-CONTIGUOUS_QV = {torch.bfloat16}
-
-#: Inference dtypes in which the chunked (16×16) windows' V is zero-padded to this many columns for the A·V bmm's
-#: (both GMSAs); the zero columns are cut off again as a view. bf16 bmm ran the 20-column V slower than a 32-column
-#: one (the sharing GMSA's A·V at LR 256²: 2.6 against 3.4 ms). Whole bf16 forward, interleaved A/B in alternating
-#: order, medians of 12: 0.514 against 0.527 s at LR 256² (-2.5 %), 0.113 against 0.116 s at 128² (-3 %); same
-#: output bits (2-core EPYC AVX-512 BF16, shipped x4, 2026-11-30). fp32 was 4-5 % slower padded (0.207/0.913
-#: against 0.200/0.868 s at 128²/256²).
-PADDED_V = {torch.bfloat16: 32}
+def _elan_path(ws: int, width: int, dtype: torch.dtype, device: torch.device) -> str:
+    """How the attention of ``ws``×``ws`` windows with ``width``-wide heads runs (``POLICY["elan attention"]``):
+    "fused", "chunked", "chunked training", "sdpa" or "explicit" (computing and sharing GMSA always agree: the map
+    they pass depends on it)."""
+    return policy.choose("elan attention", device, dtype, ws, runs=lambda how: how != "fused" or (
+        native.fits(ws * ws, width) and native.window_attention_runs()))
 
 
 def _softmax(scores: torch.Tensor) -> torch.Tensor:
-    """softmax over the last dim of a window group's scores, in oneDNN where :data:`ONEDNN_SOFTMAX` says so."""
-    if (scores.shape[-1] in ONEDNN_SOFTMAX.get(scores.dtype, ()) and scores.is_cpu and not torch.is_grad_enabled()
-            and not is_exporting() and not torch.compiler.is_compiling() and compat.onednn_softmax_runs(scores.dtype)):
+    """softmax over the last dim of a window group's scores, in oneDNN where ``POLICY["elan softmax"]`` says so
+    and this PyTorch has it."""
+    how = policy.choose("elan softmax", scores.device, scores.dtype, scores.shape[-1],
+                        runs=lambda how: how != "onednn" or compat.onednn_softmax_runs(scores.dtype))
+    if how == "onednn":
         return compat.onednn_softmax(scores)
     return torch.softmax(scores, -1)
 
 
 def _padded_v(v: torch.Tensor) -> torch.Tensor:
-    """``v`` (windows, N, d) copied into the first d columns of a zero (windows, N, PADDED_V[dtype]) tensor at
-    inference in the dtypes :data:`PADDED_V` names; otherwise ``v`` itself."""
-    width = PADDED_V.get(v.dtype, 0)
-    if width <= v.shape[-1] or torch.is_grad_enabled():
+    """``v`` (windows, N, d) copied into the first d columns of a zero tensor as wide as ``POLICY["elan padded v"]``
+    says; otherwise ``v`` itself."""
+    width = policy.choose("elan padded v", v.device, v.dtype)
+    if width is None or width <= v.shape[-1]:
         return v
     return zero_padded_columns(v, width)
 
 
 def _chunk_windows(n: int) -> int:
-    """Windows of ``n`` tokens per chunk: a chunk's ``n × n`` maps hold about :data:`CHUNK_ELEMENTS` elements."""
-    return max(1, CHUNK_ELEMENTS // (n * n))
+    """Windows of ``n`` tokens per chunk: a chunk's ``n × n`` maps hold about ``policy.CHUNK_ELEMENTS`` elements."""
+    return max(1, policy.CHUNK_ELEMENTS // (n * n))
 
 
 def _chunked_attention(q: torch.Tensor, v: torch.Tensor,
@@ -554,15 +448,6 @@ def _chunked_apply(maps: list[torch.Tensor], v: torch.Tensor) -> torch.Tensor:
     return out
 
 
-#: Devices on which training runs the window attention through :class:`_WindowAttention` (a cache-sized chunk of
-#: windows at a time, forward and backward) instead of autograd over whole-map ops.
-CHUNKED_TRAINING_DEVICES = {"cpu"}
-
-
-def _trains_chunked(q: torch.Tensor) -> bool:
-    return torch.is_grad_enabled() and q.device.type in CHUNKED_TRAINING_DEVICES and not is_exporting()
-
-
 class _WindowAttention(torch.autograd.Function):
     """``(A, A·V)`` with ``A = softmax(Q Qᵀ)`` for (windows, N, d) Q and V, forward and backward a cache-sized
     chunk of windows at a time; ``A`` is returned whole for the GMSA that shares it, and the gradient that GMSA sends
@@ -577,7 +462,7 @@ class _WindowAttention(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, q: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        q, v = q.contiguous(), v.contiguous()  # bf16 bmm ran strided Q and V slower (see CONTIGUOUS_QV)
+        q, v = q.contiguous(), v.contiguous()  # bf16 bmm ran strided Q and V slower (POLICY["elan q and v"])
         w, n, _ = q.shape
         attn = q.new_empty(w, n, n)
         _, y = _chunked_attention(q, v, maps_into=attn)  # gradients are off in here
@@ -608,14 +493,15 @@ def elan_window_attention(t: torch.Tensor, shape: torch.Size, window_sizes: list
     input: one channel group per window size, each rolled by half its window in ``shifted`` blocks; with
     ``calc_attn`` each group's tokens are Q|V and A = softmax(Q Qᵀ), otherwise V, and the A of ``attns`` is reused.
     Returns the result (B·H·W rows of C channels, in token order) and what the sharing GMSA reuses (each group's
-    map, or its Q where the map is recomputed). Each group's path: :func:`_policy`.
+    map, or its Q where the map is recomputed). Each group's path: :func:`_elan_path`.
     """
     b, c, h, w = shape
     groups = t.chunk(len(window_sizes), dim=-1)
     width = groups[0].shape[-1] // (2 if calc_attn else 1)
-    hows = [_policy(ws, width, t.dtype, t.device) for ws in window_sizes]
+    hows = [_elan_path(ws, width, t.dtype, t.device) for ws in window_sizes]
     # the bf16 kernel writes each group's rows straight into their place in one (B·H·W, C) output
-    out = t.new_empty(b * h * w, c) if t.dtype in IN_PLACE_OUTPUT and set(hows) == {"fused"} else None
+    in_place = policy.choose("elan output", t.device, t.dtype) == "in place" and set(hows) == {"fused"}
+    out = t.new_empty(b * h * w, c) if in_place else None
     ys, new_attns = [], []
     for k, (group, ws, how) in enumerate(zip(groups, window_sizes, hows)):
         shift = ws // 2 if shifted else 0
@@ -629,9 +515,10 @@ def elan_window_attention(t: torch.Tensor, shape: torch.Size, window_sizes: list
             continue
         if calc_attn:
             q, v = tokens.chunk(2, dim=-1)
-            if q.dtype in CONTIGUOUS_QV and not torch.is_grad_enabled() and how != "fused":
+            if policy.choose("elan q and v", q.device, q.dtype) == "contiguous" and how != "fused":
                 q = q.contiguous()
-                v = v if how == "chunked" and v.dtype in PADDED_V else v.contiguous()  # padded: copied there
+                padded = policy.choose("elan padded v", v.device, v.dtype) is not None
+                v = v if how == "chunked" and padded else v.contiguous()  # padded: copied there
             if how == "fused":  # the sharing GMSA gets Q, not the map
                 attn, y = q, native.window_attention(q, v)
             elif how == "sdpa":  # the sharing GMSA gets Q, not the map
@@ -639,7 +526,7 @@ def elan_window_attention(t: torch.Tensor, shape: torch.Size, window_sizes: list
             elif how == "chunked":
                 attn, y = _chunked_attention(q, _padded_v(v))
                 y = y[..., :v.shape[-1]]
-            elif _trains_chunked(q):
+            elif how == "chunked training":
                 attn, y = _WindowAttention.apply(q, v)
             else:
                 attn = _softmax(q @ q.transpose(-2, -1))

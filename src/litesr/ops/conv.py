@@ -8,36 +8,20 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import compat
+from . import policy
 from .derived import inference_weights
-from .policy import is_exporting
-
-
-#: Inference dtypes in which a convolution and the ReLU after it run as one oneDNN call
-#: (``torch.ops.mkldnn._convolution_pointwise``, the op Inductor fuses into): the ReLU is applied to the
-#: convolution's output tile before it is written, so no pass over the output is left for it. ELAN-light's LFE at
-#: LR 256² in bf16: 4.31 against 4.72 ms; whole bf16 forward 0.430 against 0.436 s at LR 256², 0.117 against
-#: 0.120 s at 128², the same at 64² (alternating-order medians of 16, same output bits; 2-core EPYC AVX-512 BF16,
-#: 2026-11-30). fp32 ran 1-2 % slower fused, and fusing the residual add after the LFE's and GMSA's last conv
-#: (``_convolution_pointwise.binary``) made the bf16 forward 1.8 % slower, though each conv alone ran faster.
-FUSED_CONV_RELU = {torch.bfloat16}
 
 
 def conv2d_relu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """``relu(conv2d(x, weight, bias))`` (stride 1, no padding), as one fused oneDNN call at inference in the
-    dtypes :data:`FUSED_CONV_RELU` names; as a convolution and an in-place ReLU otherwise (training, export,
-    compile, other devices). The same values either way (bf16: the same bits at LR 256²; fp32: within rounding)."""
-    if (x.dtype in FUSED_CONV_RELU and weight.dtype == x.dtype and x.is_cpu and x.dim() == 4
-            and not torch.is_grad_enabled() and not is_exporting() and compat.fused_conv_relu_runs(x.dtype)):
+    """``relu(conv2d(x, weight, bias))`` (stride 1, no padding), as one fused oneDNN call where
+    ``POLICY["conv relu"]`` says so and this PyTorch has it; as a convolution and an in-place ReLU otherwise
+    (training, export, compile, other devices and dtypes). The same values either way (bf16: the same bits at
+    LR 256²; fp32: within rounding)."""
+    how = policy.choose("conv relu", x.device, x.dtype, runs=lambda how: how != "fused" or (
+        weight.dtype == x.dtype and x.dim() == 4 and compat.fused_conv_relu_runs(x.dtype)))
+    if how == "fused":
         return compat.fused_conv_relu(x, weight, bias)
     return F.relu(F.conv2d(x, weight, bias), inplace=True)
-
-
-#: Inference dtypes whose LFE hidden width (C·r_expand: 120 in ELAN-light) is padded to a multiple of this many
-#: channels with zero channels that do not move. oneDNN's bf16 depthwise shift over channels-last pixels ran 3x
-#: slower on 120 channels than on 128 at LR 256² (2.4 against 0.8 ms); padded, one LFE took 5.3 instead of 7.0 ms
-#: and the whole bf16 forward 0.49 instead of 0.52 s, with the same output bits (2-core EPYC AVX-512 BF16, shipped
-#: x4). fp32 gained nothing (0.90 s either way), so it keeps the official widths.
-PAD_HIDDEN = {torch.bfloat16: 32}
 
 
 def one_hot_shift_kernel(channels: int) -> torch.Tensor:
@@ -64,12 +48,13 @@ def depthwise_shift(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
 def shift_convs_relu(owner: nn.Module, x: torch.Tensor, conv0: nn.Module, conv1: nn.Module) -> torch.Tensor:
     """``conv1(relu(conv0(x)))`` at inference for two shift-convs (ELAN's LFE: each a one-hot ``weight`` shift and a
     ``conv1x1``): the ReLU runs inside the first 1×1 conv where oneDNN fuses it (:func:`conv2d_relu`), and the
-    hidden width is padded where :data:`PAD_HIDDEN` says so (derived once per dtype, cached on ``owner``)."""
-    multiple = PAD_HIDDEN.get(x.dtype)
+    hidden width is padded where ``POLICY["shift-conv hidden width"]`` says so (derived once per dtype, cached on
+    ``owner``)."""
+    multiple = policy.choose("shift-conv hidden width", x.device, x.dtype)
     if multiple and conv0.conv1x1.out_channels % multiple:
         # the same function with zero hidden channels that do not move: zero weights and bias in, zero out
         shift0, w0, b0, shift1, w1, b1 = inference_weights(owner, "padded", x.dtype,
-                                                           lambda: _padded(conv0, conv1, x.dtype))
+                                                           lambda: _padded(conv0, conv1, multiple, x.dtype))
     else:
         shift0, w0, b0 = conv0.weight, conv0.conv1x1.weight, conv0.conv1x1.bias
         shift1, w1, b1 = conv1.weight, conv1.conv1x1.weight, conv1.conv1x1.bias
@@ -77,10 +62,10 @@ def shift_convs_relu(owner: nn.Module, x: torch.Tensor, conv0: nn.Module, conv1:
     return F.conv2d(depthwise_shift(y, shift1), w1, b1)
 
 
-def _padded(conv0: nn.Module, conv1: nn.Module, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+def _padded(conv0: nn.Module, conv1: nn.Module, multiple: int, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
     """Shift kernel, weight and bias of both shift-convs in ``dtype``, the hidden width padded to a multiple of
-    ``PAD_HIDDEN[dtype]`` with zero weights in and out and shift taps that do not move."""
-    pad = -conv0.conv1x1.out_channels % PAD_HIDDEN[dtype]
+    ``multiple`` with zero weights in and out and shift taps that do not move."""
+    pad = -conv0.conv1x1.out_channels % multiple
     shift1 = torch.cat([conv1.weight, one_hot_shift_kernel(5)[4:].to(conv1.weight).expand(pad, 1, 3, 3)])
     tensors = (conv0.weight, F.pad(conv0.conv1x1.weight, (0, 0, 0, 0, 0, 0, 0, pad)),
                F.pad(conv0.conv1x1.bias, (0, pad)), shift1,
