@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from litesr.models.blocks import set_fused_attention, window_geometry
+from litesr.ops.attention import set_fused_attention, window_geometry
 from litesr.models.grformer import GRSA
 from litesr.models.swinir import WindowAttention
 

@@ -26,7 +26,7 @@ def main() -> None:
     import litesr
     from floor import interleaved, photo
     from litesr.efficiency import cpu_name
-    from litesr.models.blocks import set_fused_attention
+    from litesr.ops.attention import set_fused_attention
 
     fast = litesr.load_model(args.weights).eval()
     official = litesr.load_model(args.weights).eval()

@@ -3,10 +3,10 @@
 The reference the speed benchmarks time litesr against (``floor.py``'s "official" rows), as ``elan_speed.py`` is
 for ELAN. It follows the official code's computation step by step (``../shared/specs/grformer_swinir.md``):
 tokens kept as (B, H·W, C) with the transposes between tokens and images, window partition and reverse as one
-permuted copy each (``blocks.window_partition``/``window_reverse``: the copy the official view/permute/contiguous
+permuted copy each (``ops.windows.window_partition``/``window_reverse``: the copy the official view/permute/contiguous
 makes), rolls, the relative position bias gathered from its table in every block, the explicit
 matmul/softmax/matmul attention, and the shifted-window mask built from its label map
-(``blocks.shifted_window_mask``, the official label slices).
+(``ops.windows.shifted_window_mask``, the official label slices).
 
 Where the official code rebuilds the mask: SwinIR (network_swinir.py) keeps the masks it made at construction for
 ``img_size`` (64×64) and otherwise calls ``calculate_mask`` for the runtime size in *every* block's forward,
@@ -21,7 +21,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from litesr.models.blocks import DIV2K_RGB_MEAN, shifted_window_mask, window_partition, window_reverse
+from litesr.models.blocks import DIV2K_RGB_MEAN
+from litesr.ops.windows import shifted_window_mask, window_partition, window_reverse
 
 OFFICIAL_IMG_SIZE = (64, 64)  # img_size of the official configurations: the masks built at construction
 

@@ -116,3 +116,10 @@ class NearestX4(torch.nn.Module):
 
     def forward(self, x):
         return torch.nn.functional.interpolate(x, scale_factor=4, mode="nearest") * self.w
+
+
+def without_paths(monkeypatch, op: str, *paths) -> None:
+    """``litesr.ops.policy.POLICY[op]`` without the rules that take one of ``paths``, for the rest of the test."""
+    from litesr.ops import policy
+
+    monkeypatch.setitem(policy.POLICY, op, tuple(r for r in policy.POLICY[op] if r.take not in paths))

@@ -43,7 +43,7 @@ def test_fallbacks_compute_what_the_private_calls_do(monkeypatch):
 
 
 def test_a_cache_keyed_on_versions_recomputes_without_the_counter(monkeypatch):
-    from litesr.models.blocks import inference_weights
+    from litesr.ops.derived import inference_weights
 
     owner = torch.nn.Linear(3, 2).eval()
     calls = []

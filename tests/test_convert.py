@@ -6,7 +6,7 @@ import torch
 import litesr
 from litesr.checkpoint import official_state_dict
 from litesr.cli import main
-from litesr.models.blocks import relative_position_index
+from litesr.ops.windows import relative_position_index
 from conftest import load_vector, relative_error
 
 #: (vector, official state_dict key count, mask shape, fill) — shared/specs/grformer_swinir.md, "Stored-key counts"

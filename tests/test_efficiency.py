@@ -38,10 +38,11 @@ def test_elan_light_flops_are_the_official_ones(monkeypatch):
     # inference path runs as the same depthwise convs). Every attention map is computed once and reused, so litesr
     # counts exactly that; the "sdpa" policy instead recomputes the 16×16-window map in each sharing GMSA (adding
     # Q·Qᵀ: 2 · 61,440 padded tokens · 256 · 20 · 12 blocks = 7.55 GFLOPs).
-    from litesr.models import elan
+    from litesr.ops import policy
 
     assert gflops("elan-light") == pytest.approx(106.92, abs=0.01)
-    monkeypatch.setattr(elan, "ATTENTION_POLICY", {torch.float32: {16: "sdpa"}})
+    sdpa = policy.Rule("sdpa", policy.FP32, (16,), device=policy.ANY, when="always")
+    monkeypatch.setitem(policy.POLICY, "elan attention", (sdpa,))
     assert gflops("elan-light") == pytest.approx(106.92 + 7.55, abs=0.01)
 
 
@@ -134,7 +135,7 @@ def test_cli_bench(tmp_path, capsys):
     doc = json.loads(out.read_text())
     pan = doc["results"][0]
     assert pan["params"] == 272_419 and pan["sizes"]["16"]["latency"] > 0 and pan["macs"] == pan["layer_macs"]
-    from litesr import native
+    from litesr.ops import native
 
     assert f"compiled attention kernels: {native.status()}" in table and doc["native_kernels"] == native.status()
 

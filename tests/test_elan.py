@@ -8,8 +8,10 @@ import pytest
 import torch
 
 import litesr
-from litesr import compat, native
-from conftest import BENCHMARKS, TOLERANCE, load_vector, psnr, relative_error
+from litesr import compat
+from litesr.ops import native, policy
+from litesr.ops.policy import ANY, BF16, FP32, Rule
+from conftest import BENCHMARKS, TOLERANCE, load_vector, psnr, relative_error, without_paths
 
 NAMES = ["elan_light_x2", "elan_light_x3", "elan_light_x4", "elan_x4_d4"]
 
@@ -82,14 +84,11 @@ def test_attention_paths_match_the_official_vectors(monkeypatch, how):
     inside the fp32 tolerance, at
     every window size. Inputs a/b/c/d include sizes that are not multiples of the windows (padding), batch 2, and
     shifted blocks; chunks of 5 windows leave a ragged last chunk."""
-    from litesr.models import elan
-
     if how == "fused" and not native.window_attention_runs():
         pytest.skip(f"fused kernel not available here: {native.status()}")
-    if how != "fused":  # the eager paths, which the compiled kernel replaces where it runs
-        monkeypatch.setattr(elan, "FUSED_ATTENTION", {torch.bfloat16: (4, 8, 16)})
-    monkeypatch.setattr(elan, "ATTENTION_POLICY", {torch.float32: {4: how, 8: how, 16: how}})
-    monkeypatch.setattr(elan, "CHUNK_ELEMENTS", 5 * 16 * 16 * 16 * 16)
+    # every window size on this path (the eager paths: not the compiled kernel, which replaces them where it runs)
+    monkeypatch.setitem(policy.POLICY, "elan attention", (Rule(how, FP32, (4, 8, 16), device=ANY, when="inference"),))
+    monkeypatch.setattr(policy, "CHUNK_ELEMENTS", 5 * 16 * 16 * 16 * 16)
     state, tensors, _ = load_vector("elan_light_x4")
     model = litesr.load_model(state)
     with torch.inference_mode():
@@ -123,16 +122,11 @@ BF16_MIN_PSNR = 40.0
 
 @pytest.mark.parametrize("how", ["explicit", "sdpa", "chunked", "fused", None])
 def test_bf16_path_within_psnr_bound(monkeypatch, how):
-    from litesr import native
-    from litesr.models import elan
-
     if how == "fused" and not native.window_attention_runs():
         pytest.skip(f"fused kernel not available here: {native.status()}")
-    if how == "fused":
-        monkeypatch.setattr(elan, "FUSED_ATTENTION", {torch.bfloat16: (4, 8, 16)})
-    elif how is not None:  # None: the shipped policy
-        monkeypatch.setattr(elan, "FUSED_ATTENTION", {})
-        monkeypatch.setattr(elan, "ATTENTION_POLICY", {torch.bfloat16: {4: how, 8: how, 16: how}})
+    if how is not None:  # None: the shipped policy
+        rule = Rule(how, BF16, (4, 8, 16), device=ANY, when="inference")
+        monkeypatch.setitem(policy.POLICY, "elan attention", (rule,))
     state, tensors, _ = load_vector("elan_light_x4")
     model = litesr.load_model(state)
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
@@ -142,27 +136,27 @@ def test_bf16_path_within_psnr_bound(monkeypatch, how):
 
 
 def test_chunked_attention_is_the_explicit_arithmetic():
-    from litesr.models import elan
+    from litesr.ops import attention
 
     torch.manual_seed(0)
     q, v = torch.randn(11, 64, 20) * 0.3, torch.randn(11, 64, 20)
     explicit = torch.softmax(q @ q.transpose(-2, -1), dim=-1)
     for elements in (64 * 64, 3 * 64 * 64, 1 << 20):  # one window a chunk, a ragged last chunk, one chunk
-        elan.CHUNK_ELEMENTS, saved = elements, elan.CHUNK_ELEMENTS
+        policy.CHUNK_ELEMENTS, saved = elements, policy.CHUNK_ELEMENTS
         try:
-            maps, out = elan._chunked_attention(q, v)
+            maps, out = attention._chunked_attention(q, v)
         finally:
-            elan.CHUNK_ELEMENTS = saved
+            policy.CHUNK_ELEMENTS = saved
         assert torch.equal(torch.cat(maps), explicit) and torch.allclose(out, explicit @ v, rtol=0, atol=1e-6)
         v2 = torch.randn_like(v)  # the sharing GMSA's product from the per-chunk maps
-        assert torch.allclose(elan._chunked_apply(maps, v2), explicit @ v2, rtol=0, atol=1e-6)
+        assert torch.allclose(attention._chunked_apply(maps, v2), explicit @ v2, rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize("batch", [1, 3])
 def test_take_tokens_is_index_select_on_a_channel_slice(batch):
     """The 2-D row gather equals index_select(1, ·) on a channel slice of a wider map, and so does its gradient
     (index_select's own, or the inverse gather given the inverse permutation)."""
-    from litesr.models.blocks import take_tokens, window_order, window_unorder
+    from litesr.ops.windows import take_tokens, window_order, window_unorder
 
     wide = torch.randn(batch, 12 * 8, 30, requires_grad=True)
     index = window_order(12, 8, 4, 2)
@@ -210,8 +204,6 @@ def test_shipped_fp32_path_stays_near_float64(name, inputs):
 def test_padded_lfe_hidden_width_is_the_same_function(monkeypatch):
     """The LFE's hidden width padded with zero channels that stay (bf16 inference's layout) computes the official
     function: checked in fp32, where it must stay inside the conformance tolerance, and it really ran padded."""
-    from litesr.models import elan
-
     state, tensors, _ = load_vector("elan_light_x4")
     model = litesr.load_model(state).eval()
     x = tensors["input_a"] / 255.0
@@ -221,18 +213,17 @@ def test_padded_lfe_hidden_width_is_the_same_function(monkeypatch):
     with torch.inference_mode():
         plain = model(x)
         assert 128 not in widths
-        monkeypatch.setattr(elan, "PAD_HIDDEN", {torch.float32: 32})
+        rule = Rule(32, FP32, ANY, device=ANY, when="always")
+        monkeypatch.setitem(policy.POLICY, "shift-conv hidden width", (rule,))
         padded = model(x)
     assert widths.count(128) == 2 * 24  # ELAN-light's hidden 120 ran as 128 in every LFE (conv0 and the shift)
     assert relative_error(padded, plain) <= TOLERANCE
 
 
 def test_contiguous_q_and_v_change_no_bit(monkeypatch):
-    """bf16 inference copies each group's Q and V into contiguous tensors (CONTIGUOUS_QV): the same bits as bmm on
+    """bf16 inference copies each group's Q and V into contiguous tensors ("elan q and v"): the same bits as bmm on
     the strided halves, in every window size (64² covers the 4×4, 8×8 and chunked 16×16 windows)."""
-    from litesr.models import elan
-
-    monkeypatch.setattr(elan, "FUSED_ATTENTION", {})  # the eager path, which the compiled kernel replaces where it runs
+    without_paths(monkeypatch, "elan attention", "fused")  # the eager path, which the kernel replaces where it runs
 
     state, _, _ = load_vector("elan_light_x4")
     model = litesr.load_model(state).eval()
@@ -244,57 +235,59 @@ def test_contiguous_q_and_v_change_no_bit(monkeypatch):
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
         fast = model(x)
         # Q of 3 groups and V of the 4×4 and 8×8 ones in each of the 12 computing GMSAs (the 16×16 windows' V is
-        # copied into its zero-padded tensor instead, PADDED_V)
+        # copied into its zero-padded tensor instead, "elan padded v")
         assert copies.count(False) == (3 + 2) * 12
-        monkeypatch.setattr(elan, "CONTIGUOUS_QV", set())
+        monkeypatch.setitem(policy.POLICY, "elan q and v", ())
         strided = model(x)
     assert torch.equal(fast, strided)
 
 
 def test_padded_v_changes_no_bit(monkeypatch):
-    """bf16 inference zero-pads the 16×16 windows' V to 32 columns (PADDED_V) in both GMSAs: the same bits as the
+    """bf16 inference zero-pads the 16×16 windows' V to 32 columns ("elan padded v") in both GMSAs: the same bits as the
     20-column bmm's, at a size with several chunks of windows and a ragged last one."""
-    from litesr.models import elan
+    from litesr.ops import attention
 
-    monkeypatch.setattr(elan, "FUSED_ATTENTION", {})  # the eager path, which the compiled kernel replaces where it runs
+    without_paths(monkeypatch, "elan attention", "fused")  # the eager path, which the kernel replaces where it runs
 
     state, _, _ = load_vector("elan_light_x4")
     model = litesr.load_model(state).eval()
     x = torch.rand(1, 3, 80, 48, generator=torch.Generator().manual_seed(0))
-    monkeypatch.setattr(elan, "CHUNK_ELEMENTS", 4 * 256 * 256)  # 15 windows: chunks of 4, 4, 4, 3
+    monkeypatch.setattr(policy, "CHUNK_ELEMENTS", 4 * 256 * 256)  # 15 windows: chunks of 4, 4, 4, 3
     widths = []
-    padded_v = elan._padded_v
+    padded_v = attention._padded_v
 
     def recording(v):
         out = padded_v(v)
         widths.append(out.shape[-1])
         return out
 
-    monkeypatch.setattr(elan, "_padded_v", recording)
+    monkeypatch.setattr(attention, "_padded_v", recording)
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
         fast = model(x)
         assert widths == [32] * 24  # one V in each of the 24 GMSAs
-        monkeypatch.setattr(elan, "PADDED_V", {})
+        monkeypatch.setitem(policy.POLICY, "elan padded v", ())
         plain = model(x)
     assert torch.equal(fast, plain)
 
 
 @pytest.mark.parametrize("row", [16, 64, 256])
 def test_window_softmax_stays_within_bf16_rounding(row):
-    """bf16 window softmax (oneDNN's for the rows ONEDNN_SOFTMAX names, where this build runs it; ATen's otherwise)
+    """bf16 window softmax (oneDNN's for the rows "elan softmax" names, where this build runs it; ATen's otherwise)
     against float64 on unscaled logits as large as ELAN's: within bf16 rounding, and oneDNN's path really ran."""
-    from litesr.models import elan
+    from litesr.ops import attention
 
     torch.manual_seed(0)
     scores = (torch.randn(8, row, row) * 30).bfloat16()
     ref = torch.softmax(scores.double(), -1)
-    onednn = row in elan.ONEDNN_SOFTMAX[torch.bfloat16] and compat.onednn_softmax_runs(torch.bfloat16)  # probed first
+    named = any(r.take == "onednn" and torch.bfloat16 in r.dtypes and row in r.sizes
+                for r in policy.POLICY["elan softmax"])
+    onednn = named and compat.onednn_softmax_runs(torch.bfloat16)  # probed first
     calls = []
     to_mkldnn = torch.Tensor.to_mkldnn
     try:
         torch.Tensor.to_mkldnn = lambda self, *a: calls.append(self.shape) or to_mkldnn(self, *a)
         with torch.inference_mode():
-            out = elan._softmax(scores)
+            out = attention._softmax(scores)
     finally:
         torch.Tensor.to_mkldnn = to_mkldnn
     assert (out.double() - ref).abs().max().item() <= 2 ** -8
@@ -303,49 +296,47 @@ def test_window_softmax_stays_within_bf16_rounding(row):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_fused_conv_relu_is_conv_then_relu(monkeypatch, dtype):
-    """blocks.conv2d_relu: oneDNN's fused conv + ReLU (where this build runs it) gives the unfused values, really
-    runs where FUSED_CONV_RELU names the dtype at inference, and falls back to the differentiable ops with
+    """conv.conv2d_relu: oneDNN's fused conv + ReLU (where this build runs it) gives the unfused values, really
+    runs where "conv relu" names the dtype at inference, and falls back to the differentiable ops with
     gradients."""
-    from litesr.models import blocks
+    from litesr.ops import conv
 
     torch.manual_seed(0)
     x = torch.randn(1, 12, 9, 7).contiguous(memory_format=torch.channels_last).to(dtype)
     w, b = (torch.randn(16, 12, 1, 1) * 0.3).to(dtype), torch.randn(16).to(dtype)
     calls = []
     runs = compat.fused_conv_relu_runs(dtype)  # probed before the spy goes in
-    monkeypatch.setattr(blocks, "FUSED_CONV_RELU", {dtype})
+    monkeypatch.setitem(policy.POLICY, "conv relu", (Rule("fused", {dtype}, ANY, device="cpu", when="inference"),))
     if runs:
         fused_op = torch.ops.mkldnn._convolution_pointwise
         monkeypatch.setattr(torch.ops.mkldnn, "_convolution_pointwise", lambda *a: calls.append(1) or fused_op(*a))
     with torch.inference_mode():
-        fused = blocks.conv2d_relu(x, w, b)
+        fused = conv.conv2d_relu(x, w, b)
     assert bool(calls) == runs
     ref = torch.relu(torch.nn.functional.conv2d(x, w, b))
     assert torch.allclose(fused.float(), ref.float(), rtol=1e-6, atol=1e-6)
     calls.clear()
     xg = x.float().requires_grad_()
-    blocks.conv2d_relu(xg, w.float(), b.float()).sum().backward()
+    conv.conv2d_relu(xg, w.float(), b.float()).sum().backward()
     assert not calls and xg.grad is not None
 
 
 def test_fused_conv_relu_keeps_the_bf16_forward_bits(monkeypatch):
     """The whole bf16 ELAN forward gives the same bits with the fused conv + ReLU on and off."""
-    from litesr.models import blocks
-
     model = litesr.create_model("elan-light", 2).eval()
     img = torch.rand(1, 3, 20, 24)
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
         on = model(img)
-        monkeypatch.setattr(blocks, "FUSED_CONV_RELU", set())
+        monkeypatch.setitem(policy.POLICY, "conv relu", ())
         off = model(img)
     assert torch.equal(on, off)
 
 
 def test_chunked_training_attention_has_autograds_gradients(monkeypatch):
-    """elan._WindowAttention (training on the CPU) against autograd over softmax(Q Qᵀ)·V, in float64: gradcheck with
-    a chunk smaller than the batch of windows, the map's gradient from a sharing GMSA added in; then a whole
-    ELAN-light forward/backward runs through it and gives the same parameter gradients as autograd's ops."""
-    from litesr.models import elan
+    """attention._WindowAttention (training on the CPU) against autograd over softmax(Q Qᵀ)·V, in float64:
+    gradcheck with a chunk smaller than the batch of windows, the map's gradient from a sharing GMSA added in; then a
+    whole ELAN-light forward/backward runs through it and gives the same parameter gradients as autograd's ops."""
+    from litesr.ops import attention
 
     torch.manual_seed(0)
     q = torch.randn(5, 16, 3, dtype=torch.float64, requires_grad=True)
@@ -353,22 +344,24 @@ def test_chunked_training_attention_has_autograds_gradients(monkeypatch):
     v_shared = torch.randn(5, 16, 3, dtype=torch.float64, requires_grad=True)
 
     def both(q, v, v_shared):
-        attn, y = elan._WindowAttention.apply(q, v)
+        attn, y = attention._WindowAttention.apply(q, v)
         return y, attn @ v_shared
 
     with monkeypatch.context() as patch:
-        patch.setattr(elan, "CHUNK_ELEMENTS", 2 * 16 * 16)  # chunks of 2 windows: 2 + 2 + 1
+        patch.setattr(policy, "CHUNK_ELEMENTS", 2 * 16 * 16)  # chunks of 2 windows: 2 + 2 + 1
         assert torch.autograd.gradcheck(both, (q, v, v_shared))
-        assert torch.autograd.gradcheck(lambda q, v: elan._WindowAttention.apply(q, v)[0], (q, v))  # map alone
+        assert torch.autograd.gradcheck(lambda q, v: attention._WindowAttention.apply(q, v)[0], (q, v))  # map alone
 
     model = litesr.create_model("elan-light", 2).double().train()
     x, target = torch.rand(2, 3, 20, 24, dtype=torch.float64), torch.rand(2, 3, 40, 48, dtype=torch.float64)
     calls = []
-    forward = elan._WindowAttention.forward
-    monkeypatch.setattr(elan._WindowAttention, "forward", staticmethod(lambda *a: calls.append(1) or forward(*a)))
+    forward = attention._WindowAttention.forward
+    monkeypatch.setattr(attention._WindowAttention, "forward", staticmethod(lambda *a: calls.append(1) or forward(*a)))
 
     def grads(devices):
-        monkeypatch.setattr(elan, "CHUNKED_TRAINING_DEVICES", devices)
+        rules = policy.POLICY["elan attention"]  # chunked training on these devices only
+        monkeypatch.setitem(policy.POLICY, "elan attention",
+                            tuple(r for r in rules if r.take != "chunked training" or r.device in devices))
         model.zero_grad()
         torch.nn.functional.l1_loss(model(x), target).backward()
         return [p.grad.clone() for p in model.parameters() if p.grad is not None]
@@ -385,7 +378,7 @@ def test_inference_weights_are_built_once_and_again_after_a_change():
     """The derived inference weights (BN fold, padded LFE) are built once per dtype, and built again after anything
     that changes a parameter: load_state_dict, an in-place step, ``.to()``, and ``eval()`` after a ``.data`` edit;
     in training and with gradients on they are derived every call."""
-    from litesr.models import blocks
+    from litesr.ops.derived import inference_weights
 
     conv = torch.nn.Conv2d(2, 2, 1).eval()
     builds = []
@@ -396,7 +389,7 @@ def test_inference_weights_are_built_once_and_again_after_a_change():
 
     def derived(dtype=torch.float32):
         with torch.inference_mode():
-            return blocks.inference_weights(conv, "twice", dtype, build)
+            return inference_weights(conv, "twice", dtype, build)
 
     first = derived()
     assert derived() is first and len(builds) == 1
@@ -410,11 +403,11 @@ def test_inference_weights_are_built_once_and_again_after_a_change():
     assert derived().dtype == torch.float64  # new tensors: built again
     n = len(builds)
     with torch.no_grad():
-        blocks.inference_weights(conv, "twice", torch.float32, build)  # gradients off but not inference mode: cached
-    blocks.inference_weights(conv, "twice", torch.float32, build)  # gradients on: derived, never cached
+        inference_weights(conv, "twice", torch.float32, build)  # gradients off but not inference mode: cached
+    inference_weights(conv, "twice", torch.float32, build)  # gradients on: derived, never cached
     conv.train()
     with torch.inference_mode():
-        blocks.inference_weights(conv, "twice", torch.float32, build)  # training: derived
+        inference_weights(conv, "twice", torch.float32, build)  # training: derived
     assert len(builds) == n + 2
 
 

@@ -7,7 +7,8 @@ import torch
 import litesr
 from conftest import assert_config_matches, assert_conforms, load_vector
 from litesr.checkpoint import detect_architecture
-from litesr.models.blocks import relative_position_index, set_fused_attention
+from litesr.ops.attention import set_fused_attention
+from litesr.ops.windows import relative_position_index
 from litesr.models.grformer import esrpb_coordinates
 
 NAMES = ["grformer_light_x2", "grformer_light_x3", "grformer_light_x4", "grformer_full_x4_d4"]

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 import litesr
 from conftest import BENCHMARKS, CONFORMANCE, TOLERANCE, WEIGHTS, assert_conforms, load_vector, relative_error
 from litesr.checkpoint import detect_architecture
-from litesr.models.blocks import set_fused_attention
+from litesr.ops.attention import set_fused_attention
 from litesr.models.hitsrf import SCC, mirror_pad
 
 NAME = "hitsrf_x4"

@@ -1,4 +1,4 @@
-"""litesr.native: the compiled window-attention kernels (ELAN's, bf16 and fp32; Swin-type with bias/mask terms)
+"""litesr.ops.native: the compiled window-attention kernels (ELAN's, bf16 and fp32; Swin-type with bias/mask terms)
 against float64, the models taking them where named, their build and cache, and every way they fall back (then the
 models run their eager path)."""
 
@@ -11,8 +11,9 @@ import pytest
 import torch
 
 import litesr
-from litesr import native
 from litesr.models import elan
+from litesr.ops import attention, native, policy
+from conftest import without_paths
 
 RUNS = native.window_attention_runs()
 needs_kernel = pytest.mark.skipif(not RUNS, reason=f"fused kernel not available here: {native.status()}")
@@ -161,6 +162,11 @@ def test_built_once_into_the_cache(fresh, monkeypatch):
     assert list((fresh / "native").iterdir()) == built
 
 
+def _fused_windows(dtype):
+    """The window sides whose ELAN attention the policy runs in the kernel, in ``dtype``."""
+    return [ws for r in policy.POLICY["elan attention"] if r.take == "fused" and dtype in r.dtypes for ws in r.sizes]
+
+
 def _spy(monkeypatch):
     calls = []
     fused = native.window_attention
@@ -170,20 +176,20 @@ def _spy(monkeypatch):
 
 @needs_kernel
 def test_elan_runs_the_kernel_where_named(monkeypatch):
-    """Every window size FUSED_ATTENTION names, in both the computing and the sharing GMSAs, at bf16 and fp32
-    inference, never with gradients."""
+    """Every window size the "fused" rule of "elan attention" names, in both the computing and the sharing GMSAs,
+    at bf16 and fp32 inference, never with gradients."""
     calls = _spy(monkeypatch)
     model = litesr.create_model("elan-light", 2).eval()
     img = torch.rand(1, 3, 20, 24)
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
         model(img)
     gmsas = sum(isinstance(m, elan.GMSA) for m in model.modules())
-    assert sorted({s[1] for s in calls}) == sorted(ws * ws for ws in elan.FUSED_ATTENTION[torch.bfloat16])
-    assert len(calls) == gmsas * len(elan.FUSED_ATTENTION[torch.bfloat16])
+    assert sorted({s[1] for s in calls}) == sorted(ws * ws for ws in _fused_windows(torch.bfloat16))
+    assert len(calls) == gmsas * len(_fused_windows(torch.bfloat16))
     calls.clear()
     with torch.inference_mode():
         model(img)  # fp32: the same, through the fp32 kernel
-    assert len(calls) == gmsas * len(elan.FUSED_ATTENTION[torch.float32])
+    assert len(calls) == gmsas * len(_fused_windows(torch.float32))
     calls.clear()
     with torch.autocast("cpu", dtype=torch.bfloat16):
         model(img).sum()  # gradients on
@@ -208,13 +214,13 @@ def test_kernel_writes_windows_into_their_rows():
 
 @needs_kernel
 def test_elan_in_place_output_is_the_gathered_one(monkeypatch):
-    """bf16 GMSAs with every group fused write into one output (IN_PLACE_OUTPUT): the same bits as scattering each
+    """bf16 GMSAs with every group fused write into one output ("elan output"): the same bits as scattering each
     group's result back and concatenating, batch of two, shifted blocks."""
     model = litesr.create_model("elan-light", 2).eval()
     img = torch.rand(2, 3, 36, 20, generator=torch.Generator().manual_seed(0))
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
         in_place = model(img)
-        monkeypatch.setattr(elan, "IN_PLACE_OUTPUT", set())
+        monkeypatch.setitem(policy.POLICY, "elan output", ())
         gathered = model(img)
     assert torch.equal(in_place, gathered)
 
@@ -226,7 +232,7 @@ def test_elan_without_the_kernel_is_the_eager_path(fresh, monkeypatch):
     monkeypatch.setenv("LITESR_NATIVE", "0")
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
         fallback = model(img)
-        monkeypatch.setattr(elan, "FUSED_ATTENTION", {})
+        without_paths(monkeypatch, "elan attention", "fused")
         eager = model(img)
     assert torch.equal(fallback, eager)
 
@@ -276,10 +282,8 @@ def test_biased_kernel_refuses_what_it_cannot_take():
 def test_swin_geometry_runs_the_kernel(monkeypatch, shift, with_bias, index_groups):
     """Inference on 8×8 windows (SwinIR-light) takes the compiled kernel: the explicit path's result, each window
     with its own label pattern's mask, across two images; in bf16 and with mixed dtypes too; not with gradients."""
-    from litesr.models import blocks
-
     torch.manual_seed(0)
-    geom = blocks.WindowGeometry(24, 32, (8, 8), shift, -100.0)  # 3×4 windows an image
+    geom = attention.WindowGeometry(24, 32, (8, 8), shift, -100.0)  # 3×4 windows an image
     if index_groups:
         geom.groups = [(torch.tensor(range(24 // 8))[r], torch.tensor(range(32 // 8))[c], m) for r, c, m in geom.groups]
     q, k, v = (torch.randn(2 * geom.num_windows, 3, 64, 10) for _ in range(3))

@@ -121,13 +121,13 @@ def test_every_architecture_has_a_backward_check():
 
 
 class _PlainPermutation:
-    """``blocks.take_tokens`` without its custom autograd Function: index_select and its scatter-add backward."""
+    """``windows.take_tokens`` without its custom autograd Function: index_select and its scatter-add backward."""
 
     @staticmethod
     def apply(tokens, index, inverse):
-        from litesr.models import blocks
+        from litesr.ops import windows
 
-        return blocks._gather_rows(tokens, index)
+        return windows._gather_rows(tokens, index)
 
 
 def _set_esrt_attention(model, mode: str) -> int:
@@ -143,12 +143,13 @@ def _set_esrt_attention(model, mode: str) -> int:
 def _eager(model, monkeypatch) -> None:
     """Every custom training path of ``model`` off: the explicit attention of the official order (ESRT's official
     loop), ELAN's window attention through autograd's whole-map ops, token permutations through index_select."""
-    from litesr.models import blocks, elan
+    from conftest import without_paths
+    from litesr.ops import attention, windows
 
-    blocks.set_fused_attention(model, False)
+    attention.set_fused_attention(model, False)
     _set_esrt_attention(model, "naive")
-    monkeypatch.setattr(elan, "CHUNKED_TRAINING_DEVICES", set())
-    monkeypatch.setattr(blocks, "_Permutation", _PlainPermutation)
+    without_paths(monkeypatch, "elan attention", "chunked training")
+    monkeypatch.setattr(windows, "_Permutation", _PlainPermutation)
 
 
 def _training_model(arch: str) -> torch.nn.Module:
@@ -194,15 +195,15 @@ def test_training_gradients_equal_the_eager_paths(arch, monkeypatch, count_calls
     """In training mode, the gradients of the input and of every parameter through litesr's forward (custom
     autograd Functions, fused attention, ESRT's attention modes) equal those of the eager path of the official
     order (float64)."""
-    from litesr.models import blocks, elan
+    from litesr.ops import attention, windows
 
     torch.manual_seed(1)
     model = _training_model(arch)
     x = torch.rand(2, 3, 13, 18, dtype=torch.float64)
     weight = torch.randn(2, 3, 26, 36, dtype=torch.float64)
-    window_attention = count_calls(elan._WindowAttention, "apply")
-    permutation = count_calls(blocks._Permutation, "apply")
-    sdpa = count_calls(blocks.F, "scaled_dot_product_attention")
+    window_attention = count_calls(attention._WindowAttention, "apply")
+    permutation = count_calls(windows._Permutation, "apply")
+    sdpa = count_calls(attention.F, "scaled_dot_product_attention")
     fast = {"default": _gradients(model, x, weight)}
     custom = {"window attention Function": len(window_attention), "permutation Function": len(permutation),
               "SDPA": len(sdpa), "fused flag": sum(hasattr(m, "fused_attention") for m in model.modules()),

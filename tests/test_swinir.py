@@ -5,9 +5,10 @@ import pytest
 import torch
 
 import litesr
-from conftest import assert_config_matches, assert_conforms, load_vector
+from conftest import assert_config_matches, assert_conforms, load_vector, without_paths
 from litesr.checkpoint import detect_architecture
-from litesr.models.blocks import WindowGeometry, relative_position_index, set_fused_attention, shifted_window_mask
+from litesr.ops.attention import WindowGeometry, set_fused_attention
+from litesr.ops.windows import relative_position_index, shifted_window_mask
 
 NAME = "swinir_light_x4"
 
@@ -119,9 +120,7 @@ def test_grouped_masks_equal_the_official_mask(h, w, window, shift):
 
 def test_fused_attention_equals_explicit_with_index_groups(monkeypatch):
     """The fused path, also with non-contiguous window groups (index tensors), equals the explicit one."""
-    from litesr.models import blocks
-
-    monkeypatch.setattr(blocks, "CHUNKED_ATTENTION", {})  # SDPA, not the chunked path fp32 8×8 windows take
+    without_paths(monkeypatch, "swin attention", "chunked")  # SDPA, not the chunked path fp32 8×8 windows take
     torch.manual_seed(0)
     geom = WindowGeometry(24, 32, (8, 8), (4, 4), -100.0)
     # regroup as index tensors to exercise the general gather/scatter path
@@ -136,9 +135,7 @@ def test_fused_attention_equals_explicit_with_index_groups(monkeypatch):
 def test_explicit_attention_without_bias_masks_each_window(monkeypatch):
     """A shifted map's mask without a position bias goes to the windows, not across heads (the explicit path once
     viewed the logits as (B, nW, 1, N, N)): explicit equals SDPA."""
-    from litesr.models import blocks
-
-    monkeypatch.setattr(blocks, "CHUNKED_ATTENTION", {})
+    without_paths(monkeypatch, "swin attention", "chunked")
     torch.manual_seed(0)
     geom = WindowGeometry(24, 32, (8, 8), (4, 4), -100.0)
     q, k, v = (torch.randn(2 * geom.num_windows, 3, 64, 5) for _ in range(3))
@@ -149,26 +146,26 @@ def test_explicit_attention_without_bias_masks_each_window(monkeypatch):
 @pytest.mark.parametrize("index_groups", [False, True])
 @pytest.mark.parametrize("width", [5, 10])
 def test_chunked_attention_is_the_explicit_arithmetic(monkeypatch, shift, with_bias, index_groups, width):
-    """fp32 inference on 8×8 windows runs the explicit arithmetic a chunk of windows at a time (CHUNKED_ATTENTION):
+    """fp32 inference on 8×8 windows runs the explicit arithmetic a chunk of windows at a time ("swin attention"):
     the same result as the explicit path, with chunks that cut across label patterns and across images; with
-    SwinIR-light's 10-wide heads V zero-padded to 16 columns (PADDED_V_COLUMNS), other widths as they are."""
-    from litesr.models import blocks
+    SwinIR-light's 10-wide heads V zero-padded to 16 columns ("swin padded v"), other widths as they are."""
+    from litesr.ops import attention, policy
 
-    monkeypatch.setattr(blocks, "NATIVE_ATTENTION", {})  # the eager path, which the compiled kernel replaces
+    without_paths(monkeypatch, "swin attention", "native")  # the eager path, which the compiled kernel replaces
     torch.manual_seed(0)
     geom = WindowGeometry(24, 32, (8, 8), shift, -100.0)  # 3×4 windows an image
     if index_groups:
         geom.groups = [(torch.tensor(range(24 // 8))[r], torch.tensor(range(32 // 8))[c], m) for r, c, m in geom.groups]
     q, k, v = (torch.randn(2 * geom.num_windows, 3, 64, width) for _ in range(3))
     padded_to = []
-    pad = blocks.zero_padded_columns
-    monkeypatch.setattr(blocks, "zero_padded_columns", lambda t, w: padded_to.append(w) or pad(t, w))
+    pad = attention.zero_padded_columns
+    monkeypatch.setattr(attention, "zero_padded_columns", lambda t, w: padded_to.append(w) or pad(t, w))
     bias = torch.randn(3, 64, 64) if with_bias else None
     ref = geom.attend(q, k, v, bias, fused=False)
-    monkeypatch.setattr(blocks, "ATTENTION_CHUNK_ELEMENTS", 5 * 3 * 64 * 64)  # chunks of 5 windows: 5, 5, 5, 5, 4
+    monkeypatch.setattr(policy, "CHUNK_ELEMENTS", 5 * 3 * 64 * 64)  # chunks of 5 windows: 5, 5, 5, 5, 4
     chunked = []
-    run = blocks.WindowGeometry._chunked
-    monkeypatch.setattr(blocks.WindowGeometry, "_chunked", lambda self, *a: chunked.append(1) or run(self, *a))
+    run = attention.WindowGeometry._chunked
+    monkeypatch.setattr(attention.WindowGeometry, "_chunked", lambda self, *a: chunked.append(1) or run(self, *a))
     with torch.inference_mode():
         out = geom.attend(q, k, v, bias)
     assert chunked and torch.allclose(out, ref, rtol=0, atol=1e-6), (out - ref).abs().max()
@@ -198,7 +195,10 @@ def test_explicit_attention_has_the_gradients_of_the_fused_one(shift):
 def test_bf16_cpu_training_takes_the_explicit_attention():
     """Under CPU bf16 (autocast or bf16 tensors) with gradients, attend runs the explicit path (faster there than
     SDPA's math fallback); inference, and fp32 training, stay fused."""
-    from litesr.models.blocks import _explicit_is_faster
+    from litesr.ops.attention import _swin_path
+
+    def _explicit_is_faster(q):
+        return _swin_path(q, q, q) == "explicit"
 
     q = torch.randn(4, 3, 64, 5)
     assert not _explicit_is_faster(q.clone().requires_grad_())

@@ -4,7 +4,7 @@ Needs the optional extra: ``pip install "litesr[onnx]"`` (onnx, onnxruntime).
 
 Export uses the TorchScript-based exporter (``torch.onnx.export(dynamo=False)``) at opset 18 (ESRT's ``F.fold``
 needs it). Sizes flow through the graph as values: while exporting, the models pad with one ``F.pad`` computed
-from the traced size and build window orders/masks from it (``litesr.models.blocks.is_exporting``), so the graph
+from the traced size and build window orders/masks from it (``litesr.ops.policy.is_exporting``), so the graph
 is not frozen at the size it was traced at. Every export is then *checked*: onnxruntime runs it at two sizes
 (one not a multiple of any window) and its output must match PyTorch's within ``EXPORT_TOLERANCE`` (relative to
 the largest output value), or the export fails instead of writing a silently wrong file.

@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     print(format_table(results, args))
     kernels = None
     if not args.macs_only and device.type == "cpu":
-        from .. import native
+        from ..ops import native
 
         kernels = native.status()
         print(f"litesr's compiled attention kernels: {kernels}"

@@ -57,7 +57,7 @@ class SRModel(nn.Module):
 
     def train(self, mode: bool = True) -> SRModel:
         """As ``nn.Module.train``; it also drops the weights derived for inference
-        (:func:`~litesr.models.blocks.inference_weights`), so that ``model.eval()`` after changing parameters
+        (:func:`~litesr.ops.derived.inference_weights`), so that ``model.eval()`` after changing parameters
         through ``.data`` (which bumps no version counter) derives them anew."""
         for module in self.modules():
             module.__dict__.pop("_inference_weights", None)

@@ -29,8 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..ops.policy import is_exporting
 from .base import SRModel
-from .blocks import LayerNorm, conv3x3, is_exporting
+from .blocks import LayerNorm, conv3x3
 from .registry import Architecture, CheckpointError, Variant, register_architecture, register_variant
 
 PAPER = "Lu et al., Transformer for Single Image Super-Resolution, CVPR Workshops (NTIRE) 2022"

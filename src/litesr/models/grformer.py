@@ -24,9 +24,12 @@ import re
 import torch
 from torch import nn
 
+from ..ops.attention import window_geometry
+from ..ops.derived import inference_weights
+from ..ops.windows import relative_position_index
 from .base import SRModel
-from .blocks import PixelShuffleUpsampler, add_mean, pad_to_multiple, relative_position_index
-from .blocks import LayerNorm, inference_weights, official_window_buffers, subtract_mean, window_geometry
+from .blocks import PixelShuffleUpsampler, add_mean, pad_to_multiple
+from .blocks import LayerNorm, official_window_buffers, subtract_mean
 from .blocks import ConvFFN
 from .registry import Architecture, CheckpointError, Variant, register_architecture, register_variant
 from .statedict import mlp_ratio, nested_depths, pixel_shuffle_scale, require, rgb_input_width

@@ -31,15 +31,15 @@ raise for sides below 17 pixels (every group has a 64-pixel window). litesr pads
 period is 0), so any input of at least 1×1 works, identical to the official output wherever that exists.
 
 Differences from the official code that change nothing beyond fp32 rounding (the conformance vectors pass either
-way; ``blocks.set_fused_attention(model, False)`` runs the official order):
+way; ``ops.attention.set_fused_attention(model, False)`` runs the official order):
 - the position bias of each block depends only on its weights and window, so at inference it is built once and
-  reused (``blocks.inference_weights``: rebuilt when a parameter changes, every call in training); it is built as
+  reused (``ops.derived.inference_weights``: rebuilt when a parameter changes, every call in training); it is built as
   a box filter over the MLP's offset table (one (2w−1)² table, r×r means, an L×M gather) instead of the official
   L×L gather and mean (≈1e8 values for a 64-pixel window, every block of every forward);
 - both correlations are linear in their scores, so they are computed by associativity: the spatial one as
   ``q·(v̂ᵀv̂) / head_dim + bias·v̂`` (the bias product as one GEMM per head over all windows), the channel one as
   ``v·Gᵀ`` with the 30×30 G, never forming the (L×M) score maps per window. The compiled softmax kernels of
-  ``blocks.attend`` do not apply (no softmax here);
+  ``ops.attention`` do not apply (no softmax here);
 - features are kept channels-last (B, H, W, C) instead of tokens (B, H·W, C) (same memory order); the coordinate
   table is built in the weights' dtype (the official ``.float()`` makes fp64/fp16/bf16 models fail).
 """
@@ -53,9 +53,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..ops.derived import inference_weights
+from ..ops.policy import is_exporting
+from ..ops.windows import relative_position_index, window_partition, window_reverse
 from .base import SRModel
-from .blocks import LayerNorm, PatchEmbedNorm, PixelShuffleUpsampler, add_mean, inference_weights, is_exporting
-from .blocks import pad_to_multiple, relative_position_index, subtract_mean, window_partition, window_reverse
+from .blocks import LayerNorm, PatchEmbedNorm, PixelShuffleUpsampler, add_mean
+from .blocks import pad_to_multiple, subtract_mean
 from .blocks import ConvFFN, ResidualGroup, swin_trunk
 from .registry import Architecture, CheckpointError, Variant, register_architecture, register_variant
 from .statedict import mlp_ratio, nested_depths, pixel_shuffle_scale, refuse_other_swin_options, require

@@ -6,14 +6,14 @@ Reading order: SwinIR → RSTB (group) → SwinBlock (pre-norm) → WindowAttent
 
 State-dict keys are the official ones, so public SwinIR-light checkpoints load unchanged. The computed buffers
 of the official code (``relative_position_index``, ``attn_mask``) are not required: the index is a
-non-persistent buffer, the masks are built once per padded runtime size (``blocks.window_geometry``), and both
+non-persistent buffer, the masks are built once per padded runtime size (``ops.attention.window_geometry``), and both
 are accepted and discarded when a checkpoint contains them.
 
 Differences from the official code that change nothing in the output (beyond fp32 rounding):
 features are kept channels-last (B, H, W, C) instead of tokens (B, H·W, C) (same memory order); attention runs
-through ``scaled_dot_product_attention``, or at inference on a CPU through litesr's compiled kernel
-(``blocks.NATIVE_ATTENTION``, where it runs) or as the official arithmetic a cache-sized chunk of windows at a time
-(``blocks.CHUNKED_ATTENTION``; the explicit path: ``blocks.set_fused_attention``); any
+through ``scaled_dot_product_attention``, or at inference on a CPU through litesr's compiled kernel (where it
+runs) or as the official arithmetic a cache-sized chunk of windows at a time (which one:
+``ops.policy.POLICY["swin attention"]``; the explicit path: ``ops.attention.set_fused_attention``); any
 input size ≥ 1×1 works (the official code needs H, W ≥ 5).
 """
 
@@ -24,9 +24,11 @@ import math
 import torch
 from torch import nn
 
+from ..ops.attention import window_geometry
+from ..ops.windows import relative_position_index
 from .base import SRModel
-from .blocks import PixelShuffleUpsampler, add_mean, pad_to_multiple, relative_position_index
-from .blocks import LayerNorm, PatchEmbedNorm, official_window_buffers, subtract_mean, window_geometry
+from .blocks import PixelShuffleUpsampler, add_mean, pad_to_multiple
+from .blocks import LayerNorm, PatchEmbedNorm, official_window_buffers, subtract_mean
 from .blocks import ResidualGroup, swin_trunk
 from .registry import Architecture, CheckpointError, Variant, register_architecture, register_variant
 from .statedict import mlp_ratio, nested_depths, pixel_shuffle_scale, refuse_other_swin_options, require

@@ -13,7 +13,7 @@
  * Arithmetic: scores and A·V accumulate bf16 products in fp32 (as oneDNN's bf16 bmm does); the probabilities are
  * rounded to bf16 before A·V (as the eager bf16 path rounds the softmax output); y is rounded to bf16 once.
  *
- * Built at run time by litesr.native with the machine's C compiler; the caller checks the CPU and the result.
+ * Built at run time by litesr.ops.native with the machine's C compiler; the caller checks the CPU and the result.
  */
 #include <immintrin.h>
 #include <stdint.h>

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import torch
 
-from ..paths import cache_dir
+from ...paths import cache_dir
 
 SOURCE = Path(__file__).with_name("window_attention.c")
 FLAGS = ("-O3", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512bf16", "-mfma", "-fopenmp", "-shared", "-fPIC",
