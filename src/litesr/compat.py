@@ -24,6 +24,7 @@ def probes() -> dict[str, bool]:
         "torch._softmax on oneDNN tensors (fp32)": onednn_softmax_runs(torch.float32),
         "torch._softmax_backward_data": _softmax_backward_runs(),
         "torch.ops.mkldnn._convolution_pointwise (bf16)": fused_conv_relu_runs(torch.bfloat16),
+        "torch.ops.mkldnn._linear_pointwise and _convolution_pointwise gelu/add (fp32)": fused_ffn_runs(torch.float32),
         "Tensor._version": _version_runs(),
         "torch._foreach_lerp_": _foreach_lerp_runs(),
         "LRScheduler._last_lr": _last_lr_runs(),
@@ -96,6 +97,49 @@ def fused_conv_relu_runs(dtype: torch.dtype) -> bool:
         except (RuntimeError, NotImplementedError, TypeError):
             return False
         return torch.allclose(fused.float(), F.relu(F.conv2d(x, w, b)).float(), rtol=1e-2, atol=1e-5)
+
+
+def fused_linear_gelu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """``gelu(linear(x, weight, bias))`` (exact GELU) as one oneDNN call; callers check :func:`fused_ffn_runs`."""
+    return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "gelu", [], "none")
+
+
+def fused_depthwise_gelu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """``gelu(conv2d(x, weight, bias, padding=k // 2, groups=C))`` (exact GELU) as one oneDNN call."""
+    pad = weight.shape[-1] // 2
+    return torch.ops.mkldnn._convolution_pointwise(x, weight, bias, [pad, pad], [1, 1], [1, 1], x.shape[1], "gelu",
+                                                   [], "none")
+
+
+def fused_depthwise_add(x: torch.Tensor, other: torch.Tensor, weight: torch.Tensor,
+                        bias: torch.Tensor | None) -> torch.Tensor:
+    """``conv2d(x, weight, bias, padding=k // 2, groups=C) + other`` as one oneDNN call."""
+    pad = weight.shape[-1] // 2
+    return torch.ops.mkldnn._convolution_pointwise(x, other, weight, bias, [pad, pad], [1, 1], [1, 1], x.shape[1],
+                                                   "add", 1.0, None, [], None)
+
+
+@lru_cache(maxsize=None)
+def fused_ffn_runs(dtype: torch.dtype) -> bool:
+    """Whether this PyTorch build has oneDNN's linear + GELU and depthwise conv + GELU / + add for ``dtype``, and
+    they get a small case right."""
+    if not torch.backends.mkldnn.is_available() or not all(
+            hasattr(torch.ops.mkldnn, op) for op in ("_linear_pointwise", "_convolution_pointwise")):
+        return False
+    x = torch.linspace(-2, 2, 96).reshape(1, 4, 4, 6).to(dtype)
+    w, b = torch.linspace(-1, 1, 48).reshape(8, 6).to(dtype), torch.linspace(-0.5, 0.5, 8).to(dtype)
+    dw, db = torch.linspace(-1, 1, 72).reshape(8, 1, 3, 3).to(dtype), torch.linspace(0.5, -0.5, 8).to(dtype)
+    with torch.no_grad(), torch.autocast("cpu", enabled=False):
+        try:
+            h = fused_linear_gelu(x, w, b)
+            image = h.permute(0, 3, 1, 2)
+            got = [h, fused_depthwise_gelu(image, dw, db), fused_depthwise_add(image, image, dw, db)]
+        except (RuntimeError, NotImplementedError, TypeError):
+            return False
+        want_h = F.gelu(F.linear(x, w, b))
+        conv = F.conv2d(want_h.permute(0, 3, 1, 2), dw, db, padding=1, groups=8)
+        want = [want_h, F.gelu(conv), conv + want_h.permute(0, 3, 1, 2)]
+        return all(torch.allclose(g.float(), v.float(), rtol=1e-2, atol=1e-4) for g, v in zip(got, want))
 
 
 # --------------------------------------------------------------------------------------------- tensors, training

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..ops import ffn
 from ..ops.policy import is_exporting
 from ..ops.windows import shifted_window_mask
 
@@ -196,9 +197,7 @@ class ConvFFN(nn.Module):
         self.fc2 = nn.Linear(hidden, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.act(self.fc1(x))  # (B, H, W, hidden)
-        h = h + self.dwconv.depthwise_conv(h.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
-        return self.fc2(h)
+        return ffn.conv_ffn(x, self.fc1, self.act, self.dwconv.depthwise_conv, self.fc2)
 
 
 class _DWConv(nn.Module):

@@ -24,6 +24,7 @@ import math
 import torch
 from torch import nn
 
+from ..ops import ffn
 from ..ops.attention import window_geometry
 from ..ops.windows import relative_position_index
 from .base import SRModel
@@ -105,7 +106,7 @@ class Mlp(nn.Module):
         self.fc2 = nn.Linear(hidden, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.fc1(x)))
+        return ffn.mlp(x, self.fc1, self.act, self.fc2)
 
 
 class WindowAttention(nn.Module):

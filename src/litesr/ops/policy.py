@@ -188,6 +188,16 @@ POLICY: dict[str, tuple[Rule, ...]] = {
         Rule("fused", BF16, ANY, device="cpu", when="inference"),
         Rule("separate", ANY, ANY, device=ANY, when="always"),
     ),
+    # Transformer feed-forwards (SwinIR's MLP, GRFormer's and HiT-SRF's ConvFFN; ops.ffn) at fp32 inference on a
+    # CPU: the GELU inside fc1 and the depthwise conv, the residual add inside the last depthwise conv (oneDNN
+    # post-ops). At LR 128² per block, 1 thread, 2-core Intel Xeon with AVX-512 and no bf16 (2026-12-07): fc1 + GELU
+    # 5.4 against 12.6 ms, HiT-SRF's h + GELU(dwconv5×5(h)) 6.5 against 20 ms, GRFormer's branch 9-12 against
+    # 18-19 ms; whole forwards in docs/performance.md §3.5. bf16 autocast keeps the separate ops (autocast casts
+    # inside F.linear).
+    "feed-forward": (
+        Rule("fused", FP32, ANY, device="cpu", when="inference"),
+        Rule("separate", ANY, ANY, device=ANY, when="always"),
+    ),
     # The hidden width of ELAN's LFE (C·r_expand: 120 in ELAN-light) at inference (eval mode) padded to a multiple
     # of this many channels with zero channels that do not move (ops.conv.shift_convs_relu). oneDNN's bf16 depthwise
     # shift over channels-last pixels ran 3x slower on 120 channels than on 128 at LR 256² (2.4 against 0.8 ms);

@@ -1,0 +1,62 @@
+"""Feed-forward layers at inference: each activation computed inside the linear or convolution before it.
+
+Transformer feed-forwards spend their time in passes over a hidden map twice the width of the tokens: GELU alone
+read and wrote it once more after ``fc1``, and ConvFFN's depthwise branch twice more (its GELU, the residual add).
+oneDNN applies the GELU, and the add, to each output tile before writing it (``compat.fused_*``), where
+``POLICY["feed-forward"]`` says so; the same sums either way (within rounding of the GELU's erf).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .. import compat
+from . import policy
+
+
+def _fused(x: torch.Tensor, weight: torch.Tensor, act: nn.Module) -> bool:
+    """Whether this call takes the fused path: the policy says so, no autocast (its casts happen in F.linear),
+    the weights in the input's dtype, the exact GELU, and this PyTorch gets the fused ops right."""
+    return policy.choose("feed-forward", x.device, x.dtype, runs=lambda how: how != "fused" or (
+        not torch.is_autocast_enabled(x.device.type) and weight.dtype == x.dtype and isinstance(act, nn.GELU)
+        and act.approximate == "none" and compat.fused_ffn_runs(x.dtype))) == "fused"
+
+
+def mlp(x: torch.Tensor, fc1: nn.Linear, act: nn.Module, fc2: nn.Linear) -> torch.Tensor:
+    """``fc2(act(fc1(x)))``: SwinIR's MLP."""
+    if _fused(x, fc1.weight, act):
+        return fc2(compat.fused_linear_gelu(x, fc1.weight, fc1.bias))
+    return fc2(act(fc1(x)))
+
+
+def _depthwise(conv: nn.Module) -> bool:
+    return (isinstance(conv, nn.Conv2d) and conv.groups == conv.in_channels == conv.out_channels
+            and conv.stride == (1, 1) and conv.dilation == (1, 1) and conv.kernel_size[0] == conv.kernel_size[1]
+            and conv.kernel_size[0] % 2 == 1 and conv.padding == (conv.kernel_size[0] // 2,) * 2)
+
+
+def _fusable_branch(branch: nn.Sequential) -> bool:
+    """``[depthwise conv, exact GELU]`` (HiT-SRF) or ``[depthwise conv, exact GELU, depthwise conv]`` (GRFormer)."""
+    layers = list(branch)
+    return (len(layers) in (2, 3) and _depthwise(layers[0]) and isinstance(layers[1], nn.GELU)
+            and layers[1].approximate == "none" and (len(layers) == 2 or _depthwise(layers[2])))
+
+
+def conv_ffn(x: torch.Tensor, fc1: nn.Linear, act: nn.Module, branch: nn.Sequential, fc2: nn.Linear) -> torch.Tensor:
+    """``h = act(fc1(x)); h = h + branch(h); fc2(h)`` on (B, H, W, C) tokens, ``branch`` a depthwise stack run on
+    the image (a channels-last view of ``h``): GRFormer's and HiT-SRF's ConvFFN."""
+    if _fused(x, fc1.weight, act) and _fusable_branch(branch):
+        h = compat.fused_linear_gelu(x, fc1.weight, fc1.bias)  # (B, H, W, hidden)
+        image = h.permute(0, 3, 1, 2)  # a channels-last NCHW view
+        conv = branch[0]
+        y = compat.fused_depthwise_gelu(image, conv.weight, conv.bias)
+        if len(branch) == 3:  # h + conv2(gelu(conv1(h))): the add inside the second conv
+            out = compat.fused_depthwise_add(y, image, branch[2].weight, branch[2].bias).permute(0, 2, 3, 1)
+        else:  # h + gelu(conv(h))
+            out = y.permute(0, 2, 3, 1).add_(h)
+        return F.linear(out, fc2.weight, fc2.bias)
+    h = act(fc1(x))
+    h = h + branch(h.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+    return fc2(h)
