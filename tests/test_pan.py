@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 import litesr
-from litesr.models.pan import nearest_upsample_conv3x3
+from litesr.ops.conv import nearest_upsample_conv3x3
 
 
 @pytest.mark.parametrize("factor", [2, 3, 4])
