@@ -205,6 +205,7 @@ def main() -> None:
     record = {"date": datetime.date.today().isoformat(), "commit": commit, "cpu": cpu_name(details=True),
               "threads": torch.get_num_threads(), "torch": torch.__version__, "lr_size": args.size,
               "large": args.large if large is not None else None,
+              "chart": None if args.no_figures else "psnr_vs_latency.png",
               "gemm_gflops": {k: round(v / 1e9, 1) for k, v in peak.items()}, "runs": args.runs, "rows": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(record, indent=1) + "\n")
@@ -247,8 +248,8 @@ def markdown(record: dict) -> str:
         "trained on its own data by its own recipe (the *trained on* column): the table compares what a user can "
         "download, not architectures under one recipe ([cpu291.md](cpu291.md) does that for four of them).",
         "",
-        "![PSNR against CPU latency](psnr_vs_latency.png)",
-        "",
+        *([f"![PSNR against CPU latency]({record['chart']})", ""] if record.get("chart", "psnr_vs_latency.png")
+          else []),
         f"Measured {record['date']} at commit `{record['commit']}` on {record['cpu']}, {record['threads']} threads, "
         f"torch {record['torch']}; GEMM peak fp32 {record['gemm_gflops']['fp32']:.0f}, bf16 "
         f"{record['gemm_gflops']['bf16']:.0f} GFLOP/s. Seconds: `litesr upscale` defaults on a "
