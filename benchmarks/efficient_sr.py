@@ -154,7 +154,13 @@ def main() -> None:
     if json_path.is_file() and not args.fresh_scores:
         old = {r["sha256"]: r.get("scores") for r in json.loads(json_path.read_text())["rows"] if r.get("scores")}
 
-    peak = {"fp32": gemm_peak(torch.float32, args.gemm), "bf16": gemm_peak(torch.bfloat16, args.gemm)}
+    from litesr import compat
+
+    # bf16 only where the CPU computes it natively: elsewhere auto never picks it, and an emulated bf16 GEMM of
+    # --gemm's size takes minutes under an AVX2 cap
+    peak = {"fp32": gemm_peak(torch.float32, args.gemm)}
+    if compat.cpu_has_native_bf16():
+        peak["bf16"] = gemm_peak(torch.bfloat16, args.gemm)
     cpu = torch.device("cpu")
     image = photo(ROOT / "examples" / "sample.png", args.size)
     models, rows = {}, []
@@ -251,8 +257,9 @@ def markdown(record: dict) -> str:
         *([f"![PSNR against CPU latency]({record['chart']})", ""] if record.get("chart", "psnr_vs_latency.png")
           else []),
         f"Measured {record['date']} at commit `{record['commit']}` on {record['cpu']}, {record['threads']} threads, "
-        f"torch {record['torch']}; GEMM peak fp32 {record['gemm_gflops']['fp32']:.0f}, bf16 "
-        f"{record['gemm_gflops']['bf16']:.0f} GFLOP/s. Seconds: `litesr upscale` defaults on a "
+        f"torch {record['torch']}; GEMM peak fp32 {record['gemm_gflops']['fp32']:.0f}"
+        + (f", bf16 {record['gemm_gflops']['bf16']:.0f}" if "bf16" in record["gemm_gflops"] else " (no native bf16)")
+        + f" GFLOP/s. Seconds: `litesr upscale` defaults on a "
         f"{record['lr_size']}² picture (x4), median of {record['runs']} interleaved rounds; default = "
         "`--precision auto`; ÷ floor at the default precision; memory = peak resident growth of that forward. "
         + (f"{large} MP/s: output megapixels per second of the same default upscale of an LR {large} picture "
