@@ -7,7 +7,8 @@ import torch
 
 import litesr
 from conftest import BENCHMARKS, TOLERANCE, WEIGHTS, assert_conforms, load_vector, relative_error
-from litesr.models.esrt import ATTENTION_MODES, DEFAULT_ATTENTION, feature_split, split_attention, sdpa_attention
+from litesr.models.esrt import DEFAULT_ATTENTION
+from litesr.ops.segments import ATTENTION_MODES, feature_split, split_attention, sdpa_attention
 
 NAMES = ["esrt_x2", "esrt_x3", "esrt_x4"]
 THIRD_PARTY_X3 = WEIGHTS / "ESRT-thirdparty" / "ESRT_x3.pth"

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..ops import ffn
+from ..ops import ffn, norm
 from ..ops.policy import is_exporting
 from ..ops.windows import shifted_window_mask
 
@@ -62,22 +62,11 @@ class MeanShift(nn.Conv2d):
 
 
 class LayerNorm(nn.LayerNorm):
-    """``nn.LayerNorm`` (same parameters and keys) that, at inference on a CPU, normalises a bf16/fp16 input in
-    float32 and rounds the result back to the input's dtype.
-
-    Under bf16 autocast the Swin-type models' residual stream is bf16, and ATen's bf16 layer norm (float32 inside)
-    ran 2.1x slower than the float32 one with both casts: 815 against 381 µs on (1, 128, 128, 60), freed blocks
-    reused. Whole bf16 forward, shipped x4, interleaved in alternating order: SwinIR-light 0.328 against 0.347 s at
-    LR 128² (-5 %), 1.36 against 1.42 s at 256²; GRFormer 0.526 against 0.547 s at 128² (-4 %); ESRT (two norms)
-    unchanged (2-core EPYC AVX-512 BF16, 2026-11-30). The arithmetic is the bf16 kernel's (float32 inside).
-    """
+    """``nn.LayerNorm`` (same parameters and keys) computed by ``ops.norm.layer_norm``: at inference on a CPU a
+    bf16/fp16 input is normalised in float32 and rounded back (the reason and figures: ``POLICY["layer norm"]``)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dtype in (torch.bfloat16, torch.float16) and x.is_cpu and not torch.is_grad_enabled():
-            weight = None if self.weight is None else self.weight.float()
-            bias = None if self.bias is None else self.bias.float()
-            return F.layer_norm(x.float(), self.normalized_shape, weight, bias, self.eps).to(x.dtype)
-        return super().forward(x)
+        return norm.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
 
 
 class PatchEmbedNorm(nn.Module):

@@ -198,6 +198,16 @@ POLICY: dict[str, tuple[Rule, ...]] = {
         Rule("fused", FP32, ANY, device="cpu", when="inference"),
         Rule("separate", ANY, ANY, device=ANY, when="always"),
     ),
+    # Layer norm of a bf16/fp16 input on a CPU without gradients (ops.norm): under bf16 autocast the Swin-type
+    # models' residual stream is bf16, and ATen's bf16 layer norm (float32 inside) ran 2.1x slower than the float32
+    # one with both casts: 815 against 381 µs on (1, 128, 128, 60), freed blocks reused. Whole bf16 forward, shipped
+    # x4, interleaved in alternating order: SwinIR-light 0.328 against 0.347 s at LR 128² (-5 %), 1.36 against
+    # 1.42 s at 256²; GRFormer 0.526 against 0.547 s at 128² (-4 %); ESRT (two norms) unchanged (2-core EPYC
+    # AVX-512 BF16, 2026-11-30). The arithmetic is the bf16 kernel's (float32 inside).
+    "layer norm": (
+        Rule("float32 inside", frozenset({torch.bfloat16, torch.float16}), ANY, device="cpu", when="no gradients"),
+        Rule("native", ANY, ANY, device=ANY, when="always"),
+    ),
     # The hidden width of ELAN's LFE (C·r_expand: 120 in ELAN-light) at inference (eval mode) padded to a multiple
     # of this many channels with zero channels that do not move (ops.conv.shift_convs_relu). oneDNN's bf16 depthwise
     # shift over channels-last pixels ran 3x slower on 120 channels than on 128 at LR 256² (2.4 against 0.8 ms);
