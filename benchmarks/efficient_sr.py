@@ -188,14 +188,14 @@ def main() -> None:
               flush=True)
     seconds = timed_rows(models, image, args.runs)
     large = None if args.large == "0" else tuple(int(v) for v in args.large.lower().split("x"))
+    big = None if large is None else photo(ROOT / "examples" / "sample.png", large[1], large[0])
     for row in rows:
         s = seconds[row["name"]]
         row["seconds_fp32"], row["seconds_auto"] = s["fp32"], s["auto"]
         row["floor_fp32"] = row["flops_lr"] / peak["fp32"]
         row["floor_auto"] = row["flops_lr"] / peak["bf16" if row["precision_auto"] == "bf16" else "fp32"]
         line = f"# {row['name']}: {args.size}² {s['auto']:.3f} s = {s['auto'] / row['floor_auto']:.2f}× floor"
-        if large is not None:
-            big = photo(ROOT / "examples" / "sample.png", large[1], large[0])
+        if big is not None:
             row.update(large_row(models[row["name"]], big, s["auto"], (args.size * 4) ** 2))
             line += (f"; {large[0]}×{large[1]} {row['seconds_large']:.1f} s, {row['mpix_per_s_large']:.2f} MP/s "
                      f"out, {row['large_per_tile']:.2f}× the tile's time per pixel")
