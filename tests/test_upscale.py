@@ -12,7 +12,7 @@ from PIL import Image
 import litesr
 from litesr.cli import main
 from litesr.runner import TorchRunner
-from litesr.tiling import InferenceOptions, plan_tiles, upscale_tensor
+from litesr.tiling import DEFAULT_OVERLAP, InferenceOptions, plan_tiles, upscale_tensor
 from litesr.io import image_to_tensor, read_image
 from conftest import BENCHMARKS, NearestX4, load_vector, psnr
 
@@ -72,8 +72,9 @@ def test_tiled_matches_untiled_above_45db(elan_weights):
     runner = TorchRunner(model)
     runner.static_shape = True  # windows of one size, as for a runtime compiled per shape
     uniform = upscale_tensor(runner, x, InferenceOptions(tile=64))
-    assert shapes == {(1, 3, 96, 96)}  # 64 + 32 context on the inner side; the far border tiles padded to it
-    assert psnr01(uniform, full) > 45.0  # here equal to `tiled`: 88 rows padded to 96 is what the model does itself
+    side = 64 + DEFAULT_OVERLAP  # the core and the context on the inner side; the far border tiles padded to it
+    assert shapes == {(1, 3, side, side)}
+    assert psnr01(uniform, full) > 45.0
 
 
 def test_cli_upscale_writes_output(elan_weights, tmp_path):

@@ -20,7 +20,7 @@ from .errors import UsageError
 from .runner import Runner, as_runner
 
 DEFAULT_TILE = 256
-DEFAULT_OVERLAP = 32
+DEFAULT_OVERLAP = 16
 
 
 @dataclass(frozen=True)
