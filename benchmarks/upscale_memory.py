@@ -76,6 +76,7 @@ def main() -> None:
         command = [*env_threads, sys.executable, "-m", "litesr", "upscale", str(src), "-o", str(out), *weights,
                    "--device", "cpu", "--tile", str(args.tile), "--quiet", "--max-pixels", "0"]
         peak, seconds = child_peak(command)
+        Image.MAX_IMAGE_PIXELS = None  # our own output: a 16000×12000 file is not a decompression bomb
         with Image.open(out) as img:
             size = img.size
         output_bytes = size[0] * size[1] * 3
