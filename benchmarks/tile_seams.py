@@ -2,10 +2,11 @@
 
 For every x4 model with weights (as ``benchmarks/efficient_sr.py`` picks them), one picture is upscaled whole and
 tiled with each ``--overlaps`` value, at ``--tile``. Printed per overlap: PSNR (RGB, 8-bit, peak 255) of the
-tiled output against the whole one over the full image, and over the interior that leaves out ``--band`` LR
-pixels at the image border (where some official architectures, ELAN's among them, roll their shifted windows
-around the image: the whole pass mixes the left edge with the right one there, which a tile cannot reproduce),
-and the time per output pixel of the tiled pass ÷ the whole pass's.
+tiled output against the whole one over the full image, over the rows and columns within 4 LR pixels of a seam
+between tiles (where tiles differ; ``tests/test_upscale.py`` holds every model above 45 dB there), and over the
+interior that leaves out ``--band`` LR pixels at the image border (where some official architectures, ELAN's
+among them, roll their shifted windows around the image: the whole pass mixes the left edge with the right one
+there, which a tile cannot reproduce), and the time per output pixel of the tiled pass ÷ the whole pass's.
 
     python benchmarks/tile_seams.py --size 384x512 --tile 128 --overlaps 8 16 24 32
 """
@@ -29,6 +30,17 @@ def psnr255(a: np.ndarray, b: np.ndarray) -> float:
     return float("inf") if mse == 0 else 10 * np.log10(255.0 ** 2 / mse)
 
 
+def seam_mask(tiles, h: int, w: int, scale: int, reach: int = 4) -> np.ndarray:
+    """Output pixels within ``reach`` LR pixels of a boundary between two tiles' cores."""
+    mask = np.zeros((h * scale, w * scale), dtype=bool)
+    for t in tiles:
+        for c in {t.cy0, t.cy1} - {0, h}:
+            mask[max(0, c - reach) * scale:(c + reach) * scale, :] = True
+        for c in {t.cx0, t.cx1} - {0, w}:
+            mask[:, max(0, c - reach) * scale:(c + reach) * scale] = True
+    return mask
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--weights", nargs="*", help="zoo names or files (default: every x4 entry with a file here)")
@@ -48,8 +60,8 @@ def main() -> None:
     h, w = (int(v) for v in args.size.lower().split("x"))
     image = photo(args.image, h, w)
     names = args.weights or [name for _, name in default_entries()]
-    print(f"LR {h}x{w}, tile {args.tile}; PSNR dB of tiled against whole (all | interior without {args.band} px "
-          f"at the border), time per pixel tiled ÷ whole", flush=True)
+    print(f"LR {h}x{w}, tile {args.tile}; PSNR dB of tiled against whole (all | seams | interior without "
+          f"{args.band} px at the border), time per pixel tiled ÷ whole", flush=True)
     for name in names:
         model = load_model(str(resolve_file(name)))
         runner = TorchRunner(model, "cpu", "fp32")
@@ -63,7 +75,9 @@ def main() -> None:
             tiled = tiling.upscale_array(runner, image, tiling.InferenceOptions(tile=args.tile, overlap=overlap))
             seconds = time.perf_counter() - start
             used = max(overlap, runner.tile_context)
+            seams = seam_mask(tiling.plan_for(runner, h, w, args.tile, overlap), h, w, model.scale)
             cells.append(f"ov {overlap:>2}{'*' if used != overlap else ' '}: {psnr255(tiled, whole):6.2f} | "
+                         f"{psnr255(tiled[seams], whole[seams]):6.2f} | "
                          f"{psnr255(tiled[b:-b, b:-b], whole[b:-b, b:-b]):6.2f} dB {seconds / t_whole:4.2f}x")
         print(f"{name:>22}  " + "   ".join(cells), flush=True)
     print("* the architecture's own tile context is larger and was used instead")
