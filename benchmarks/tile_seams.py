@@ -18,27 +18,9 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def psnr255(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10 * np.log10(255.0 ** 2 / mse)
-
-
-def seam_mask(tiles, h: int, w: int, scale: int, reach: int = 4) -> np.ndarray:
-    """Output pixels within ``reach`` LR pixels of a boundary between two tiles' cores."""
-    mask = np.zeros((h * scale, w * scale), dtype=bool)
-    for t in tiles:
-        for c in {t.cy0, t.cy1} - {0, h}:
-            mask[max(0, c - reach) * scale:(c + reach) * scale, :] = True
-        for c in {t.cx0, t.cx1} - {0, w}:
-            mask[:, max(0, c - reach) * scale:(c + reach) * scale] = True
-    return mask
 
 
 def main() -> None:
@@ -53,6 +35,7 @@ def main() -> None:
 
     from efficient_sr import default_entries, resolve_file
     from floor import photo
+    from precision_speed import agreement_db as psnr255
 
     from litesr import load_model, tiling
     from litesr.runner import TorchRunner
@@ -75,7 +58,7 @@ def main() -> None:
             tiled = tiling.upscale_array(runner, image, tiling.InferenceOptions(tile=args.tile, overlap=overlap))
             seconds = time.perf_counter() - start
             used = max(overlap, runner.tile_context)
-            seams = seam_mask(tiling.plan_for(runner, h, w, args.tile, overlap), h, w, model.scale)
+            seams = tiling.seam_mask(tiling.plan_for(runner, h, w, args.tile, overlap), h, w, model.scale)
             cells.append(f"ov {overlap:>2}{'*' if used != overlap else ' '}: {psnr255(tiled, whole):6.2f} | "
                          f"{psnr255(tiled[seams], whole[seams]):6.2f} | "
                          f"{psnr255(tiled[b:-b, b:-b], whole[b:-b, b:-b]):6.2f} dB {seconds / t_whole:4.2f}x")

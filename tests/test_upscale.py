@@ -12,7 +12,7 @@ from PIL import Image
 import litesr
 from litesr.cli import main
 from litesr.runner import TorchRunner
-from litesr.tiling import DEFAULT_OVERLAP, InferenceOptions, plan_tiles, upscale_tensor
+from litesr.tiling import DEFAULT_OVERLAP, InferenceOptions, plan_for, plan_tiles, seam_mask, upscale_tensor
 from litesr.io import image_to_tensor, read_image
 from conftest import BENCHMARKS, NearestX4, load_vector, psnr
 
@@ -103,12 +103,7 @@ def test_every_model_tiles_at_the_default_context_above_45db_against_the_whole_i
     h, w, s = x.shape[-2], x.shape[-1], model.scale
     full = upscale_tensor(model, x, InferenceOptions(tile=None))
     tiled = upscale_tensor(model, x, InferenceOptions(tile=64))  # the default context; several tiles of 125×120
-    seams = torch.zeros(h * s, w * s, dtype=torch.bool)
-    for t in litesr.tiling.plan_for(model, h, w, tile=64):
-        for c in {t.cy0, t.cy1} - {0, h}:
-            seams[(c - 4) * s:(c + 4) * s, :] = True
-        for c in {t.cx0, t.cx1} - {0, w}:
-            seams[:, (c - 4) * s:(c + 4) * s] = True
+    seams = torch.from_numpy(seam_mask(plan_for(model, h, w, tile=64), h, w, s))  # within 4 LR px of a seam
     assert seams.any()
     assert psnr01(tiled[..., seams], full[..., seams]) > 45.0
 
@@ -330,7 +325,6 @@ def test_upscale_array_memory_is_the_uint8_output_not_a_float_one():
 
 
 def test_a_model_that_needs_more_context_gets_it_whatever_overlap_is_asked():
-    from litesr.tiling import plan_for
 
     class Wide(torch.nn.Module):
         scale, size_multiple, tile_context = 4, 16, 48

@@ -105,6 +105,19 @@ def plan_for(runner: Runner | nn.Module, h: int, w: int, tile: int | None = DEFA
                       uniform=runner.static_shape)
 
 
+
+def seam_mask(tiles: list[Tile], height: int, width: int, scale: int, reach: int = 4) -> np.ndarray:
+    """The ``scale·H × scale·W`` output pixels within ``reach`` LR pixels of a boundary between two tiles' cores:
+    where a tiled result can differ from the whole-image pass (what ``tests`` and ``benchmarks/tile_seams.py``
+    compare)."""
+    mask = np.zeros((height * scale, width * scale), dtype=bool)
+    for t in tiles:
+        for c in {t.cy0, t.cy1} - {0, height}:
+            mask[max(0, c - reach) * scale:(c + reach) * scale, :] = True
+        for c in {t.cx0, t.cx1} - {0, width}:
+            mask[:, max(0, c - reach) * scale:(c + reach) * scale] = True
+    return mask
+
 class _Tiler:
     """What every tiled upscaling shares: the tile plan, the forward of one tile, and cutting out its core."""
 
