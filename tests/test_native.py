@@ -15,8 +15,9 @@ from litesr.models import elan
 from litesr.ops import attention, native, policy
 from conftest import without_paths
 
-RUNS = native.window_attention_runs()
+RUNS, RUNS_BF16 = native.window_attention_runs(torch.float32), native.window_attention_runs(torch.bfloat16)
 needs_kernel = pytest.mark.skipif(not RUNS, reason=f"fused kernel not available here: {native.status()}")
+needs_bf16_kernel = pytest.mark.skipif(not RUNS_BF16, reason=f"no bf16 kernel here: {native.status()}")
 builds_here = pytest.mark.skipif(
     platform.system() != "Linux" or platform.machine() not in ("x86_64", "AMD64")
     or not (shutil.which("cc") or shutil.which("gcc")), reason="the kernels build on Linux x86-64 with cc only")
@@ -33,11 +34,13 @@ def fresh(monkeypatch, tmp_path):
 
 @builds_here
 def test_kernel_runs_where_it_should():
-    """On Linux x86-64 with the CPU's flags and a C compiler the kernel builds, loads and passes its check (else a
-    kernel broken so that it fails its check would only skip the tests below)."""
+    """On Linux x86-64 with the CPU's flags and a C compiler the kernels build, load and pass their check (else a
+    kernel broken so that it fails its check would only skip the tests below): fp32 on every AVX-512 CPU, bf16 too
+    where it has AVX-512 BF16."""
     if not native.CPU_FLAGS <= native._cpu_flags() or os.environ.get("LITESR_NATIVE") == "0":
-        pytest.skip("no AVX-512 BF16 CPU here, or LITESR_NATIVE=0")
+        pytest.skip("no AVX-512 CPU here, or LITESR_NATIVE=0")
     assert RUNS, native.status()
+    assert RUNS_BF16 == (native.BF16_CPU_FLAGS <= native._cpu_flags()), native.status()
 
 
 def _windows(w, n, d, seed=0):
@@ -47,7 +50,7 @@ def _windows(w, n, d, seed=0):
     return t[..., :d], t[..., d:]
 
 
-@needs_kernel
+@needs_bf16_kernel
 @pytest.mark.parametrize("n,d", [(16, 20), (64, 20), (256, 20), (256, 7), (64, 60), (32, 33), (16, 1)])
 def test_kernel_is_as_exact_as_eager_bf16(n, d):
     """Within 1 % of the float64 result, and no further from it than eager bf16 (which rounds the scores)."""
@@ -60,7 +63,7 @@ def test_kernel_is_as_exact_as_eager_bf16(n, d):
     assert (fused - ref).abs().max().item() <= (eager - ref).abs().max().item() + 2 ** -9 * scale
 
 
-@needs_kernel
+@needs_bf16_kernel
 def test_kernel_takes_strided_rows_and_leaves_its_inputs():
     q, v = _windows(3, 32, 20)
     before = q.clone(), v.clone()
@@ -69,7 +72,7 @@ def test_kernel_takes_strided_rows_and_leaves_its_inputs():
     assert torch.equal(q, before[0]) and torch.equal(v, before[1])
 
 
-@needs_kernel
+@needs_bf16_kernel
 def test_kernel_refuses_what_it_cannot_take():
     q, v = _windows(2, 24, 20)  # 24 tokens: not a multiple of 16
     assert not native.supports(q)
@@ -98,9 +101,25 @@ def test_disabled_by_environment(fresh, monkeypatch):
     assert not native.window_attention_runs() and "LITESR_NATIVE=0" in native.status()
 
 
-def test_cpu_without_avx512_bf16_falls_back(fresh, monkeypatch):
+def test_cpu_without_avx512_falls_back(fresh, monkeypatch):
     monkeypatch.setattr(native, "_cpu_flags", lambda: {"avx2", "fma"})
-    assert not native.window_attention_runs() and "avx512_bf16" in native.status()
+    assert not native.window_attention_runs() and "avx512f" in native.status()
+
+
+@builds_here
+def test_cpu_without_avx512_bf16_gets_the_fp32_kernel(fresh, monkeypatch):
+    """AVX-512 without BF16 (an Intel Xeon before Cooper Lake): the fp32-only build, which runs fp32 windows (to
+    fp32 rounding) and says why bf16 ones fall back."""
+    monkeypatch.setattr(native, "_cpu_flags", lambda: set(native.CPU_FLAGS))
+    assert native.window_attention_runs(torch.float32) and not native.window_attention_runs(torch.bfloat16)
+    assert "fp32 only" in native.status() and "avx512_bf16" in native.status()
+    q, v = _windows(2, 64, 20)
+    assert not native.supports(q)
+    with pytest.raises(native.NativeUnavailable):
+        native.window_attention(q, v)
+    q, v = q.float(), v.float()
+    ref = native.reference_attention(q, v)
+    assert (native.window_attention(q, v).double() - ref).abs().max().item() <= 2e-6 * ref.abs().max().item()
 
 
 @builds_here
@@ -145,6 +164,7 @@ def test_failed_check_falls_back(fresh, monkeypatch):
     if not RUNS:
         pytest.skip(f"fused kernel not available here: {native.status()}")
     monkeypatch.setattr(native, "reference_attention", lambda q, v: torch.ones(q.shape, dtype=torch.float64))
+    monkeypatch.setattr(native, "reference_biased_attention", lambda q, *_: torch.ones(q.shape, dtype=torch.float64))
     assert not native.window_attention_runs() and "check" in native.status()
 
 
@@ -177,18 +197,20 @@ def _spy(monkeypatch):
 @needs_kernel
 def test_elan_runs_the_kernel_where_named(monkeypatch):
     """Every window size the "fused" rule of "elan attention" names, in both the computing and the sharing GMSAs,
-    at bf16 and fp32 inference, never with gradients."""
+    at fp32 inference and at bf16 where the bf16 kernel runs (else none in bf16), never with gradients."""
     calls = _spy(monkeypatch)
     model = litesr.create_model("elan-light", 2).eval()
     img = torch.rand(1, 3, 20, 24)
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
         model(img)
     gmsas = sum(isinstance(m, elan.GMSA) for m in model.modules())
-    assert sorted({s[1] for s in calls}) == sorted(ws * ws for ws in _fused_windows(torch.bfloat16))
-    assert len(calls) == gmsas * len(_fused_windows(torch.bfloat16))
+    bf16_windows = _fused_windows(torch.bfloat16) if RUNS_BF16 else []
+    assert sorted({s[1] for s in calls}) == sorted(ws * ws for ws in bf16_windows)
+    assert len(calls) == gmsas * len(bf16_windows)
     calls.clear()
     with torch.inference_mode():
-        model(img)  # fp32: the same, through the fp32 kernel
+        model(img)  # fp32: through the fp32 kernel
+    assert sorted({s[1] for s in calls}) == sorted(ws * ws for ws in _fused_windows(torch.float32))
     assert len(calls) == gmsas * len(_fused_windows(torch.float32))
     calls.clear()
     with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -196,7 +218,7 @@ def test_elan_runs_the_kernel_where_named(monkeypatch):
     assert not calls
 
 
-@needs_kernel
+@needs_bf16_kernel
 def test_kernel_writes_windows_into_their_rows():
     """With ``out``/``out_rows`` the bf16 kernel writes window i's row t into row out_rows[i·N + t] of a column
     slice of a wider map: the rows a gather plus scatter would give, the other columns untouched."""
@@ -212,7 +234,7 @@ def test_kernel_writes_windows_into_their_rows():
         native.window_attention(q, v, out=wide[:32, 20:40], out_rows=rows)
 
 
-@needs_kernel
+@needs_bf16_kernel
 def test_elan_in_place_output_is_the_gathered_one(monkeypatch):
     """bf16 GMSAs with every group fused write into one output ("elan output"): the same bits as scattering each
     group's result back and concatenating, batch of two, shifted blocks."""
@@ -237,7 +259,7 @@ def test_elan_without_the_kernel_is_the_eager_path(fresh, monkeypatch):
     assert torch.equal(fallback, eager)
 
 
-@needs_kernel
+@needs_bf16_kernel
 def test_biased_kernel_in_bf16_is_fp32_attention_of_bf16_inputs():
     g = torch.Generator().manual_seed(0)
     qkv = torch.randn(4, 64, 3, 2, 10, generator=g).permute(2, 0, 3, 1, 4).bfloat16()
@@ -297,9 +319,9 @@ def test_swin_geometry_runs_the_kernel(monkeypatch, shift, with_bias, index_grou
     assert calls and out.shape == v.shape
     assert (out - ref).abs().max().item() <= 2e-6 * ref.abs().max().item()
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
-        low = geom.attend(q.bfloat16(), k.bfloat16(), v.bfloat16(), bias)
+        low = geom.attend(q.bfloat16(), k.bfloat16(), v.bfloat16(), bias)  # the kernel where it runs in bf16
         mixed = geom.attend(q, k, v.bfloat16(), bias)  # GRFormer under autocast: fp32 unit-norm Q, K
     assert low.dtype == torch.bfloat16 and (low.double() - ref).abs().max().item() <= 2 ** -6 * ref.abs().max().item()
-    assert mixed.dtype == torch.float32 and len(calls) == 3
+    assert mixed.dtype == torch.float32 and len(calls) == (3 if RUNS_BF16 else 2)
     geom.attend(q.requires_grad_(), k, v, bias)
-    assert len(calls) == 3
+    assert len(calls) == (3 if RUNS_BF16 else 2)

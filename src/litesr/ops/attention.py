@@ -272,8 +272,9 @@ def _swin_path(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> str:
     grad = q.requires_grad and torch.is_grad_enabled()
     if policy.choose("swin attention in training", q.device, q.dtype, grad=grad) == "explicit":
         return "explicit"
-    return policy.choose("swin attention", q.device, q.dtype, q.shape[-2], runs=lambda how: how != "native" or (
-        native.window_attention_runs() and all(native.supports(t) for t in (q, k, v))))
+    dtype = _common_dtype(q, k, v)  # what the kernel computes in
+    return policy.choose("swin attention", q.device, q.dtype, q.shape[-2], runs=lambda how: how != "native" or all(
+        native.supports(t, dtype) for t in (q, k, v)))
 
 
 def _common_dtype(*tensors: torch.Tensor) -> torch.dtype:
@@ -384,7 +385,7 @@ def _elan_path(ws: int, width: int, dtype: torch.dtype, device: torch.device) ->
     "fused", "chunked", "chunked training", "sdpa" or "explicit" (computing and sharing GMSA always agree: the map
     they pass depends on it)."""
     return policy.choose("elan attention", device, dtype, ws, runs=lambda how: how != "fused" or (
-        native.fits(ws * ws, width) and native.window_attention_runs()))
+        native.fits(ws * ws, width) and native.window_attention_runs(dtype)))
 
 
 def _softmax(scores: torch.Tensor) -> torch.Tensor:

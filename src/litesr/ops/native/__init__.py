@@ -1,6 +1,7 @@
 """Kernels litesr compiles on the user's machine when it can, and the eager path it falls back to when it cannot.
 
-Window attention, fused, for CPUs with AVX-512 BF16 (``window_attention.c``):
+Window attention, fused, for CPUs with AVX-512 (``window_attention.c``; the bf16 kernels need AVX-512 BF16 too, and
+a CPU without it gets the fp32 kernel only):
 
 * :func:`window_attention`: ELAN's ``softmax(Q·Qᵀ)·V`` per window, bf16 (``vdpbf16ps``) or fp32;
 * :func:`biased_window_attention`: Swin-type ``softmax(Q·Kᵀ + T)·V`` per window and head, T the window's bias/mask
@@ -38,10 +39,13 @@ import torch
 from ...paths import cache_dir
 
 SOURCE = Path(__file__).with_name("window_attention.c")
-FLAGS = ("-O3", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512bf16", "-mfma", "-fopenmp", "-shared", "-fPIC",
+#: Compiler flags of the fp32-only build; :data:`BF16_FLAGS` add the bf16 kernels.
+FLAGS = ("-O3", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mfma", "-fopenmp", "-shared", "-fPIC",
          "-Werror=implicit-function-declaration")
-#: /proc/cpuinfo flags the kernel's instructions need.
-CPU_FLAGS = frozenset({"avx512f", "avx512bw", "avx512vl", "avx512_bf16", "fma"})
+BF16_FLAGS = (*FLAGS, "-mavx512bf16")
+#: /proc/cpuinfo flags the fp32 kernel's instructions need; the bf16 kernels need :data:`BF16_CPU_FLAGS` as well.
+CPU_FLAGS = frozenset({"avx512f", "avx512bw", "avx512vl", "fma"})
+BF16_CPU_FLAGS = frozenset({"avx512_bf16"})
 #: Token counts (window size²) must be a multiple of this; head widths at most MAX_WIDTH.
 TOKEN_MULTIPLE, MAX_WIDTH = 16, 64
 
@@ -73,13 +77,13 @@ def _compiler() -> str:
     raise BuildFailed("no C compiler was found")
 
 
-def _build(compiler: str) -> Path:
-    """The compiled library in the cache, built now if it is not there yet."""
+def _build(compiler: str, flags: tuple[str, ...]) -> Path:
+    """The library compiled with ``flags`` in the cache, built now if it is not there yet."""
     try:
         version = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=30).stdout
     except (OSError, subprocess.SubprocessError) as exc:
         raise BuildFailed(f"the C compiler {compiler} does not run: {exc}") from exc
-    key = hashlib.sha256(SOURCE.read_bytes() + " ".join(FLAGS).encode() + compiler.encode() + version.encode())
+    key = hashlib.sha256(SOURCE.read_bytes() + " ".join(flags).encode() + compiler.encode() + version.encode())
     target = cache_dir() / "native" / f"window_attention-{key.hexdigest()[:16]}.so"
     if target.exists():
         return target
@@ -88,7 +92,7 @@ def _build(compiler: str) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
         os.close(fd)
-        done = subprocess.run([compiler, *FLAGS, str(SOURCE), "-o", tmp], capture_output=True, text=True, timeout=300)
+        done = subprocess.run([compiler, *flags, str(SOURCE), "-o", tmp], capture_output=True, text=True, timeout=300)
         if done.returncode:
             detail = done.stderr.strip().splitlines()[-1][:200] if done.stderr.strip() else f"exit {done.returncode}"
             raise BuildFailed(f"{compiler} failed on {SOURCE.name} ({detail})")
@@ -106,20 +110,26 @@ def _load():
         raise NativeUnavailable("disabled by LITESR_NATIVE=0")
     if platform.system() != "Linux" or platform.machine() not in ("x86_64", "AMD64"):
         raise NativeUnavailable(f"built for Linux x86-64 only, not {platform.system()} {platform.machine()}")
-    missing = CPU_FLAGS - _cpu_flags()
+    flags = _cpu_flags()
+    missing = CPU_FLAGS - flags
     if missing:
         raise NativeUnavailable(f"the CPU lacks {', '.join(sorted(missing))}")
+    with_bf16 = BF16_CPU_FLAGS <= flags
     try:
-        library = ctypes.CDLL(str(_build(_compiler())))
+        library = ctypes.CDLL(str(_build(_compiler(), BF16_FLAGS if with_bf16 else FLAGS)))
     except OSError as exc:
         raise NativeUnavailable(f"the compiled kernel does not load: {exc}") from exc
-    bf16 = library.window_attention_bf16
-    bf16.restype = ctypes.c_int
-    bf16.argtypes = ([ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64] * 3 + [ctypes.c_void_p] + [ctypes.c_int64] * 3
-                     + [ctypes.c_int])
+    bf16 = None
+    if with_bf16:
+        bf16 = library.window_attention_bf16
+        bf16.restype = ctypes.c_int
+        bf16.argtypes = ([ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64] * 3 + [ctypes.c_void_p]
+                         + [ctypes.c_int64] * 3 + [ctypes.c_int])
     biased = {}
     for dtype, name in ((torch.float32, "biased_window_attention_f32"),
                         (torch.bfloat16, "biased_window_attention_bf16")):
+        if dtype == torch.bfloat16 and not with_bf16:
+            continue
         kernel = biased[dtype] = getattr(library, name)
         kernel.restype = ctypes.c_int
         kernel.argtypes = ([ctypes.c_void_p, ctypes.POINTER(ctypes.c_int64)] * 3 + [ctypes.c_void_p] * 3
@@ -148,7 +158,7 @@ def reference_biased_attention(q, k, v, terms_t, pattern):
 
 @lru_cache(maxsize=None)
 def _kernel_or_reason():
-    """((bf16 kernel, fp32 kernel), "compiled and checked") or (None, why not)."""
+    """((ELAN's bf16 kernel or None, {dtype: Swin-type kernel}), "compiled and checked…") or (None, why not)."""
     try:
         kernels = _load()
     except BuildFailed as exc:  # said once per process (this function is cached), in one line
@@ -162,14 +172,18 @@ def _kernel_or_reason():
     g = torch.Generator().manual_seed(0)
     t = (torch.randn(3, 32, 40, generator=g) * 0.7).to(torch.bfloat16)
     q, v = t[..., :20], t[..., 20:]  # strided halves, as the GMSA passes them
-    y = torch.empty(3, 32, 20, dtype=torch.bfloat16)
-    _call(kernels[0], q, v, y)
-    ref = reference_attention(q, v)
-    errors = [(y.double() - ref).abs().max().item() / ref.abs().max().item()]
+    errors = []
+    if kernels[0] is not None:
+        y = torch.empty(3, 32, 20, dtype=torch.bfloat16)
+        _call(kernels[0], q, v, y)
+        ref = reference_attention(q, v)
+        errors.append((y.double() - ref).abs().max().item() / ref.abs().max().item())
     terms_t = torch.randn(2, 2, 32, 32, generator=g)
     pattern = torch.tensor([1, 0], dtype=torch.int32)
     qkv = torch.randn(2, 32, 3, 2, 10, generator=g).permute(2, 0, 3, 1, 4)  # (3, W, heads, N, d) views, as Swin's
     for dtype, scale in ((torch.float32, F32_CHECK_SCALE), (torch.bfloat16, 1.0)):
+        if dtype not in kernels[1]:
+            continue
         qkv = qkv.to(dtype)
         out = torch.empty(2, 2, 32, 10, dtype=dtype)
         _call_biased(kernels[1][dtype], qkv[0], qkv[1], qkv[2], terms_t, pattern, out)
@@ -178,6 +192,9 @@ def _kernel_or_reason():
     if not max(errors) <= CHECK_TOLERANCE:
         listed = ", ".join(f"{e:.3g}" for e in errors)
         return None, f"the compiled kernels failed their check (relative errors {listed})"
+    if kernels[0] is None:
+        missing = ", ".join(sorted(BF16_CPU_FLAGS - _cpu_flags()))
+        return kernels, f"compiled and checked, fp32 only (the CPU lacks {missing})"
     return kernels, "compiled and checked"
 
 
@@ -204,9 +221,11 @@ def _call_biased(kernel, q, k, v, terms_t, pattern, out) -> None:
         raise MemoryError("biased_window_attention: no scratch memory")
 
 
-def window_attention_runs() -> bool:
-    """Whether :func:`window_attention` runs here (compiled, loaded and checked once per process)."""
-    return _kernel_or_reason()[0] is not None
+def window_attention_runs(dtype: torch.dtype | None = None) -> bool:
+    """Whether the kernels run here (compiled, loaded and checked once per process): for ``dtype`` where given
+    (fp32 on every AVX-512 CPU, bf16 on those with AVX-512 BF16), else for any dtype."""
+    kernels = _kernel_or_reason()[0]
+    return kernels is not None and (dtype is None or dtype in kernels[1])
 
 
 def status() -> str:
@@ -219,11 +238,11 @@ def fits(n: int, d: int) -> bool:
     return n % TOKEN_MULTIPLE == 0 and 0 < d <= MAX_WIDTH
 
 
-def supports(t: torch.Tensor) -> bool:
-    """Whether the kernels take (…, N, d) windows like ``t``: fp32 or bf16 on the CPU, a shape that :func:`fits`,
-    unit column stride."""
-    return (t.dtype in (torch.float32, torch.bfloat16) and t.device.type == "cpu" and fits(*t.shape[-2:])
-            and t.stride(-1) == 1)
+def supports(t: torch.Tensor, dtype: torch.dtype | None = None) -> bool:
+    """Whether the kernels take (…, N, d) windows like ``t``, computed in ``dtype`` (default ``t``'s): a dtype they
+    run in here (:func:`window_attention_runs`), on the CPU, a shape that :func:`fits`, unit column stride."""
+    return (window_attention_runs(t.dtype if dtype is None else dtype) and t.device.type == "cpu"
+            and fits(*t.shape[-2:]) and t.stride(-1) == 1)
 
 
 def biased_window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, terms_t: torch.Tensor,

@@ -14,6 +14,8 @@
  * rounded to bf16 before A·V (as the eager bf16 path rounds the softmax output); y is rounded to bf16 once.
  *
  * Built at run time by litesr.ops.native with the machine's C compiler; the caller checks the CPU and the result.
+ * With -mavx512bf16 (__AVX512BF16__) every kernel is built; without it (an AVX-512 CPU without BF16) only the fp32
+ * one, biased_window_attention_f32, which needs AVX-512F only and also runs ELAN's fp32 attention.
  */
 #include <immintrin.h>
 #include <stdint.h>
@@ -43,6 +45,7 @@ static inline __m512 exp_nonpositive(__m512 x) {
     return _mm512_scalef_ps(p, k);
 }
 
+#ifdef __AVX512BF16__ /* the bf16 kernels: built where the CPU has AVX-512 BF16 (-mavx512bf16) */
 static inline __m512 dp(__m512 acc, __m512i a, __m512i b) {
     return _mm512_dpbf16_ps(acc, (__m512bh)a, (__m512bh)b);
 }
@@ -191,6 +194,8 @@ int window_attention_bf16(const bf16 *q, int64_t q_window_stride, int64_t q_row_
     return failed ? -1 : 0;
 }
 
+#endif /* __AVX512BF16__ */
+
 /* ---------------------------------------------------------------------------------------------------------------
  * Swin-type window attention in fp32: y = softmax(Q·Kᵀ + T)·V per window and head, T the additive term of the
  * window's label pattern (relative position bias, plus the shifted-window mask where the window straddles the
@@ -263,6 +268,7 @@ static void one_head_f32(const float *q, int64_t qr, const float *k, int64_t kr,
     }
 }
 
+#ifdef __AVX512BF16__
 /* The same for bf16 Q, K, V and y (autocast): each head's rows are widened to fp32 first, the attention runs in
    fp32 as above (more exact than bf16 logits), and y is rounded to bf16 once. */
 static inline __mmask16 lanes_mask(int64_t count) { return count >= 16 ? 0xffff : (__mmask16)((1u << count) - 1); }
@@ -281,6 +287,8 @@ static inline void narrow_row(const float *src, bf16 *dst, int64_t d) {
         _mm256_mask_storeu_epi16(dst + c, m, (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, src + c)));
     }
 }
+
+#endif
 
 /* Both precisions: fp32 rows are read and written in place; bf16 rows are widened into fp32 copies first and y is
    narrowed back. Returns 0, or -1 if n or d is out of range or scratch memory could not be had. */
@@ -314,6 +322,7 @@ static int biased_attention(int bf16io, const void *q, const int64_t *qs, const 
                              (float *)yh, ys[2], n, d, qt, s, out);
                 continue;
             }
+#ifdef __AVX512BF16__
             for (int64_t i = 0; i < n; i++) {
                 widen_row((const bf16 *)qh + i * qs[2], qf + i * d, d);
                 widen_row((const bf16 *)kh + i * ks[2], kf + i * d, d);
@@ -321,6 +330,9 @@ static int biased_attention(int bf16io, const void *q, const int64_t *qs, const 
             }
             one_head_f32(qf, d, kf, d, vf, d, term, yf, d, n, d, qt, s, out);
             for (int64_t i = 0; i < n; i++) narrow_row(yf + i * d, (bf16 *)yh + i * ys[2], d);
+#else
+            (void)qf, (void)kf, (void)vf, (void)yf; /* an fp32-only build has no bf16 entry point */
+#endif
         }
         free(mem);
     }
@@ -334,9 +346,11 @@ int biased_window_attention_f32(const float *q, const int64_t *qs, const float *
     return biased_attention(0, q, qs, k, ks, v, vs, terms_t, pattern, y, ys, windows, heads, n, d, threads);
 }
 
+#ifdef __AVX512BF16__
 int biased_window_attention_bf16(const bf16 *q, const int64_t *qs, const bf16 *k, const int64_t *ks, const bf16 *v,
                                  const int64_t *vs, const float *terms_t, const int32_t *pattern, bf16 *y,
                                  const int64_t *ys, int64_t windows, int64_t heads, int64_t n, int64_t d,
                                  int threads) {
     return biased_attention(1, q, qs, k, ks, v, vs, terms_t, pattern, y, ys, windows, heads, n, d, threads);
 }
+#endif
