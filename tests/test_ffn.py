@@ -65,3 +65,24 @@ def test_separate_ops_in_training_autocast_and_other_branches(kind, monkeypatch)
         odd = nn.Sequential(nn.Conv2d(24, 24, 3, 1, 1), nn.GELU())  # not depthwise
         torch.testing.assert_close(ffn.conv_ffn(x.detach(), fc1, act, odd, fc2), separate(x.detach(), fc1, act, odd,
                                                                                            fc2))
+
+
+@needs_fused
+def test_linear_runs_onednn_where_the_policy_says(monkeypatch):
+    """fp32 inference on contiguous rows takes oneDNN's linear, with F.linear's values; strided rows, gradients and
+    autocast take F.linear."""
+    torch.manual_seed(0)
+    layer = nn.Linear(12, 30)
+    calls = []
+    real = compat.onednn_linear
+    monkeypatch.setattr(compat, "onednn_linear", lambda *a: calls.append(1) or real(*a))
+    x = torch.randn(5, 7, 24)
+    with torch.inference_mode():
+        got = ffn.linear(x[..., :12].contiguous(), layer)
+        assert len(calls) == 1
+        torch.testing.assert_close(got, layer(x[..., :12]), rtol=0, atol=1e-6)
+        ffn.linear(x[..., :12], layer)  # strided rows
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert ffn.linear(x[..., :12].contiguous(), layer).dtype == torch.bfloat16
+    ffn.linear(x[..., :12].contiguous(), layer).sum().backward()  # gradients
+    assert len(calls) == 1 and layer.weight.grad is not None

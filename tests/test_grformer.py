@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import litesr
-from conftest import assert_config_matches, assert_conforms, load_vector
+from conftest import assert_config_matches, assert_conforms, load_vector, without_paths
 from litesr.checkpoint import detect_architecture
 from litesr.ops.attention import set_fused_attention
 from litesr.ops.windows import relative_position_index
@@ -40,6 +40,26 @@ def test_explicit_attention_path_matches_too():
     state, tensors, _ = load_vector("grformer_full_x4_d4")
     model = set_fused_attention(litesr.load_model(state), False)
     assert_conforms(model, tensors, "d")
+
+
+def test_official_projections_conform_too(monkeypatch):
+    """The official grouped residual layers (six half-width layers, adds, concatenations) where the folded ones
+    do not run (training, export) give the official outputs too."""
+    without_paths(monkeypatch, "grformer projections", "folded")
+    state, tensors, _ = load_vector("grformer_full_x4_d4")
+    assert_conforms(litesr.load_model(state), tensors, "d")
+
+
+def test_folded_projections_follow_the_weights():
+    """The folded Q, K, V and output weights are built once at inference and again after new weights load."""
+    state, tensors, _ = load_vector("grformer_full_x4_d4")
+    model = litesr.load_model(state).eval()
+    x = tensors["input_d"] / 255.0
+    with torch.inference_mode():
+        model(x)
+        changed = {k: v * 0.9 if ".attn.q1." in k or ".attn.proj2." in k else v for k, v in model.state_dict().items()}
+        model.load_state_dict(changed)
+        assert torch.equal(model(x), litesr.load_model(dict(changed)).eval()(x))
 
 
 def test_cached_position_bias_follows_the_weights():

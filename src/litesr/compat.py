@@ -99,6 +99,11 @@ def fused_conv_relu_runs(dtype: torch.dtype) -> bool:
         return torch.allclose(fused.float(), F.relu(F.conv2d(x, w, b)).float(), rtol=1e-2, atol=1e-5)
 
 
+def onednn_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """``linear(x, weight, bias)`` as oneDNN's linear (no post-op); callers check :func:`fused_ffn_runs`."""
+    return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+
+
 def fused_linear_gelu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """``gelu(linear(x, weight, bias))`` (exact GELU) as one oneDNN call; callers check :func:`fused_ffn_runs`."""
     return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "gelu", [], "none")
@@ -121,8 +126,8 @@ def fused_depthwise_add(x: torch.Tensor, other: torch.Tensor, weight: torch.Tens
 
 @lru_cache(maxsize=None)
 def fused_ffn_runs(dtype: torch.dtype) -> bool:
-    """Whether this PyTorch build has oneDNN's linear + GELU and depthwise conv + GELU / + add for ``dtype``, and
-    they get a small case right."""
+    """Whether this PyTorch build has oneDNN's linear (plain and + GELU) and depthwise conv + GELU / + add for
+    ``dtype``, and they get a small case right."""
     if not torch.backends.mkldnn.is_available() or not all(
             hasattr(torch.ops.mkldnn, op) for op in ("_linear_pointwise", "_convolution_pointwise")):
         return False
@@ -133,12 +138,13 @@ def fused_ffn_runs(dtype: torch.dtype) -> bool:
         try:
             h = fused_linear_gelu(x, w, b)
             image = h.permute(0, 3, 1, 2)
-            got = [h, fused_depthwise_gelu(image, dw, db), fused_depthwise_add(image, image, dw, db)]
+            got = [h, fused_depthwise_gelu(image, dw, db), fused_depthwise_add(image, image, dw, db),
+                   onednn_linear(x, w, b)]
         except (RuntimeError, NotImplementedError, TypeError):
             return False
         want_h = F.gelu(F.linear(x, w, b))
         conv = F.conv2d(want_h.permute(0, 3, 1, 2), dw, db, padding=1, groups=8)
-        want = [want_h, F.gelu(conv), conv + want_h.permute(0, 3, 1, 2)]
+        want = [want_h, F.gelu(conv), conv + want_h.permute(0, 3, 1, 2), F.linear(x, w, b)]
         return all(torch.allclose(g.float(), v.float(), rtol=1e-2, atol=1e-4) for g, v in zip(got, want))
 
 

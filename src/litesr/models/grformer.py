@@ -24,6 +24,7 @@ import re
 import torch
 from torch import nn
 
+from ..ops import ffn, policy
 from ..ops.attention import window_geometry
 from ..ops.derived import inference_weights
 from ..ops.windows import relative_position_index
@@ -181,14 +182,20 @@ class GRSA(nn.Module):
         # the channel halves as 2-D strided views: F.linear then runs one addmm (bias fused) on each; on a 3-D
         # slice it ran a matmul plus a separate bias pass (GRFormer bf16 training step 1.6 s against 1.8 s)
         rows = x.reshape(b_ * n, c)
-        x0, x1 = rows[:, :half], rows[:, half:]
+        folded = policy.choose("grformer projections", x.device, x.dtype) == "folded"
+        if folded:  # one GEMM for Q, K and V: [x0 + q1(x0), x1 + q2(x1)] = x·(I + diag(q1, q2))ᵀ + b, …
+            *qkv, (proj_weight, proj_bias) = inference_weights(self, "folded", x.dtype, self.folded)
+            q, k, v = (ffn.linear_weights(rows, w, b).view(b_, n, heads, c // heads).transpose(1, 2)
+                       for w, b in qkv)
+        else:
+            x0, x1 = rows[:, :half], rows[:, half:]
 
-        def grl(first: nn.Linear, second: nn.Linear) -> torch.Tensor:  # [x0 + first(x0), x1 + second(x1)]
-            t = torch.cat((x0 + first(x0), x1 + second(x1)), dim=-1)
-            return t.view(b_, n, heads, c // heads).transpose(1, 2)
+            def grl(first: nn.Linear, second: nn.Linear) -> torch.Tensor:  # [x0 + first(x0), x1 + second(x1)]
+                t = torch.cat((x0 + first(x0), x1 + second(x1)), dim=-1)
+                return t.view(b_, n, heads, c // heads).transpose(1, 2)
 
-        # (six small GEMMs measured faster here than two concatenated-weight GEMMs)
-        q, k, v = grl(self.q1, self.q2), grl(self.k1, self.k2), grl(self.v1, self.v2)
+            # (six small GEMMs measured faster here than two concatenated-weight GEMMs)
+            q, k, v = grl(self.q1, self.q2), grl(self.k1, self.k2), grl(self.v1, self.v2)
         scale = torch.clamp(self.logit_scale, max=LOGIT_SCALE_MAX).exp()
         q = unit_rows(q, scale)
         k = unit_rows(k)
@@ -197,7 +204,24 @@ class GRSA(nn.Module):
         bias = inference_weights(self, "position_bias", x.dtype, self.position_bias)
         o = geom.attend(q, k, v, bias, fused=self.fused_attention)
         o = o.transpose(1, 2).reshape(b_ * n, c)
+        if folded:
+            return ffn.linear_weights(o, proj_weight, proj_bias).view(b_, n, c)
         return torch.cat((self.proj1(o[:, :half]), self.proj2(o[:, half:])), dim=-1).view(b_, n, c)
+
+    def folded(self) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
+        """The grouped residual layers as plain (C, C) linear layers, (weight, bias) each: Q, K and V, each weight
+        ``I + diag(W1, W2)`` (block-diagonal, the residual on its diagonal), and the output projection
+        ``diag(proj1, proj2)``. The same sums as the official layers, grouped otherwise: the
+        identity added to the weight rounds ``1 + w`` instead of ``x + w·x``, a relative 6e-8 of the input."""
+        eye = torch.eye(self.q1.in_features, dtype=self.q1.weight.dtype, device=self.q1.weight.device)
+
+        def diag(first: nn.Linear, second: nn.Linear, residual: bool) -> tuple[torch.Tensor, torch.Tensor]:
+            weight = torch.block_diag(first.weight + eye, second.weight + eye) if residual else torch.block_diag(
+                first.weight, second.weight)
+            return weight, torch.cat((first.bias, second.bias))
+
+        return (diag(self.q1, self.q2, True), diag(self.k1, self.k2, True), diag(self.v1, self.v2, True),
+                diag(self.proj1, self.proj2, False))
 
 
 def unit_rows(t: torch.Tensor, scale: torch.Tensor | None = None) -> torch.Tensor:

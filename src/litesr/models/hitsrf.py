@@ -53,6 +53,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..ops import ffn
 from ..ops.derived import inference_weights
 from ..ops.policy import is_exporting
 from ..ops.windows import relative_position_index, window_partition, window_reverse
@@ -240,7 +241,7 @@ class SCC(nn.Module):
             spatial = (qh @ v_cells.transpose(-2, -1) / d + bias) @ v_cells
             channel = (((q.transpose(1, 2) @ v) / (ws * ws)) @ v.transpose(1, 2)).transpose(1, 2)
         out = torch.cat((spatial.transpose(1, 2).reshape(-1, ws * ws, half), channel), dim=-1)
-        return self.proj(window_reverse(out, ws, ws, hp, wp))
+        return ffn.linear(window_reverse(out, ws, ws, hp, wp), self.proj)
 
     def compress(self, v: torch.Tensor) -> torch.Tensor:
         """(B', h, L, d) → (B', h, M, d): ``spatial_linear`` over the r² pixels of each cell (row-major in the cell),

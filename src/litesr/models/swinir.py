@@ -133,11 +133,12 @@ class WindowAttention(nn.Module):
     def forward(self, x: torch.Tensor, geom) -> torch.Tensor:
         """x: (B·nW, N, C) windows of ``geom``."""
         b_, n, c = x.shape
-        q, k, v = self.qkv(x).reshape(b_, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
+        qkv = ffn.linear(x, self.qkv)
+        q, k, v = qkv.reshape(b_, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
         bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]
         bias = bias.view(n, n, self.num_heads).permute(2, 0, 1)
         out = geom.attend(q * self.scale, k, v, bias, fused=self.fused_attention)
-        return self.proj(out.transpose(1, 2).reshape(b_, n, c))
+        return ffn.linear(out.transpose(1, 2).reshape(b_, n, c), self.proj)
 
 
 # --------------------------------------------------------------------------------------------- registry

@@ -1,9 +1,12 @@
-"""Feed-forward layers at inference: each activation computed inside the linear or convolution before it.
+"""Linear and feed-forward layers at inference: oneDNN's linear, and each activation computed inside the linear or
+convolution before it.
 
 Transformer feed-forwards spend their time in passes over a hidden map twice the width of the tokens: GELU alone
 read and wrote it once more after ``fc1``, and ConvFFN's depthwise branch twice more (its GELU, the residual add).
 oneDNN applies the GELU, and the add, to each output tile before writing it (``compat.fused_*``), where
-``POLICY["feed-forward"]`` says so; the same sums either way (within rounding of the GELU's erf).
+``POLICY["feed-forward"]`` says so; the same sums either way (within rounding of the GELU's erf). The plain linear
+layers of the token mixers (Q, K, V, output projections) and ``fc2`` run as oneDNN's linear where ``POLICY["linear"]``
+says so (:func:`linear`).
 """
 
 from __future__ import annotations
@@ -24,10 +27,29 @@ def _fused(x: torch.Tensor, weight: torch.Tensor, act: nn.Module) -> bool:
         and act.approximate == "none" and compat.fused_ffn_runs(x.dtype))) == "fused"
 
 
+def _onednn(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Whether a linear layer runs as oneDNN's: ``POLICY["linear"]`` says so, the input's rows are contiguous, the
+    weights in its dtype, no autocast, and this PyTorch has the op."""
+    return policy.choose("linear", x.device, x.dtype, runs=lambda how: how != "onednn" or (
+        x.is_contiguous() and weight.dtype == x.dtype and not torch.is_autocast_enabled(x.device.type)
+        and compat.fused_ffn_runs(x.dtype))) == "onednn"
+
+
+def linear(x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
+    """``layer(x)``, as oneDNN's linear where :func:`_onednn` says so (the same sums)."""
+    return compat.onednn_linear(x, layer.weight, layer.bias) if _onednn(x, layer.weight) else layer(x)
+
+
+def linear_weights(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """``F.linear(x, weight, bias)`` (weights derived for inference), as oneDNN's linear where :func:`_onednn`
+    says so."""
+    return compat.onednn_linear(x, weight, bias) if _onednn(x, weight) else F.linear(x, weight, bias)
+
+
 def mlp(x: torch.Tensor, fc1: nn.Linear, act: nn.Module, fc2: nn.Linear) -> torch.Tensor:
     """``fc2(act(fc1(x)))``: SwinIR's MLP."""
     if _fused(x, fc1.weight, act):
-        return fc2(compat.fused_linear_gelu(x, fc1.weight, fc1.bias))
+        return linear(compat.fused_linear_gelu(x, fc1.weight, fc1.bias), fc2)
     return fc2(act(fc1(x)))
 
 
@@ -56,7 +78,7 @@ def conv_ffn(x: torch.Tensor, fc1: nn.Linear, act: nn.Module, branch: nn.Sequent
             out = compat.fused_depthwise_add(y, image, branch[2].weight, branch[2].bias).permute(0, 2, 3, 1)
         else:  # h + gelu(conv(h))
             out = y.permute(0, 2, 3, 1).add_(h)
-        return F.linear(out, fc2.weight, fc2.bias)
+        return linear(out, fc2)
     h = act(fc1(x))
     h = h + branch(h.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
     return fc2(h)

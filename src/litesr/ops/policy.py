@@ -176,6 +176,19 @@ POLICY: dict[str, tuple[Rule, ...]] = {
     "swin padded v": (
         Rule(16, FP32, (10,), device=ANY, when="always"),
     ),
+    # GRFormer's grouped residual Q, K, V layers and grouped output projection (models.grformer.GRSA) at inference:
+    # "folded" runs them as one (3C, C) and one (C, C) linear layer whose block-diagonal weights hold the residual
+    # on their diagonal (GRSA.folded, built once); "official" runs the official six half-width layers, three
+    # residual adds and three concatenations, and two layers and a concatenation for the output. Twice the
+    # multiply-adds of those layers (the zero blocks), half the passes over the tokens. Whole fp32 forward, shipped
+    # x4, picture input, interleaved (2-core Intel Xeon with AVX-512, no BF16; 2026-12-07): 3.62 against 4.30 s at
+    # LR 256² (medians of 7), 0.356 against 0.374 s at 64² (of 9); outputs within 1e-6. Without oneDNN's linear
+    # (ATen's addmm on the folded weights) it gained nothing. The device is the CPU only: the FLOP counter
+    # (litesr.efficiency, on the meta device) counts the official layers.
+    "grformer projections": (
+        Rule("folded", ANY, ANY, device="cpu", when="inference"),
+        Rule("official", ANY, ANY, device=ANY, when="always"),
+    ),
     # ----------------------------------------------------------------------------------------------------------------
     # A convolution and the ReLU after it (ops.conv.conv2d_relu: ELAN's LFE) as one oneDNN call
     # (``torch.ops.mkldnn._convolution_pointwise``, the op Inductor fuses into), where this PyTorch has it: the
@@ -197,6 +210,16 @@ POLICY: dict[str, tuple[Rule, ...]] = {
     "feed-forward": (
         Rule("fused", FP32, ANY, device="cpu", when="inference"),
         Rule("separate", ANY, ANY, device=ANY, when="always"),
+    ),
+    # The plain linear layers of the token mixers and feed-forwards at fp32 inference on a CPU (ops.ffn.linear):
+    # oneDNN's linear instead of ATen's addmm (the same output bits here). (65536, 60) tokens through 60→60:
+    # 2.9 against 5.2 ms; 60→180 7.6 against 11.9 ms. Whole fp32 forward at LR 256², picture input, interleaved,
+    # medians of 5 (2-core Intel Xeon with AVX-512, no BF16; 2026-12-07): SwinIR-light 1.85 against 1.98 s,
+    # GRFormer 3.22 against 3.77 s, HiT-SRF 2.05 against 2.26 s. Rows that are not contiguous keep addmm: oneDNN
+    # copied GRFormer's strided channel halves first and ran slower.
+    "linear": (
+        Rule("onednn", FP32, ANY, device="cpu", when="inference"),
+        Rule("aten", ANY, ANY, device=ANY, when="always"),
     ),
     # Layer norm of a bf16/fp16 input on a CPU without gradients (ops.norm): under bf16 autocast the Swin-type
     # models' residual stream is bf16, and ATen's bf16 layer norm (float32 inside) ran 2.1x slower than the float32
