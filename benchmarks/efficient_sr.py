@@ -5,7 +5,8 @@ For each weights file (default: every x4 entry of litesr's model zoo whose file 
 - seconds of ``litesr upscale`` with its defaults on a 256² picture (LR), in fp32 and at the default precision
   (``auto``), median of ``--runs`` rounds interleaved over all models so that a busy machine slows every row alike;
 - time ÷ floor: those seconds ÷ (FLOPs of the model's official op sequence ÷ this machine's GEMM peak of the
-  precision it ran in; ``benchmarks/floor.py``);
+  precision it ran in; ``benchmarks/floor.py``), the peak being the median of one ``--gemm``-sized matmul timed in
+  each of the same interleaved rounds, so that drift of the machine's speed moves both alike;
 - large images: seconds of the same default upscale of a ``--large`` picture (LR 2048×1536 → 8192×6144), output
   megapixels per second, and its time per output pixel ÷ the 256² picture's (one tile): ≤ 1.15 means a large
   image costs what its tiles cost;
@@ -81,14 +82,20 @@ def resolve_file(weights: str) -> Path:
     return Path(found)
 
 
-def timed_rows(models: dict, image, runs: int) -> dict[str, dict[str, float]]:
-    """{label: {precision: median seconds}} of `litesr upscale`'s default path, all models interleaved."""
+def timed_rows(models: dict, image, runs: int, gemm: dict | None = None) -> dict[str, dict[str, float]]:
+    """{label: {precision: median seconds}} of `litesr upscale`'s default path, all models interleaved; with
+    ``gemm`` ({precision: (n, dtype)}) also one n×n×n matmul per round and precision, its median FLOP/s under
+    ``out["gemm"]``: the peak measured under the same conditions as the models (this host's speed drifts by
+    ±20 % within minutes)."""
     from floor import interleaved
 
     from litesr import tiling
     from litesr.runner import TorchRunner
 
     paths = {}
+    for precision, (n, dtype) in (gemm or {}).items():
+        a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+        paths[("gemm", precision)] = ((lambda a=a, b=b: torch.mm(a, b)), precision)
     for label, model in models.items():
         for precision in ("fp32", "auto"):
             runner = TorchRunner(model, "cpu", precision)
@@ -100,9 +107,13 @@ def timed_rows(models: dict, image, runs: int) -> dict[str, dict[str, float]]:
     times = interleaved(paths, runs)
     out: dict[str, dict[str, float]] = {}
     for (label, precision), seconds in times.items():
-        out.setdefault(label, {})[precision] = seconds
-    for seconds in out.values():
-        seconds.setdefault("auto", seconds["fp32"])
+        if label == "gemm":
+            out.setdefault("gemm", {})[precision] = 2 * gemm[precision][0] ** 3 / seconds
+        else:
+            out.setdefault(label, {})[precision] = seconds
+    for label, seconds in out.items():
+        if label != "gemm":
+            seconds.setdefault("auto", seconds["fp32"])
     return out
 
 
@@ -186,7 +197,12 @@ def main() -> None:
         })
         print(f"# {label}: {rows[-1]['params']:,} params, {rows[-1]['macs_720p'] / 1e9:.1f} G MACs at 720p",
               flush=True)
-    seconds = timed_rows(models, image, args.runs)
+    start_peak = peak
+    seconds = timed_rows(models, image, args.runs, {
+        k: (args.gemm, torch.float32 if k == "fp32" else torch.bfloat16) for k in start_peak})
+    peak = seconds.pop("gemm")  # the floor: the peak measured interleaved with the models
+    print("# GEMM peak GFLOP/s, before the models / interleaved with them (used): " + ", ".join(
+        f"{k} {start_peak[k] / 1e9:.0f} / {peak[k] / 1e9:.0f}" for k in peak), flush=True)
     large = None if args.large == "0" else tuple(int(v) for v in args.large.lower().split("x"))
     big = None if large is None else photo(ROOT / "examples" / "sample.png", large[1], large[0])
     for row in rows:
@@ -212,7 +228,9 @@ def main() -> None:
               "threads": torch.get_num_threads(), "torch": torch.__version__, "lr_size": args.size,
               "large": args.large if large is not None else None,
               "chart": None if args.no_figures else "psnr_vs_latency.png",
-              "gemm_gflops": {k: round(v / 1e9, 1) for k, v in peak.items()}, "runs": args.runs, "rows": rows}
+              "gemm_gflops": {k: round(v / 1e9, 1) for k, v in peak.items()},
+              "gemm_gflops_before": {k: round(v / 1e9, 1) for k, v in start_peak.items()},
+              "runs": args.runs, "rows": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(record, indent=1) + "\n")
     args.out.with_suffix(".md").write_text(markdown(record))
@@ -259,7 +277,10 @@ def markdown(record: dict) -> str:
         f"Measured {record['date']} at commit `{record['commit']}` on {record['cpu']}, {record['threads']} threads, "
         f"torch {record['torch']}; GEMM peak fp32 {record['gemm_gflops']['fp32']:.0f}"
         + (f", bf16 {record['gemm_gflops']['bf16']:.0f}" if "bf16" in record["gemm_gflops"] else " (no native bf16)")
-        + f" GFLOP/s. Seconds: `litesr upscale` defaults on a "
+        + " GFLOP/s" + (" (one matmul in each interleaved round, median; "
+                        + ", ".join(f"{k} {v:.0f}" for k, v in record["gemm_gflops_before"].items())
+                        + " measured before the models)" if "gemm_gflops_before" in record else "")
+        + f". Seconds: `litesr upscale` defaults on a "
         f"{record['lr_size']}² picture (x4), median of {record['runs']} interleaved rounds; default = "
         "`--precision auto`; ÷ floor at the default precision; memory = peak resident growth of that forward. "
         + (f"{large} MP/s: output megapixels per second of the same default upscale of an LR {large} picture "
