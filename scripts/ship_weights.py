@@ -176,6 +176,7 @@ def render_card(card: dict) -> str:
     r = card["recipe"]
     recipe = card.get("recipe_file", f"{card['arch']}_x{card['scale']}_cpu")
     paper_name = PAPER_NAME.get(card["arch"], card["arch"])
+    recipe_ref = "the flags are in the note" if recipe.startswith("none") else f"`src/litesr/configs/{recipe}.yaml`"
     factors = r.get("hr_scales", [1.0])
     scales = "" if list(factors) == [1.0] else (", scale augmentation: HR images at "
                                                 f"{' / '.join(f'{f:g}' for f in factors)} of their size")
@@ -185,7 +186,7 @@ def render_card(card: dict) -> str:
 - **Recipe** (the last phase's settings; the note has the history): {r.get('loss', 'l1').upper()}, Adam (0.9, 0.99),
   batch {r['batch_size']}, HR patch {r['patch_size']}, lr {r['lr']} ({r['schedule']}, {r['warmup_iters']} warm-up
   iterations, planned {r['iters']}), EMA {r['ema_decay']}, grad clip {r['grad_clip']}, precision
-  {r.get('precision', r.get('amp'))}, seed {r['seed']}{scales} (`src/litesr/configs/{recipe}.yaml`).
+  {r.get('precision', r.get('amp'))}, seed {r['seed']}{scales} ({recipe_ref}).
 - **Weights:** the EMA at iteration {card['step']} (best Set5 validation) of {card['iterations_run']} run so far.
 - **Hardware / time:** {card['hardware']}; {card['train_hours']} h of training wall time.
 {('- **Note:** ' + card['note']) if card['note'] else ''}

@@ -54,11 +54,11 @@ def test_upscale_with_no_model_flags(tmp_path):
 
 
 def test_pair_without_default_is_a_clear_error(tmp_path, capsys):
-    assert zoo.default_for("grformer", 2) is None
+    assert zoo.default_for("grformer", 3) is None
     rc = main(["upscale", str(REPO / "examples" / "sample.png"), "-o", str(tmp_path / "x.png"), "--arch", "grformer",
-               "--scale", "2"])
+               "--scale", "3"])
     err = capsys.readouterr().err
-    assert rc == 2 and "no default weights for grformer x2" in err and "grformer-x4-291" in err
+    assert rc == 2 and "no default weights for grformer x3" in err and "grformer-x4-291" in err
     assert "--weights PATH|NAME" in err and not (tmp_path / "x.png").exists()
 
 

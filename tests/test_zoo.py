@@ -368,7 +368,7 @@ def test_models_lists_entries_and_architectures(capsys, monkeypatch, tmp_path):
         assert where == ("shipped" if e.shipped else "local" if e.name == "pan-x2-official" else "download"), e.name
     assert rows["elan-light-x4-frl"][5:8] == ["32.44", "28.79", "27.70"]
     assert rows["swinir-light-x2-official"][5:9] == ["-", "-", "-", "-"]
-    assert rows["elan-light"][2] == "x2,x3,x4" and rows["grformer"][2] == "x4"
+    assert rows["elan-light"][2] == "x2,x3,x4" and rows["grformer"][2] == "x2,x4"
 
 
 def test_markdown_table_is_generated_from_the_table(capsys):
