@@ -50,26 +50,17 @@ def test_official_projections_conform_too(monkeypatch):
     assert_conforms(litesr.load_model(state), tensors, "d")
 
 
-def test_folded_projections_follow_the_weights():
-    """The folded Q, K, V and output weights are built once at inference and again after new weights load."""
+@pytest.mark.parametrize("changed_keys", [("ESRPB_MLP",), (".attn.q1.", ".attn.proj2.")],
+                         ids=["position bias", "folded projections"])
+def test_weights_built_for_inference_follow_the_weights(changed_keys):
+    """The ES-RPB bias and the folded Q, K, V and output weights are built once at inference: the output still
+    follows new weights loaded afterwards."""
     state, tensors, _ = load_vector("grformer_full_x4_d4")
     model = litesr.load_model(state).eval()
     x = tensors["input_d"] / 255.0
     with torch.inference_mode():
         model(x)
-        changed = {k: v * 0.9 if ".attn.q1." in k or ".attn.proj2." in k else v for k, v in model.state_dict().items()}
-        model.load_state_dict(changed)
-        assert torch.equal(model(x), litesr.load_model(dict(changed)).eval()(x))
-
-
-def test_cached_position_bias_follows_the_weights():
-    """The ES-RPB bias is built once at inference: the output still follows a new ESRPB_MLP loaded afterwards."""
-    state, tensors, _ = load_vector("grformer_full_x4_d4")
-    model = litesr.load_model(state).eval()
-    x = tensors["input_d"] / 255.0
-    with torch.inference_mode():
-        model(x)
-        changed = {k: v * 0.5 if "ESRPB_MLP" in k else v for k, v in model.state_dict().items()}
+        changed = {k: v * 0.5 if any(c in k for c in changed_keys) else v for k, v in model.state_dict().items()}
         model.load_state_dict(changed)
         fresh = litesr.load_model(dict(changed)).eval()
         assert torch.equal(model(x), fresh(x))
