@@ -296,8 +296,8 @@ def test_python_upscale_defaults_to_the_shipped_model():
     out = litesr.upscale(read_image(LR_IMAGE)[:8, :12])
     assert out.shape == (32, 48, 3)
     assert np.array_equal(litesr.upscale(read_image(LR_IMAGE)[:8, :12], "elan-light", scale=4), out)
-    with pytest.raises(FileNotFoundError, match="no default weights for grformer x2"):
-        litesr.upscale(read_image(LR_IMAGE)[:8, :12], "grformer", scale=2)
+    with pytest.raises(FileNotFoundError, match="no default weights for grformer x3"):
+        litesr.upscale(read_image(LR_IMAGE)[:8, :12], "grformer", scale=3)
 
 
 def test_upscale_array_equals_the_float_path(elan_weights):
