@@ -8,6 +8,7 @@ compiled kernels on against ``LITESR_NATIVE=0``), alternating which goes first e
     python benchmarks/ab_policy.py "grformer projections" folded --weights grformer-x4-291 --size 256
     python benchmarks/ab_policy.py linear onednn --weights swinir-light-x4-291 hitsrf-x4-ntire --runs 7
     python benchmarks/ab_policy.py --native --weights elan-light-x4 swinir-light-x4-291 grformer-x4-291
+    python benchmarks/ab_policy.py --native --weights elan-light-x4 --size 128 --runs 1 --float64
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ def main() -> None:
     ap.add_argument("--weights", nargs="+", required=True, help="zoo names or files")
     ap.add_argument("--size", type=int, default=256, help="LR side")
     ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--float64", action="store_true",
+                    help="also print how far each output is from a float64 copy of the model (eager paths)")
     args = ap.parse_args()
     if args.native == bool(args.op and args.path):
         ap.error("give OP and PATH, or --native")
@@ -82,6 +85,17 @@ def main() -> None:
         print(f"{weights}: {label} {med[True]:.3f} ({min(times[True]):.3f}) against {med[False]:.3f} "
               f"({min(times[False]):.3f}) without: {med[False] / med[True]:.2f}x; outputs differ by {diff:.1e} "
               "of their range", flush=True)
+        if args.float64:
+            use(False)
+            with torch.inference_mode():
+                exact = model.double()(x.double())
+            model.float()
+            use(True)
+            for on in (True, False):
+                far = (outs[on].double() - exact).abs()
+                rel = far.max().item() / exact.abs().max().item()
+                print(f"{weights}: {'with' if on else 'without'}: output {rel:.1e} of the range from float64,"
+                      f" {int((far > 1 / 255).sum())} of {far.numel()} values by more than 1/255")
 
 
 if __name__ == "__main__":
