@@ -1,11 +1,17 @@
-"""PAN's fast upsampling convolution against the official order (nearest upsampling, then the 3×3 convolution)."""
+"""PAN's fast paths against the official order: the upsampling convolution (nearest upsampling, then the 3×3
+convolution) and the convolutions with their activations fused."""
+
+from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 import litesr
-from litesr.ops.conv import nearest_upsample_conv3x3
+from conftest import WEIGHTS, without_paths
+from litesr import compat
+from litesr.io import read_image
+from litesr.ops.conv import fused_activations, nearest_upsample_conv3x3
 
 
 @pytest.mark.parametrize("factor", [2, 3, 4])
@@ -30,12 +36,16 @@ def test_gradients_reach_the_official_weights():
 
 
 @pytest.mark.parametrize("scale", [2, 3, 4])
-def test_forward_gives_the_official_output(scale):
+def test_forward_gives_the_official_output(scale, monkeypatch):
+    """The inference forward (at fp32 on a CPU with oneDNN: convolutions with their activations fused) against the
+    official op sequence, run with the fused path off."""
     torch.manual_seed(scale)
     model = litesr.create_model("pan", scale).eval()
     x = torch.rand(1, 3, 12, 9)
     with torch.inference_mode():
         out = model(x)
+        assert fused_activations(model.conv_first(x)) == compat.fused_conv_runs(torch.float32, "sigmoid")
+        without_paths(monkeypatch, "conv activation", "fused")
         fea = model.conv_first(x)
         fea = fea + model.trunk_conv(model.SCPA_trunk(fea))
         for i in (1, 2) if scale == 4 else (1,):
@@ -44,3 +54,19 @@ def test_forward_gives_the_official_output(scale):
         official = model.conv_last(fea) + F.interpolate(x, scale_factor=scale, mode="bilinear", align_corners=False)
     assert out.shape == (1, 3, 12 * scale, 9 * scale)
     torch.testing.assert_close(out, official, rtol=0, atol=2e-5 * official.abs().max().item())
+
+
+def test_fused_path_matches_the_official_order_on_the_published_weights(monkeypatch):
+    """The fused path on the published x4 weights and a photograph, within the conformance tolerance of the official
+    order (weights whose pixel-attention gates reach e^-42, unlike random ones)."""
+    path = WEIGHTS / "PAN" / "PANx4_DF2K.pth"
+    if not path.is_file():
+        pytest.skip(f"needs {path}")
+    model = litesr.load_model(path).eval()
+    image = Path(__file__).resolve().parents[1] / "examples" / "sample.png"
+    x = torch.from_numpy(read_image(image)).permute(2, 0, 1)[None].float() / 255
+    with torch.inference_mode():
+        fused = model(x)
+        without_paths(monkeypatch, "conv activation", "fused")
+        official = model(x)
+    torch.testing.assert_close(fused, official, rtol=0, atol=2e-5 * official.abs().max().item())

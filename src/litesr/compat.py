@@ -24,6 +24,8 @@ def probes() -> dict[str, bool]:
         "torch._softmax on oneDNN tensors (fp32)": onednn_softmax_runs(torch.float32),
         "torch._softmax_backward_data": _softmax_backward_runs(),
         "torch.ops.mkldnn._convolution_pointwise (bf16)": fused_conv_relu_runs(torch.bfloat16),
+        "torch.ops.mkldnn._convolution_pointwise leaky_relu/sigmoid (fp32)": all(
+            fused_conv_runs(torch.float32, act) for act in ("leaky_relu", "sigmoid")),
         "torch.ops.mkldnn._linear_pointwise and _convolution_pointwise gelu/add (fp32)": fused_ffn_runs(torch.float32),
         "Tensor._version": _version_runs(),
         "torch._foreach_lerp_": _foreach_lerp_runs(),
@@ -78,25 +80,44 @@ def _softmax_backward_runs() -> bool:
 # --------------------------------------------------------------------------------------------- convolution
 
 
+def fused_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, activation: str = "relu",
+               scalars: tuple[float, ...] = (), padding: int = 0) -> torch.Tensor:
+    """``activation(conv2d(x, weight, bias, padding=padding))`` (stride 1; ``activation`` one of oneDNN's post-ops:
+    "relu", "leaky_relu" with its slope in ``scalars``, "sigmoid") as one oneDNN call; callers check
+    :func:`fused_conv_runs` first."""
+    return torch.ops.mkldnn._convolution_pointwise(x, weight, bias, [padding, padding], [1, 1], [1, 1], 1,
+                                                   activation, list(scalars), None)
+
+
 def fused_conv_relu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """``relu(conv2d(x, weight, bias))`` (stride 1, no padding) as one oneDNN call; callers check
-    :func:`fused_conv_relu_runs` first."""
-    return torch.ops.mkldnn._convolution_pointwise(x, weight, bias, [0, 0], [1, 1], [1, 1], 1, "relu", [], None)
+    """``relu(conv2d(x, weight, bias))`` (stride 1, no padding) as one oneDNN call (:func:`fused_conv`)."""
+    return fused_conv(x, weight, bias)
+
+
+_ACTIVATIONS = {"relu": (F.relu, ()), "leaky_relu": (lambda y: F.leaky_relu(y, 0.2), (0.2,)),
+                "sigmoid": (torch.sigmoid, ())}
 
 
 @lru_cache(maxsize=None)
-def fused_conv_relu_runs(dtype: torch.dtype) -> bool:
-    """Whether this PyTorch build has oneDNN's fused convolution + ReLU for ``dtype`` (and it gets it right)."""
+def fused_conv_runs(dtype: torch.dtype, activation: str = "relu") -> bool:
+    """Whether this PyTorch build has oneDNN's fused convolution + ``activation`` for ``dtype`` (and it gets a small
+    padded case right)."""
     if not torch.backends.mkldnn.is_available() or not hasattr(torch.ops.mkldnn, "_convolution_pointwise"):
         return False
+    reference, scalars = _ACTIVATIONS[activation]
     x = torch.linspace(-1, 1, 32).reshape(1, 2, 4, 4).to(dtype)
-    w, b = torch.linspace(-1, 1, 6).reshape(3, 2, 1, 1).to(dtype), torch.tensor([0.5, -0.5, 0.0]).to(dtype)
+    w, b = torch.linspace(-1, 1, 54).reshape(3, 2, 3, 3).to(dtype), torch.tensor([0.5, -0.5, 0.0]).to(dtype)
     with torch.no_grad(), torch.autocast("cpu", enabled=False):
         try:
-            fused = fused_conv_relu(x, w, b)
+            fused = fused_conv(x, w, b, activation, scalars, padding=1)
         except (RuntimeError, NotImplementedError, TypeError):
             return False
-        return torch.allclose(fused.float(), F.relu(F.conv2d(x, w, b)).float(), rtol=1e-2, atol=1e-5)
+        return torch.allclose(fused.float(), reference(F.conv2d(x, w, b, padding=1)).float(), rtol=1e-2, atol=1e-5)
+
+
+def fused_conv_relu_runs(dtype: torch.dtype) -> bool:
+    """Whether :func:`fused_conv_relu` runs here for ``dtype``."""
+    return fused_conv_runs(dtype, "relu")
 
 
 def onednn_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
