@@ -7,11 +7,14 @@ For each weights file (default: every x4 entry of litesr's model zoo whose file 
 - time ÷ floor: those seconds ÷ (FLOPs of the model's official op sequence ÷ this machine's GEMM peak of the
   precision it ran in; ``benchmarks/floor.py``), the peak being the median of one ``--gemm``-sized matmul timed in
   each of the same interleaved rounds, so that drift of the machine's speed moves both alike;
-- large images: seconds of the same default upscale of a ``--large`` picture (LR 2048×1536 → 8192×6144), output
-  megapixels per second, and its time per output pixel ÷ the 256² picture's (one tile): ≤ 1.15 means a large
-  image costs what its tiles cost;
+- large images: seconds of the same default upscale of a ``--large`` picture (LR 2048×1536 → 8192×6144; the tile
+  ``litesr upscale`` takes for the model), output megapixels per second, and its time per output pixel ÷ the 256²
+  picture's (one tile): ≤ 1.15 means a large image costs what its tiles cost;
 - peak resident memory of that forward, in a fresh process (``litesr.efficiency.measure_isolated``);
 - PSNR/SSIM (Y, fp32, the standard protocol) of the weights on Set5, Set14, B100 and the Urban100 subset.
+
+Every forward runs as ``litesr upscale`` runs it, with glibc keeping freed blocks for reuse
+(``litesr.device.reuse_freed_memory``; ``--default-allocator``: as a Python caller who does not ask for it).
 
 The scores compare what a user can download, each trained on its own data (DIV2K, DIV2K+LSDIR, the 291 images):
 not architectures under one recipe. Writes ``<out>.json`` (every figure, with the CPU, peaks, commit and date) and
@@ -118,18 +121,20 @@ def timed_rows(models: dict, image, runs: int, gemm: dict | None = None) -> dict
 
 
 def large_row(model, image, small_seconds: float, small_pixels: int) -> dict:
-    """One default upscale of the large picture: seconds, output MP/s, per-pixel time ÷ the small picture's."""
+    """One default upscale of the large picture (the tile ``litesr upscale`` takes): seconds, output MP/s, per-pixel
+    time ÷ the small picture's."""
     import time
 
     from litesr import tiling
     from litesr.runner import TorchRunner
 
     runner = TorchRunner(model, "cpu", "auto")
+    tile = tiling.default_tile(runner)
     start = time.perf_counter()
-    out = tiling.upscale_array(runner, image)
+    out = tiling.upscale_array(runner, image, tiling.InferenceOptions(tile=tile))
     seconds = time.perf_counter() - start
     pixels = out.shape[0] * out.shape[1]
-    return {"seconds_large": seconds, "mpix_per_s_large": pixels / seconds / 1e6,
+    return {"seconds_large": seconds, "mpix_per_s_large": pixels / seconds / 1e6, "tile_large": tile,
             "large_per_tile": (seconds / pixels) / (small_seconds / small_pixels)}
 
 
@@ -147,9 +152,14 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "efficient_sr")
     ap.add_argument("--no-scores", action="store_true", help="timings only")
     ap.add_argument("--fresh-scores", action="store_true", help="evaluate again even where the JSON has scores")
+    ap.add_argument("--default-allocator", action="store_true",
+                    help="let glibc return freed blocks to the OS, as a Python caller's process does unless it asks")
     ap.add_argument("--no-figures", action="store_true",
                     help="skip the chart and the crops (benchmarks/figures.py draws them from the JSON later)")
     args = ap.parse_args()
+
+    from litesr.device import reuse_freed_memory
+    reused = not args.default_allocator and reuse_freed_memory()
 
     import litesr
     from floor import gemm_peak, model_flops, photo
@@ -230,7 +240,7 @@ def main() -> None:
               "chart": None if args.no_figures else "psnr_vs_latency.png",
               "gemm_gflops": {k: round(v / 1e9, 1) for k, v in peak.items()},
               "gemm_gflops_before": {k: round(v / 1e9, 1) for k, v in start_peak.items()},
-              "runs": args.runs, "rows": rows}
+              "runs": args.runs, "freed_blocks_reused": reused, "rows": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(record, indent=1) + "\n")
     args.out.with_suffix(".md").write_text(markdown(record))
@@ -282,9 +292,12 @@ def markdown(record: dict) -> str:
                         + " measured before the models)" if "gemm_gflops_before" in record else "")
         + f". Seconds: `litesr upscale` defaults on a "
         f"{record['lr_size']}² picture (x4), median of {record['runs']} interleaved rounds; default = "
-        "`--precision auto`; ÷ floor at the default precision; memory = peak resident growth of that forward. "
+        "`--precision auto`; ÷ floor at the default precision; memory = peak resident growth of that forward"
+        + ("; freed blocks kept for reuse, as the command line runs. " if record.get("freed_blocks_reused")
+           else ". ")
         + (f"{large} MP/s: output megapixels per second of the same default upscale of an LR {large} picture "
-           "(one run); ÷ tile: its time per output pixel ÷ the small picture's. " if large else "") +
+           "(one run, the tile `litesr upscale` takes for the model); ÷ tile: its time per output pixel ÷ the small "
+           "picture's. " if large else "") +
         "Scores: Y channel, fp32, the standard protocol (`docs/evaluation.md`); the Urban100 column is the "
         "10-image subset.",
         "",

@@ -4,6 +4,7 @@
     python benchmarks/upscale_memory.py --model shipped         # the shipped ELAN-light x4 (minutes on a CPU)
     python benchmarks/upscale_memory.py --size 1024 --ext jpg   # a format Pillow encodes from the whole image
     python benchmarks/upscale_memory.py --size 4000x3000        # a 12-megapixel photo, x4
+    python benchmarks/upscale_memory.py --tile 256              # another tile than `litesr upscale` takes
 
 The command runs in a fresh process; its peak resident set (``ru_maxrss`` of the child) is reported next to the
 resident set of a process that only imports litesr and loads the model, so the difference is what the image, the
@@ -42,7 +43,7 @@ def main() -> None:
     parser.add_argument("--model", choices=("pan", "shipped"), default="pan")
     parser.add_argument("--size", default="2048", help="LR side, or WxH (e.g. 4000x3000); default 2048")
     parser.add_argument("--ext", default="png", choices=("png", "jpg", "webp", "tif"))
-    parser.add_argument("--tile", type=int, default=256)
+    parser.add_argument("--tile", type=int, help="LR tile (default: what `litesr upscale` takes for the model)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     width, height = (int(v) for v in (args.size.lower().split("x") * 2)[:2])
@@ -74,7 +75,8 @@ def main() -> None:
         baseline, _ = child_peak(base)
         out = tmp / f"out.{args.ext}"
         command = [*env_threads, sys.executable, "-m", "litesr", "upscale", str(src), "-o", str(out), *weights,
-                   "--device", "cpu", "--tile", str(args.tile), "--quiet", "--max-pixels", "0"]
+                   "--device", "cpu", "--quiet", "--max-pixels", "0",
+                   *(["--tile", str(args.tile)] if args.tile is not None else [])]
         peak, seconds = child_peak(command)
         Image.MAX_IMAGE_PIXELS = None  # our own output: a 16000×12000 file is not a decompression bomb
         with Image.open(out) as img:
@@ -82,7 +84,8 @@ def main() -> None:
         output_bytes = size[0] * size[1] * 3
     result = {"model": "pan x4 (random weights)" if args.model == "pan" else "shipped elan-light x4",
               "lr": f"{width}x{height}", "output": f"{size[0]}x{size[1]}", "format": args.ext,
-              "tile": args.tile, "peak_rss_mib": round(peak / MIB), "baseline_rss_mib": round(baseline / MIB),
+              "tile": args.tile or "default", "peak_rss_mib": round(peak / MIB),
+              "baseline_rss_mib": round(baseline / MIB),
               "growth_mib": round((peak - baseline) / MIB), "uint8_output_mib": round(output_bytes / MIB),
               "seconds": round(seconds, 1)}
     print(json.dumps(result))

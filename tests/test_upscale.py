@@ -194,6 +194,37 @@ def test_the_torch_runner_states_what_the_tiler_needs():
         as_runner("model.pth")
 
 
+def test_the_cli_takes_the_large_tile_only_where_freed_memory_is_reused(tmp_path, monkeypatch):
+    """ELAN-light, SwinIR-light and SPAN state a larger tile; ``litesr upscale`` takes it where it keeps freed blocks
+    for reuse (without reuse, a larger tile cost more per pixel), an explicit --tile always wins, and the Python API
+    keeps its documented default."""
+    from litesr import device, tiling
+    from litesr.models.registry import LARGE_TILE
+    from litesr.runner import as_runner
+
+    runners = {name: as_runner(litesr.create_model(name, 4)) for name in ("elan-light", "swinir-light", "span",
+                                                                           "grformer", "elan")}
+    assert {n: r.large_tile for n, r in runners.items()} == {
+        "elan-light": LARGE_TILE, "swinir-light": LARGE_TILE, "span": LARGE_TILE, "grformer": 0, "elan": 0}
+    monkeypatch.setattr(device, "_freed_memory_reused", False)
+    assert {tiling.default_tile(r) for r in runners.values()} == {tiling.DEFAULT_TILE}
+    monkeypatch.setattr(device, "_freed_memory_reused", True)
+    assert tiling.default_tile(runners["elan-light"]) == LARGE_TILE
+    assert tiling.default_tile(runners["grformer"]) == tiling.DEFAULT_TILE
+
+    asked = []
+    real = tiling.plan_for
+    monkeypatch.setattr(tiling, "plan_for", lambda runner, h, w, tile, overlap: asked.append(tile) or real(
+        runner, h, w, tile, overlap))
+    image = tmp_path / "in.png"
+    Image.fromarray(np.zeros((300, 20, 3), np.uint8)).save(image)
+    monkeypatch.setattr(device, "_freed_memory_reused", False)  # the CLI's own call decides
+    for extra in ([], ["--tile", "64"]):
+        assert main(["upscale", str(image), "-o", str(tmp_path / "out.png"), "--arch", "elan-light", "--scale", "4",
+                     "--quiet", "--overwrite", *extra]) == 0
+    assert asked == [LARGE_TILE if device.freed_memory_reused() else tiling.DEFAULT_TILE, 64]
+
+
 def test_cli_precision_flag(elan_weights, tmp_path, capsys):
     out = tmp_path / "x.png"
     assert main(["upscale", str(LR_IMAGE), "-o", str(out), "--weights", str(elan_weights), "--precision", "bf16",

@@ -125,14 +125,25 @@ def reuse_freed_memory() -> bool:
     import ctypes.util
     import sys
 
+    global _freed_memory_reused
     if not sys.platform.startswith("linux"):
         return False
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         m_trim_threshold, m_mmap_threshold = -1, -3
-        return bool(libc.mallopt(m_mmap_threshold, 1 << 30)) and bool(libc.mallopt(m_trim_threshold, 1 << 31))
+        applied = bool(libc.mallopt(m_mmap_threshold, 1 << 30)) and bool(libc.mallopt(m_trim_threshold, 1 << 31))
     except (OSError, AttributeError):  # not glibc (musl has no mallopt)
         return False
+    _freed_memory_reused = _freed_memory_reused or applied
+    return applied
+
+
+_freed_memory_reused = False
+
+
+def freed_memory_reused() -> bool:
+    """Whether :func:`reuse_freed_memory` applied in this process."""
+    return _freed_memory_reused
 
 
 def pick_device(name: str | torch.device | None) -> torch.device:

@@ -23,6 +23,16 @@ DEFAULT_TILE = 256
 DEFAULT_OVERLAP = 16
 
 
+def default_tile(runner: Runner) -> int:
+    """The LR tile ``litesr upscale`` takes when none is given: the runner's ``large_tile`` where freed memory
+    blocks are kept for reuse (:func:`litesr.device.reuse_freed_memory`, as the command line runs), else
+    :data:`DEFAULT_TILE`. Without reuse each large tensor is page-faulted in anew, and a 544² forward cost 1.6-2.2×
+    a 256² one per pixel; with it, 0.8-1.1× (``docs/performance.md`` §2.3)."""
+    from .device import freed_memory_reused
+
+    return runner.large_tile if runner.large_tile and freed_memory_reused() else DEFAULT_TILE
+
+
 @dataclass(frozen=True)
 class InferenceOptions:
     """How an image goes through a runner (:class:`~litesr.runner.Runner`: what computes, where, in which precision).

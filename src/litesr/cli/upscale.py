@@ -48,6 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     from ..device import DEFAULT_PRECISION
     from ..tiling import DEFAULT_OVERLAP, DEFAULT_TILE
     from ..io import DEFAULT_MAX_PIXELS
+    from ..models.registry import LARGE_TILE
 
     p = sub.add_parser(
         "upscale",
@@ -78,8 +79,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, metavar="N",
                    help=f"refuse inputs above N pixels, read from the header before decoding (default "
                         f"{DEFAULT_MAX_PIXELS:,}; 0 = no limit)")
-    p.add_argument("--tile", type=int, default=DEFAULT_TILE, metavar="N",
-                   help=f"LR tile size in pixels (default {DEFAULT_TILE}; 0 = whole image at once)")
+    p.add_argument("--tile", type=int, default=None, metavar="N",
+                   help=f"LR tile size in pixels (default {DEFAULT_TILE}; {LARGE_TILE} for ELAN-light, SwinIR-light "
+                        "and SPAN, whose larger tiles cost no more per pixel; 0 = whole image at once)")
     p.add_argument("--tile-overlap", type=int, default=DEFAULT_OVERLAP, metavar="M",
                    help=f"LR context pixels around each tile (default {DEFAULT_OVERLAP})")
     add_device_argument(p)
@@ -196,7 +198,7 @@ def run(args: argparse.Namespace) -> int:
 
     if not 1 <= args.quality <= 100:
         raise UsageError(f"--quality must be 1-100, not {args.quality}")
-    if args.tile < 0 or args.tile_overlap < 0:
+    if (args.tile is not None and args.tile < 0) or args.tile_overlap < 0:
         raise UsageError("--tile and --tile-overlap must be >= 0")
     if args.max_pixels < 0:
         raise UsageError("--max-pixels must be >= 0 (0: no limit)")
@@ -295,7 +297,7 @@ def upscale_one(args: argparse.Namespace, runner, job: Job, progress_mode: str, 
     from ..api import upscale_picture
     from ..io import check_output_size, keeps_16_bit, keeps_alpha, output_format, read_picture, write_strips
     from ..progress import tile_progress
-    from ..tiling import InferenceOptions
+    from ..tiling import InferenceOptions, default_tile
 
     src, dst = job.source, job.target
     picture = read_picture(src, max_pixels=args.max_pixels, first_frame=args.first_frame,
@@ -304,7 +306,8 @@ def upscale_one(args: argparse.Namespace, runner, job: Job, progress_mode: str, 
     s = runner.scale
     check_output_size(dst, w * s, h * s)
     size = f"{w * s}x{h * s} ({w * s * h * s / 1e6:.1f} MP), "
-    options = InferenceOptions(tile=args.tile or None, overlap=args.tile_overlap, self_ensemble=args.self_ensemble,
+    tile = default_tile(runner) if args.tile is None else args.tile or None
+    options = InferenceOptions(tile=tile, overlap=args.tile_overlap, self_ensemble=args.self_ensemble,
                                progress=tile_progress(progress_mode, args.log_interval, what=f"output {size}",
                                                       prefix="litesr upscale"),
                                description=f"{tag}{src.name}")

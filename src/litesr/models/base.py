@@ -77,5 +77,12 @@ class SRModel(nn.Module):
 
         return ARCHITECTURES[self.arch_name].tile_context(self.config)
 
+    @property
+    def large_tile(self) -> int:
+        """The LR tile ``litesr upscale`` takes where freed blocks are reused (0: the tiler's default)."""
+        from .registry import ARCHITECTURES
+
+        return ARCHITECTURES[self.arch_name].large_tile(self.config)
+
     def extra_repr(self) -> str:
         return f"arch={self.arch_name}, scale={self.scale}"

@@ -20,7 +20,7 @@ from ..ops.conv import depthwise_shift, one_hot_shift_kernel, shift_convs_relu
 from ..ops.derived import inference_weights
 from .base import SRModel
 from .blocks import MeanShift, PixelShuffleUpsampler, pad_to_multiple
-from .registry import Architecture, CheckpointError, Variant, register_architecture, register_variant
+from .registry import LARGE_TILE, Architecture, CheckpointError, Variant, register_architecture, register_variant
 from .statedict import nested_depths, pixel_shuffle_scale, rgb_input_width
 
 PAPER = "Zhang et al., Efficient Long-Range Attention Network for Image Super-resolution, ECCV 2022"
@@ -201,8 +201,11 @@ def detect_config(state) -> dict | None:
 
 # cpu_bf16: bf16 autocast 1.4-1.5x faster than the fp32 fast path for ELAN-light at LR 128-256² on a 2-core
 # AVX-512 BF16 EPYC (benchmarks/floor.py).
+# large_tile: ELAN-light x4 of an LR 2048×1536 picture as `litesr upscale` runs it took 1.07× the 256² picture's time
+# per output pixel with 384 tiles, 1.23× with 256 (docs/performance.md §2.3); the C=180 ELAN keeps the default.
 register_architecture(Architecture(name="elan", build=ELAN, detect=detect_config, paper=PAPER, cpu_bf16=True,
-                                   size_multiple=lambda config: math.lcm(*config["window_sizes"])))
+                                   size_multiple=lambda config: math.lcm(*config["window_sizes"]),
+                                   large_tile=lambda config: LARGE_TILE if config["c_elan"] <= 60 else 0))
 register_variant(Variant(
     name="elan-light", arch="elan", config=dict(c_elan=60, m_elan=24, n_share=1, r_expand=2),
     description="ELAN-light: C=60, 24 LFE/GMSA pairs in 12 blocks, attention shared by pairs, windows 4/8/16",

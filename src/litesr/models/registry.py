@@ -51,6 +51,11 @@ class Architecture:
     tile_context: ``tile_context(config) -> int``: the fewest LR pixels of context a tile needs on each side for
                   tiled outputs to agree with the whole image (≥ 45 dB PSNR); the tiler never uses less, whatever
                   overlap it is given. 0: the tiler's default overlap is enough.
+    large_tile:   ``large_tile(config) -> int``: the LR tile side ``litesr upscale`` takes by default where freed
+                  memory blocks are kept for reuse (:func:`litesr.device.reuse_freed_memory`, as the command line
+                  runs): there a larger tile costs no more per pixel, and its context less. 0: the tiler's default.
+                  Set where measured faster and where a 12-megapixel ×4 upscale stays under 2 GiB resident
+                  (``docs/performance.md`` §2.3).
     """
 
     name: str
@@ -63,9 +68,15 @@ class Architecture:
     size_multiple: Callable[[dict], int] = lambda config: 1
     inference_only: str = ""
     tile_context: Callable[[dict], int] = lambda config: 0
+    large_tile: Callable[[dict], int] = lambda config: 0
 
     def ignores(self, key: str) -> bool:
         return self.ignored_keys is not None and re.search(self.ignored_keys, key) is not None
+
+
+#: The ``large_tile`` of the light models measured to gain from it (ELAN-light, SwinIR-light, SPAN): a 384 core
+#: with 16 pixels of context computes (416/384)² = 1.17× its pixels, a 256 one (288/256)² = 1.27×.
+LARGE_TILE = 384
 
 
 @dataclass(frozen=True)

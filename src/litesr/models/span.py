@@ -49,7 +49,7 @@ from torch import nn
 
 from .base import SRModel
 from .blocks import DIV2K_RGB_MEAN
-from .registry import Architecture, CheckpointError, Variant, register_architecture, register_variant
+from .registry import LARGE_TILE, Architecture, CheckpointError, Variant, register_architecture, register_variant
 from .statedict import numbered_count, pixel_shuffle_scale, require, rgb_input_width
 
 PAPER = "Wan et al., Swift Parameter-free Attention Network for Efficient Super-Resolution, CVPR Workshops 2024"
@@ -155,7 +155,7 @@ def detect_config(state) -> dict | None:
 # (the x255 input scale leaves bf16 little room; the first conv alone in fp32 recovers 0.016 dB on Set5), for twice
 # the speed; `--precision fp32` gives the official numbers.
 register_architecture(Architecture(
-    name="span", build=SPAN, detect=detect_config, paper=PAPER, cpu_bf16=True,
+    name="span", build=SPAN, detect=detect_config, paper=PAPER, cpu_bf16=True, large_tile=lambda config: LARGE_TILE,
     inference_only="litesr implements SPAN's folded (inference) form only; training it needs the re-parameterised "
                    "three-branch Conv3XC form, which litesr does not have (see litesr/models/span.py)",
 ))

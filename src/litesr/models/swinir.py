@@ -31,7 +31,7 @@ from .base import SRModel
 from .blocks import PixelShuffleUpsampler, add_mean, pad_to_multiple
 from .blocks import LayerNorm, PatchEmbedNorm, official_window_buffers, subtract_mean
 from .blocks import ResidualGroup, swin_trunk
-from .registry import Architecture, CheckpointError, Variant, register_architecture, register_variant
+from .registry import LARGE_TILE, Architecture, CheckpointError, Variant, register_architecture, register_variant
 from .statedict import mlp_ratio, nested_depths, pixel_shuffle_scale, refuse_other_swin_options, require
 from .statedict import rgb_input_width
 
@@ -198,6 +198,7 @@ register_architecture(Architecture(
     name="swinir", build=SwinIR, detect=detect_config, paper=PAPER,
     ignored_keys=r"\.attn\.relative_position_index$|\.attn_mask$", official_buffers=official_buffers,
     cpu_bf16=True, size_multiple=lambda config: int(config["window_size"]),
+    large_tile=lambda config: LARGE_TILE if config["embed_dim"] <= 60 else 0,  # the light one: docs/performance.md §2.3
 ))
 register_variant(Variant(
     name="swinir-light", arch="swinir",
