@@ -18,8 +18,11 @@ from litesr.cli import main
 
 #: `litesr upscale` with a stand-in slow model: the first image is computed at once, every later one waits a
 #: minute inside its output's atomic write (its temporary file exists), so a signal always lands mid-write.
+# The child takes Python's own Ctrl-C handler: a job started in the background by a non-interactive shell (as a CI
+# runner may start the suite) hands its children SIGINT ignored, and a user's terminal never does.
 SLOW_UPSCALE = """
-import sys, time
+import signal, sys, time
+signal.signal(signal.SIGINT, signal.default_int_handler)
 import litesr.api as api
 real, calls = api.upscale_strips, []
 def slow(*args, **kwargs):
