@@ -47,7 +47,7 @@ def one(weights: str, size: int, runs: int, reuse: bool) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--weights", nargs="+", required=True, help="zoo names or files")
+    ap.add_argument("--weights", nargs="+", help="zoo names or files")
     ap.add_argument("--sizes", nargs="+", type=int, default=[256, 288, 544], help="LR sides; the first is the base")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--default-allocator", action="store_true", help="do not keep freed blocks for reuse")
@@ -56,6 +56,8 @@ def main() -> None:
     if args.one:
         print(json.dumps(one(args.one[0], int(args.one[1]), args.runs, not args.default_allocator)))
         return
+    if not args.weights:
+        ap.error("--weights is required")
     print(f"# freed blocks {'returned to the OS' if args.default_allocator else 'kept for reuse'}; median of "
           f"{args.runs}; per-pixel time ÷ LR {args.sizes[0]}²'s; peak resident growth over the loaded model")
     for weights in args.weights:
