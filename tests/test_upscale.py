@@ -53,11 +53,34 @@ def test_uniform_tiles_share_one_window_size_cover_once_and_keep_their_context()
             assert t.y0 % align == 0 and t.x0 % align == 0  # attention windows stay on the whole image's grid
             assert t.y1 - t.y0 == size_h or t.y1 == h  # only windows at the far border are shorter (then padded)
             assert t.x1 - t.x0 == size_w or t.x1 == w
-            ov = -(-overlap // align) * align
+            ov = -(-overlap // (align // 2 or 1)) * (align // 2 or 1)
             assert t.cy0 - t.y0 >= min(ov, t.cy0) and t.y1 - t.cy1 >= min(ov, h - t.cy1)
             assert t.cx0 - t.x0 >= min(ov, t.cx0) and t.x1 - t.cx1 >= min(ov, w - t.cx1)
         assert (cover == 1).all()
         assert len(tiles) == len(plan_tiles(h, w, tile, overlap, align))  # the same cores, only windows grow
+
+
+def test_windows_stay_on_the_grid_with_half_a_grid_of_context():
+    # GRFormer's grid is 32 pixels: 16 pixels of context suffice (65 dB), and rounding them up to 32 made a 256
+    # core compute (320/256)² = 1.56x its pixels instead of (288/256)² = 1.27x
+    for h, w, tile, overlap, align in [(1536, 2048, 256, 16, 32), (300, 700, 256, 16, 32), (1000, 1500, 256, 96, 64),
+                                       (257, 1000, 384, 8, 16), (100, 300, 64, 3, 7)]:
+        for uniform in (False, True):
+            tiles = plan_tiles(h, w, tile, overlap, align, uniform=uniform)
+            cover = np.zeros((h, w), int)
+            for t in tiles:
+                cover[t.cy0:t.cy1, t.cx0:t.cx1] += 1
+                assert t.y0 % align == 0 and t.x0 % align == 0
+                assert t.cy0 - t.y0 >= min(overlap, t.cy0) and t.y1 - t.cy1 >= min(overlap, h - t.cy1)
+                assert t.cx0 - t.x0 >= min(overlap, t.cx0) and t.x1 - t.cx1 >= min(overlap, w - t.cx1)
+                if not uniform:
+                    assert t.cy1 - t.cy0 <= tile and t.cx1 - t.cx0 <= tile
+                    # windows that end inside the image have lengths on the grid: the model pads none of them
+                    assert t.y1 == h or (t.y1 - t.y0) % align == 0
+            assert (cover == 1).all()
+            widest = max(t.x1 - t.x0 for t in tiles if t.x0 > 0 and t.x1 < w) if len({t.x0 for t in tiles}) > 2 else 0
+            if align % 2 == 0 and widest:
+                assert widest <= tile + 2 * -(-overlap // (align // 2)) * (align // 2)
 
 
 def test_tiled_matches_untiled_above_45db(elan_weights):
@@ -196,21 +219,26 @@ def test_the_torch_runner_states_what_the_tiler_needs():
 
 def test_the_cli_takes_the_large_tile_only_where_freed_memory_is_reused(tmp_path, monkeypatch):
     """ELAN-light, SwinIR-light and SPAN state a larger tile; ``litesr upscale`` takes it where it keeps freed blocks
-    for reuse (without reuse, a larger tile cost more per pixel), an explicit --tile always wins, and the Python API
-    keeps its documented default."""
+    for reuse (without reuse, a larger tile cost more per pixel); ESRT states a smaller one, taken either way; an
+    explicit --tile always wins, and the Python API keeps its documented default."""
     from litesr import device, tiling
-    from litesr.models.registry import LARGE_TILE
+    from litesr.models.esrt import BASE_TILE
+    from litesr.models.registry import LARGE_TILE, variant_tiles
     from litesr.runner import as_runner
 
     runners = {name: as_runner(litesr.create_model(name, 4)) for name in ("elan-light", "swinir-light", "span",
-                                                                           "grformer", "elan")}
+                                                                           "grformer", "elan", "esrt")}
     assert {n: r.large_tile for n, r in runners.items()} == {
-        "elan-light": LARGE_TILE, "swinir-light": LARGE_TILE, "span": LARGE_TILE, "grformer": 0, "elan": 0}
+        "elan-light": LARGE_TILE, "swinir-light": LARGE_TILE, "span": LARGE_TILE, "grformer": 0, "elan": 0, "esrt": 0}
+    assert variant_tiles("large_tile") == {LARGE_TILE: ["elan-light", "span", "swinir-light"]}
+    assert variant_tiles("base_tile") == {BASE_TILE: ["esrt"]} and BASE_TILE < tiling.DEFAULT_TILE
     monkeypatch.setattr(device, "_freed_memory_reused", False)
-    assert {tiling.default_tile(r) for r in runners.values()} == {tiling.DEFAULT_TILE}
+    assert {n: tiling.default_tile(r) for n, r in runners.items()} == {
+        **{n: tiling.DEFAULT_TILE for n in runners}, "esrt": BASE_TILE}
     monkeypatch.setattr(device, "_freed_memory_reused", True)
     assert tiling.default_tile(runners["elan-light"]) == LARGE_TILE
     assert tiling.default_tile(runners["grformer"]) == tiling.DEFAULT_TILE
+    assert tiling.default_tile(runners["esrt"]) == BASE_TILE
 
     asked = []
     real = tiling.plan_for

@@ -25,12 +25,15 @@ DEFAULT_OVERLAP = 16
 
 def default_tile(runner: Runner) -> int:
     """The LR tile ``litesr upscale`` takes when none is given: the runner's ``large_tile`` where freed memory
-    blocks are kept for reuse (:func:`litesr.device.reuse_freed_memory`, as the command line runs), else
-    :data:`DEFAULT_TILE`. Without reuse each large tensor is page-faulted in anew, and a 544² forward cost 1.6-2.2×
-    a 256² one per pixel; with it, 0.8-1.1× (``docs/performance.md`` §2.3)."""
+    blocks are kept for reuse (:func:`litesr.device.reuse_freed_memory`, as the command line runs), else its
+    ``base_tile``, else :data:`DEFAULT_TILE`. Without reuse each large tensor is page-faulted in anew, and a 544²
+    forward cost 1.6-2.2× a 256² one per pixel; with it, 0.8-1.1× (``docs/performance.md`` §2.3). ESRT's
+    ``base_tile`` is smaller: its attention's cost grows with the tile's area."""
     from .device import freed_memory_reused
 
-    return runner.large_tile if runner.large_tile and freed_memory_reused() else DEFAULT_TILE
+    if runner.large_tile and freed_memory_reused():
+        return runner.large_tile
+    return runner.base_tile or DEFAULT_TILE
 
 
 @dataclass(frozen=True)
@@ -71,10 +74,13 @@ def plan_tiles(height: int, width: int, tile: int, overlap: int, align: int = 1,
 
     With ``align`` (the model's window multiple), tile windows start on the same grid as the whole-image pass
     would use, so attention windows inside a tile coincide with the whole image's and only the outermost
-    context differs. With ``uniform``, every window has one size (those at the bottom or right border may end
-    past the image by less than ``align`` per tile, and the tiler pads them as the model pads an image), and the
-    tiles at the borders have larger cores, since they need context on one side only: a runtime compiled for
-    static shapes (OpenVINO) then compiles one shape per image, for no more work than uneven windows.
+    context differs. That needs twice the overlap on the grid, not the overlap itself: the overlap is rounded up
+    to a multiple of half the grid (GRFormer's 32-pixel grid keeps 16 pixels of context, not 32), and the cores'
+    inner borders sit that far past the grid, so each window starts on it. With ``uniform``, every window has one
+    size (those at the bottom or right border may end past the image by less than ``align`` per tile, and the tiler
+    pads them as the model pads an image), and the tiles at the borders have larger cores, since they need context
+    on one side only: a runtime compiled for static shapes (OpenVINO) then compiles one shape per image, for no
+    more work than uneven windows.
     """
     if tile <= 0:
         raise UsageError(f"tile size must be positive, got {tile}")
@@ -82,23 +88,30 @@ def plan_tiles(height: int, width: int, tile: int, overlap: int, align: int = 1,
         raise UsageError(f"tile overlap must be >= 0, got {overlap}")
     align = max(1, int(align))
     tile = max(align, tile - tile % align)
-    overlap = -(-overlap // align) * align
+    half = align // 2 if align % 2 == 0 else align
+    overlap = -(-overlap // half) * half
+    # inner core borders at offset (mod align) from the grid, so every window start (border − overlap) is on it
+    offset = overlap % align
 
     def spans(size: int) -> list[tuple[int, int, int, int]]:
-        n = max(1, math.ceil(size / tile))
-        if uniform and n > 1:
+        if size <= tile:
+            return [(0, size, 0, size)]
+        n = math.ceil(size / tile)
+        if uniform:
             # n windows of one length L on the grid, each overlapping the next by 2·overlap; the edge tiles'
             # cores take the context they need on one side only, so no window computes more than its share
             length = -(-(size + 2 * overlap * (n - 1)) // (n * align)) * align
             starts = [i * (length - 2 * overlap) for i in range(n)]
             return [(a, min(size, a + length), a + overlap if i else 0, min(size, a + length - overlap)
                      if i < n - 1 else size) for i, a in enumerate(starts)]
-        step = -(-math.ceil(size / n) // align) * align  # near-equal cores on the alignment grid
-        out = []
-        for start in range(0, size, step):
-            end = min(size, start + step)
-            out.append((max(0, start - overlap), min(size, end + overlap), start, end))
-        return out
+        # near-equal cores on the grid of a virtual image that starts (align − offset) pixels early, so the borders
+        # land at offset (mod align) and no core is longer than the tile
+        early = (align - offset) % align
+        n = max(1, math.ceil((size + early) / tile))
+        step = -(-math.ceil((size + early) / n) // align) * align
+        borders = [0] + [b - early for b in range(step, size + early, step)] + [size]
+        return [(max(0, start - overlap), min(size, end + overlap), start, end)
+                for start, end in zip(borders, borders[1:])]
 
     return [Tile(y0, y1, x0, x1, cy0, cy1, cx0, cx1)
             for y0, y1, cy0, cy1 in spans(height) for x0, x1, cx0, cx1 in spans(width)]
