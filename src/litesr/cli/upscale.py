@@ -48,7 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     from ..device import DEFAULT_PRECISION
     from ..tiling import DEFAULT_OVERLAP, DEFAULT_TILE
     from ..io import DEFAULT_MAX_PIXELS
-    from ..models.registry import LARGE_TILE
+    from ..models.registry import variant_tiles
 
     p = sub.add_parser(
         "upscale",
@@ -80,8 +80,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"refuse inputs above N pixels, read from the header before decoding (default "
                         f"{DEFAULT_MAX_PIXELS:,}; 0 = no limit)")
     p.add_argument("--tile", type=int, default=None, metavar="N",
-                   help=f"LR tile size in pixels (default {DEFAULT_TILE}; {LARGE_TILE} for ELAN-light, SwinIR-light "
-                        "and SPAN, whose larger tiles cost no more per pixel; 0 = whole image at once)")
+                   help=f"LR tile size in pixels (default {DEFAULT_TILE}; "
+                        + "".join(f"{tile} for {', '.join(names)}, whose larger tiles cost no more per pixel; "
+                                  for tile, names in variant_tiles("large_tile").items())
+                        + "".join(f"{tile} for {', '.join(names)}, whose attention costs more per pixel in larger "
+                                  "tiles; " for tile, names in variant_tiles("base_tile").items())
+                        + "0 = whole image at once)")
     p.add_argument("--tile-overlap", type=int, default=DEFAULT_OVERLAP, metavar="M",
                    help=f"LR context pixels around each tile (default {DEFAULT_OVERLAP})")
     add_device_argument(p)

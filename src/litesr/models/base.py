@@ -78,6 +78,13 @@ class SRModel(nn.Module):
         return ARCHITECTURES[self.arch_name].tile_context(self.config)
 
     @property
+    def base_tile(self) -> int:
+        """The LR tile ``litesr upscale`` takes for this family (0: the tiler's default)."""
+        from .registry import ARCHITECTURES
+
+        return ARCHITECTURES[self.arch_name].base_tile(self.config)
+
+    @property
     def large_tile(self) -> int:
         """The LR tile ``litesr upscale`` takes where freed blocks are reused (0: the tiler's default)."""
         from .registry import ARCHITECTURES

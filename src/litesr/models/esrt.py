@@ -363,7 +363,15 @@ def detect_config(state) -> dict | None:
 # changed nothing there in bf16 (0.521 s); an NCHW tensor runs 1.12x faster in fp32 made channels-last first
 # (docs/performance.md §3.5; pictures from upscale and eval arrive channels-last), so the head takes it. auto runs
 # ESRT in fp32 on CPU.
-register_architecture(Architecture(name="esrt", build=ESRT, detect=detect_config, paper=PAPER))
+#: ESRT's tile on the command line. Its attention runs within quarters of all the tile's tokens, so its cost per
+#: pixel grows with the tile's area: a whole-picture forward cost 0.61× per pixel at LR 160², 1.24× at 288², against
+#: 256² (``benchmarks/tile_rate.py``). Tiles of 128 with 16 pixels of context upscaled the Urban100 subset x4 in
+#: 30.2 against 45.0 s for tiles of 256, for 25.3099 against 25.3068 dB (Set14 27.7407 against 27.7414);
+#: the official test.py chops its inputs into tiles below 60,000 pixels as well (docs/performance.md §2.3).
+BASE_TILE = 128
+
+register_architecture(Architecture(name="esrt", build=ESRT, detect=detect_config, paper=PAPER,
+                                   base_tile=lambda config: BASE_TILE))
 register_variant(Variant(
     name="esrt", arch="esrt", config=dict(n_feats=32),
     description="ESRT: 32 features, LCB of 3 HPBs + one LTB (288-d 3×3 tokens, 8 heads, attention in N/4 segments)",

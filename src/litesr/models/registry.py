@@ -51,6 +51,9 @@ class Architecture:
     tile_context: ``tile_context(config) -> int``: the fewest LR pixels of context a tile needs on each side for
                   tiled outputs to agree with the whole image (≥ 45 dB PSNR); the tiler never uses less, whatever
                   overlap it is given. 0: the tiler's default overlap is enough.
+    base_tile:    ``base_tile(config) -> int``: the LR tile side ``litesr upscale`` takes by default for this family
+                  (0: the tiler's 256), where a smaller tile costs less per pixel: ESRT's attention, whose cost grows
+                  with the tile's area (its official test chops images into tiles too).
     large_tile:   ``large_tile(config) -> int``: the LR tile side ``litesr upscale`` takes by default where freed
                   memory blocks are kept for reuse (:func:`litesr.device.reuse_freed_memory`, as the command line
                   runs): there a larger tile costs no more per pixel, and its context less. 0: the tiler's default.
@@ -68,6 +71,7 @@ class Architecture:
     size_multiple: Callable[[dict], int] = lambda config: 1
     inference_only: str = ""
     tile_context: Callable[[dict], int] = lambda config: 0
+    base_tile: Callable[[dict], int] = lambda config: 0
     large_tile: Callable[[dict], int] = lambda config: 0
 
     def ignores(self, key: str) -> bool:
@@ -109,6 +113,17 @@ def register_variant(variant: Variant) -> Variant:
         raise ValueError(f"variant {variant.name!r} names unknown architecture {variant.arch!r}")
     VARIANTS[variant.name] = variant
     return variant
+
+
+def variant_tiles(field: str) -> dict[int, list[str]]:
+    """``{tile: [variant names]}`` of the variants whose architecture states ``field`` (``"base_tile"`` or
+    ``"large_tile"``) for them: what ``litesr upscale --help`` lists."""
+    tiles: dict[int, list[str]] = {}
+    for v in sorted(VARIANTS.values(), key=lambda v: v.name):
+        tile = getattr(ARCHITECTURES[v.arch], field)(dict(v.config))
+        if tile:
+            tiles.setdefault(tile, []).append(v.name)
+    return tiles
 
 
 def canonical_name(name: str) -> str:
