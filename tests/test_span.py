@@ -162,6 +162,25 @@ def test_real_checkpoint_is_its_params_ema():
     assert relative_error(plain, ema) > 10 * TOLERANCE  # the other copy would be seen
 
 
+def test_the_fused_path_is_the_official_order(vector, monkeypatch):
+    """At fp32 inference on a CPU with oneDNN the SiLUs run inside the convolutions and the attention in place: the
+    vectors' input and the real checkpoint on a photograph, against the official op sequence (the path off)."""
+    from litesr import compat
+    from litesr.ops.conv import fused_activations
+    from conftest import without_paths
+
+    state, tensors, _ = vector
+    models = [litesr.load_model(state)] + ([litesr.load_model(REAL)] if REAL.exists() else [])
+    x = image_to_tensor(read_image(LR_IMAGE))
+    with torch.inference_mode():
+        assert fused_activations(x, ("swish",)) == compat.fused_conv_runs(torch.float32, "swish")
+        fused = [m(t) for m in models for t in (tensors["input_a"], x)]
+        without_paths(monkeypatch, "conv activation", "fused")
+        official = [m(t) for m in models for t in (tensors["input_a"], x)]
+    for a, b in zip(fused, official):
+        torch.testing.assert_close(a, b, rtol=0, atol=2e-5 * b.abs().max().item())
+
+
 def test_tiled_matches_whole_image_above_45db():
     model = litesr.load_model(real_weights())
     x = image_to_tensor(read_image(LR_IMAGE))

@@ -83,7 +83,7 @@ def _softmax_backward_runs() -> bool:
 def fused_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, activation: str = "relu",
                scalars: tuple[float, ...] = (), padding: int = 0) -> torch.Tensor:
     """``activation(conv2d(x, weight, bias, padding=padding))`` (stride 1; ``activation`` one of oneDNN's post-ops:
-    "relu", "leaky_relu" with its slope in ``scalars``, "sigmoid") as one oneDNN call; callers check
+    "relu", "leaky_relu" with its slope in ``scalars``, "sigmoid", "swish" (SiLU)) as one oneDNN call; callers check
     :func:`fused_conv_runs` first."""
     return torch.ops.mkldnn._convolution_pointwise(x, weight, bias, [padding, padding], [1, 1], [1, 1], 1,
                                                    activation, list(scalars), None)
@@ -95,7 +95,7 @@ def fused_conv_relu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | 
 
 
 _ACTIVATIONS = {"relu": (F.relu, ()), "leaky_relu": (lambda y: F.leaky_relu(y, 0.2), (0.2,)),
-                "sigmoid": (torch.sigmoid, ())}
+                "sigmoid": (torch.sigmoid, ()), "swish": (F.silu, ())}
 
 
 @lru_cache(maxsize=None)

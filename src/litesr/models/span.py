@@ -47,6 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..ops.conv import conv2d_act, fused_activations
 from .base import SRModel
 from .blocks import DIV2K_RGB_MEAN
 from .registry import LARGE_TILE, Architecture, CheckpointError, Variant, register_architecture, register_variant
@@ -99,6 +100,11 @@ class SPAB(nn.Module):
         self.c3_r = Conv3XC(channels, channels)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if fused_activations(x, ("swish",)):  # the SiLUs inside oneDNN's convs, the attention in place
+            a1 = conv2d_act(x, self.c1_r.eval_conv, "swish")
+            o3 = self.c3_r(conv2d_act(a1, self.c2_r.eval_conv, "swish"))
+            gate = torch.sigmoid(o3).sub_(0.5)
+            return o3.add_(x).mul_(gate), a1
         a1 = F.silu(self.c1_r(x))
         o3 = self.c3_r(F.silu(self.c2_r(a1)))
         return (o3 + x) * (torch.sigmoid(o3) - 0.5), a1

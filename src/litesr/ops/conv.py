@@ -25,16 +25,17 @@ def conv2d_relu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
     return F.relu(F.conv2d(x, weight, bias), inplace=True)
 
 
-def fused_activations(x: torch.Tensor) -> bool:
-    """Whether convolutions of ``x`` and the LeakyReLU or sigmoid after them run as one oneDNN call
+def fused_activations(x: torch.Tensor, activations: tuple[str, ...] = ("leaky_relu", "sigmoid")) -> bool:
+    """Whether convolutions of ``x`` and the ``activations`` after them run as one oneDNN call
     (:func:`conv2d_act`, ``POLICY["conv activation"]``)."""
     return policy.choose("conv activation", x.device, x.dtype, runs=lambda how: how != "fused" or (
-        x.dim() == 4 and all(compat.fused_conv_runs(x.dtype, act) for act in ("leaky_relu", "sigmoid")))) == "fused"
+        x.dim() == 4 and all(compat.fused_conv_runs(x.dtype, act) for act in activations))) == "fused"
 
 
 def conv2d_act(x: torch.Tensor, conv: nn.Conv2d, activation: str, negative_slope: float = 0.2) -> torch.Tensor:
-    """``activation(conv(x))``, ``activation`` "leaky_relu" (with ``negative_slope``) or "sigmoid", as one oneDNN
-    call: the activation runs on each output tile before it is written. Callers check :func:`fused_activations`."""
+    """``activation(conv(x))``, ``activation`` "leaky_relu" (with ``negative_slope``), "sigmoid" or "swish" (SiLU),
+    as one oneDNN call: the activation runs on each output tile before it is written. Callers check
+    :func:`fused_activations`."""
     scalars = (negative_slope,) if activation == "leaky_relu" else ()
     return compat.fused_conv(x, conv.weight, conv.bias, activation, scalars, conv.padding[0])
 
