@@ -118,6 +118,23 @@ def test_grouped_masks_equal_the_official_mask(h, w, window, shift):
     assert torch.equal(rebuilt.view_as(full), full)
 
 
+@pytest.mark.parametrize("window, shift", [((8, 8), (4, 4)), ((8, 32), (4, 16)), ((32, 8), (4, 16))])
+def test_shifted_windows_gathered_at_inference_are_the_official_roll(window, shift, monkeypatch):
+    """At CPU inference the roll and the window partition run as one gather of token rows (and back): the same
+    values, in the same order, as the official roll → partition and reverse → roll back."""
+    from litesr.ops import policy
+
+    geom = WindowGeometry(64, 96, window, shift, -100.0)
+    x = torch.randn(2, 64, 96, 5)
+    with torch.inference_mode():
+        assert policy.choose("swin shifted windows", x.device, x.dtype) == "gather"
+        windows = geom.partition(x)
+        back = geom.reverse(windows * 2)
+        without_paths(monkeypatch, "swin shifted windows", "gather")
+        assert torch.equal(windows, geom.partition(x))
+        assert torch.equal(back, geom.reverse(windows * 2)) and torch.equal(back, x * 2)
+
+
 def test_fused_attention_equals_explicit_with_index_groups(monkeypatch):
     """The fused path, also with non-contiguous window groups (index tensors), equals the explicit one."""
     without_paths(monkeypatch, "swin attention", "chunked")  # SDPA, not the chunked path fp32 8×8 windows take

@@ -85,6 +85,7 @@ class WindowGeometry:
         self.num_windows = self.n_rows * self.n_cols
         self.tokens = self.wh * self.ww
         self._full_mask: torch.Tensor | None = None
+        self._order: tuple[torch.Tensor, torch.Tensor] | None = None
         self._runs: list[tuple[int, int, int | None]] | None = None
         self._patterns: torch.Tensor | None = None
         self.groups: list[tuple[slice | torch.Tensor, slice | torch.Tensor, torch.Tensor | None]] = []
@@ -123,15 +124,37 @@ class WindowGeometry:
     def partition(self, x: torch.Tensor) -> torch.Tensor:
         """(B, H, W, C) → roll by −shift (if shifted) → (B·nW, N, C)."""
         if self.shift is not None:
+            if self._gathers(x):  # the roll and the partition as one gather of token rows
+                b, h, w, c = x.shape
+                order, unorder = self._orders()
+                return take_tokens(x.reshape(b, h * w, c), order, unorder).view(-1, self.tokens, c)
             x = torch.roll(x, shifts=(-self.shift[0], -self.shift[1]), dims=(1, 2))
         return window_partition(x, self.wh, self.ww)
 
     def reverse(self, windows: torch.Tensor) -> torch.Tensor:
         """(B·nW, N, C) → (B, H, W, C) → roll back by +shift (if shifted). Exact inverse of :meth:`partition`."""
+        if self.shift is not None and self._gathers(windows):
+            c = windows.shape[-1]
+            order, unorder = self._orders()
+            rows = windows.reshape(-1, self.h * self.w, c)
+            return take_tokens(rows, unorder, order).view(-1, self.h, self.w, c)
         x = window_reverse(windows, self.wh, self.ww, self.h, self.w)
         if self.shift is not None:
             x = torch.roll(x, shifts=self.shift, dims=(1, 2))
         return x
+
+    def _gathers(self, x: torch.Tensor) -> bool:
+        return policy.choose("swin shifted windows", x.device, x.dtype) == "gather"
+
+    def _orders(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The token order of roll(−shift) → partition as a gather index into the H·W tokens, and its inverse."""
+        if self._order is None:
+            with torch.inference_mode(False):
+                idx = torch.arange(self.h * self.w, device=self.device).view(1, self.h, self.w, 1)
+                idx = torch.roll(idx, shifts=(-self.shift[0], -self.shift[1]), dims=(1, 2))
+                order = window_partition(idx, self.wh, self.ww).reshape(-1)
+                self._order = (order, torch.argsort(order))
+        return self._order
 
     # -- attention
 
@@ -319,6 +342,9 @@ class TracedWindowGeometry:
 
     partition = WindowGeometry.partition
     reverse = WindowGeometry.reverse
+
+    def _gathers(self, x: torch.Tensor) -> bool:  # a graph keeps the official roll (no size-keyed index)
+        return False
 
     def mask(self) -> torch.Tensor:
         """The official mask from in-graph labels: region 0 before the last window, 1 in it before the last
