@@ -454,3 +454,26 @@ def test_model_built_in_inference_mode_derives_its_weights_every_call():
     normal = litesr.load_model(state).eval()
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
         assert torch.equal(got, normal(x))
+
+
+def test_upscale_keeps_the_derived_weights_of_a_model_in_eval_mode():
+    """``litesr.upscale`` and ``evaluate`` put a model in training mode into eval mode, but leave one already there:
+    ``eval()`` drops the weights derived for inference, which every call would then build again."""
+    import numpy as np
+
+    state, _, _ = load_vector("elan_light_x4")
+    model = litesr.load_model(state).eval()
+    image = np.zeros((20, 24, 3), np.uint8)
+
+    def built():
+        return {id(m): m.__dict__["_inference_weights"] for m in model.modules()
+                if m.__dict__.get("_inference_weights")}
+
+    litesr.upscale(image, model)
+    first = built()
+    assert first
+    litesr.upscale(image, model)
+    assert all(built()[k] is v for k, v in first.items())
+    model.train()
+    litesr.upscale(image, model)
+    assert not model.training

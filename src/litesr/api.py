@@ -77,7 +77,7 @@ def upscale(
         model = resolve_model(None if model is None else os.fspath(model), None, scale, dev)
     if isinstance(model, nn.Module):
         dev = dev if dev is not None else next(model.parameters()).device
-        model = model.eval().to(dev)
+        model = (model.eval() if model.training else model).to(dev)  # eval() would drop its derived weights
     runner = as_runner(model, dev, precision)
     if isinstance(image, Image.Image):
         picture = picture_from_image(image, keep_depth=True, metadata=True)  # as `litesr upscale` reads a file

@@ -66,7 +66,7 @@ def evaluate(
                            if isinstance(model, (str, os.PathLike)) else ""))
     device = pick_device(device)
     if isinstance(model, nn.Module):
-        model = model.eval().to(device)
+        model = (model.eval() if model.training else model).to(device)  # eval() would drop its derived weights
     runner = as_runner(model, device, precision, scale=scale)  # "auto" made concrete; fails fast on an unknown one
     if runner.scale != int(scale):
         raise UsageError(f"the model is a x{runner.scale} model but x{scale} evaluation was requested")
