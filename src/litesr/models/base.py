@@ -66,30 +66,28 @@ class SRModel(nn.Module):
     @property
     def size_multiple(self) -> int:
         """Inputs whose sides are multiples of this need no internal padding (from the architecture's record)."""
-        from .registry import ARCHITECTURES
-
-        return ARCHITECTURES[self.arch_name].size_multiple(self.config)
+        return self._stated("size_multiple")
 
     @property
     def tile_context(self) -> int:
         """The fewest LR pixels of context a tile needs on each side to agree with the whole image (≥ 45 dB)."""
-        from .registry import ARCHITECTURES
-
-        return ARCHITECTURES[self.arch_name].tile_context(self.config)
+        return self._stated("tile_context")
 
     @property
     def base_tile(self) -> int:
         """The LR tile ``litesr upscale`` takes for this family (0: the tiler's default)."""
-        from .registry import ARCHITECTURES
-
-        return ARCHITECTURES[self.arch_name].base_tile(self.config)
+        return self._stated("base_tile")
 
     @property
     def large_tile(self) -> int:
         """The LR tile ``litesr upscale`` takes where freed blocks are reused (0: the tiler's default)."""
+        return self._stated("large_tile")
+
+    def _stated(self, field: str) -> int:
+        """What this architecture's record (``Architecture.<field>``) states for this configuration."""
         from .registry import ARCHITECTURES
 
-        return ARCHITECTURES[self.arch_name].large_tile(self.config)
+        return getattr(ARCHITECTURES[self.arch_name], field)(self.config)
 
     def extra_repr(self) -> str:
         return f"arch={self.arch_name}, scale={self.scale}"

@@ -15,7 +15,7 @@ from .. import compat
 from . import native, policy
 from .policy import is_exporting
 from .windows import batched_rows, shifted_window_mask, take_tokens, window_order, window_partition, window_reverse
-from .windows import window_unorder
+from .windows import rolled_window_order, window_unorder
 
 
 def zero_padded_columns(t: torch.Tensor, width: int) -> torch.Tensor:
@@ -150,9 +150,7 @@ class WindowGeometry:
         """The token order of roll(−shift) → partition as a gather index into the H·W tokens, and its inverse."""
         if self._order is None:
             with torch.inference_mode(False):
-                idx = torch.arange(self.h * self.w, device=self.device).view(1, self.h, self.w, 1)
-                idx = torch.roll(idx, shifts=(-self.shift[0], -self.shift[1]), dims=(1, 2))
-                order = window_partition(idx, self.wh, self.ww).reshape(-1)
+                order = rolled_window_order(self.h, self.w, (self.wh, self.ww), self.shift, self.device)
                 self._order = (order, torch.argsort(order))
         return self._order
 

@@ -210,6 +210,10 @@ POLICY: dict[str, tuple[Rule, ...]] = {
     # x4 1.99 against 2.18 s). SPAN's SiLUs the same way (oneDNN's swish) and its attention in place: LR 256², the
     # NTIRE weights, medians (best) of 21, twice: 0.271 (0.202) against 0.287 (0.221) s and 0.286 (0.256) against
     # 0.302 (0.278) s (1.06x), LR 128² 1.10x; outputs within 3.7e-6 of their range. Measured in fp32 only.
+    "conv activation": (
+        Rule("fused", FP32, ANY, device="cpu", when="inference"),
+        Rule("separate", ANY, ANY, device=ANY, when="always"),
+    ),
     # The shifted windows of SwinIR and GRFormer (ops.attention.WindowGeometry): roll → partition, and reverse →
     # roll back, as one gather of token rows each (an index built once per size) instead of torch.roll's copies plus
     # the permute-copy; the same values. Whole fp32 forward, LR 256², real weights, alternating order, medians of
@@ -218,10 +222,6 @@ POLICY: dict[str, tuple[Rule, ...]] = {
     "swin shifted windows": (
         Rule("gather", ANY, ANY, device="cpu", when="inference"),
         Rule("roll", ANY, ANY, device=ANY, when="always"),
-    ),
-    "conv activation": (
-        Rule("fused", FP32, ANY, device="cpu", when="inference"),
-        Rule("separate", ANY, ANY, device=ANY, when="always"),
     ),
     # Transformer feed-forwards (SwinIR's MLP, GRFormer's and HiT-SRF's ConvFFN; ops.ffn) at fp32 inference on a
     # CPU: the GELU inside fc1 and the depthwise conv, the residual add inside the last depthwise conv (oneDNN

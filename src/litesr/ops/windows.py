@@ -86,11 +86,18 @@ class _Permutation(torch.autograd.Function):
         return _gather_rows(grad, inverse), None, None
 
 
-def _window_order(h, w, ws: int, shift: int, device) -> torch.Tensor:
+def rolled_window_order(h, w, window: tuple[int, int], shift: tuple[int, int],
+                        device: torch.device | None = None) -> torch.Tensor:
+    """Token order of ``roll(−shift) → window_partition`` into wh×ww windows, as a gather index into the H·W
+    tokens of a map (uncached; :func:`window_order` caches the square case)."""
     idx = torch.arange(h * w, device=device).view(1, h, w, 1)
-    if shift:
-        idx = torch.roll(idx, shifts=(-shift, -shift), dims=(1, 2))
-    return window_partition(idx, ws, ws).reshape(-1)
+    if any(shift):
+        idx = torch.roll(idx, shifts=(-shift[0], -shift[1]), dims=(1, 2))
+    return window_partition(idx, *window).reshape(-1)
+
+
+def _window_order(h, w, ws: int, shift: int, device) -> torch.Tensor:
+    return rolled_window_order(h, w, (ws, ws), (shift, shift), device)
 
 
 @lru_cache(maxsize=64)
