@@ -12,6 +12,7 @@ computes exactly what the uninterrupted run would have (data sampling is a funct
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import os
@@ -569,10 +570,23 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
 
 def run_training(config: TrainConfig, resume: bool = False, progress: bool = True) -> Trainer:
     """Run (or resume) a training run; returns its trainer (``stopped_by``: the signal that stopped it, if any)."""
-    trainer = Trainer(config, resume=resume, progress=progress)
+    trainer = None
     try:
+        trainer = Trainer(config, resume=resume, progress=progress)
         trainer.run()
+        if dist.is_initialized():
+            dist.barrier()  # every rank leaves together: none tears its connections down under a peer still saving
         return trainer
     finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
+        _leave_process_group(trainer)
+
+
+def _leave_process_group(trainer: Trainer | None) -> None:
+    """Release DistributedDataParallel, then the process group, while the interpreter is whole. DDP's reducer holds
+    the group: left to interpreter exit, gloo's threads are torn down in no set order, and a rank can abort
+    ("terminate called without an active exception") after its run has finished."""
+    if trainer is not None:
+        trainer.net = trainer.model
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    gc.collect()
