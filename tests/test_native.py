@@ -188,9 +188,12 @@ def _fused_windows(dtype):
 
 
 def _spy(monkeypatch):
+    """Every call of ELAN's attention kernels, as (windows, tokens) where the windows are known."""
     calls = []
-    fused = native.window_attention
+    fused, in_rows = native.window_attention, native.window_attention_in_rows
     monkeypatch.setattr(native, "window_attention", lambda q, v, **kw: calls.append(q.shape) or fused(q, v, **kw))
+    monkeypatch.setattr(native, "window_attention_in_rows", lambda q, v, table, n, out: calls.append(
+        (table.rows.shape[0] // n, n)) or in_rows(q, v, table, n, out))
     return calls
 
 
@@ -325,3 +328,95 @@ def test_swin_geometry_runs_the_kernel(monkeypatch, shift, with_bias, index_grou
     assert mixed.dtype == torch.float32 and len(calls) == (3 if RUNS_BF16 else 2)
     geom.attend(q.requires_grad_(), k, v, bias)
     assert len(calls) == (3 if RUNS_BF16 else 2)
+
+
+@needs_kernel
+def test_fp32_attention_in_rows_is_the_gathered_one():
+    """Windows read from and written to rows of token-order maps (column ranges of wider ones): the same bits as
+    gathering the windows, the fp32 kernel and scattering back; other columns untouched; a table reaching past the
+    map is refused."""
+    g = torch.Generator().manual_seed(5)
+    maps = torch.randn(128, 50, generator=g) * 0.7
+    table = native.RowTable(torch.randperm(128, generator=g))
+    wide = torch.full((128, 40), 7.0)
+    out = native.window_attention_in_rows(maps[:, 5:25], maps[:, 30:50], table, 64, wide[:, 10:30])
+    assert out.data_ptr() == wide[:, 10:30].data_ptr()
+    rows = table.rows.long()
+    expected = torch.empty(128, 20)
+    expected[rows] = native.window_attention(maps[rows, 5:25].view(2, 64, 20),
+                                             maps[rows, 30:50].view(2, 64, 20)).reshape(128, 20)
+    assert torch.equal(wide[:, 10:30], expected)
+    assert torch.all(wide[:, :10] == 7.0) and torch.all(wide[:, 30:] == 7.0)
+    with pytest.raises(native.NativeUnavailable):
+        native.window_attention_in_rows(maps[:64, 5:25], maps[:64, 30:50], table, 64, wide[:64, 10:30])
+    with pytest.raises(native.NativeUnavailable):  # 24 tokens a window: not a multiple of 16
+        native.window_attention_in_rows(maps[:96, 5:25], maps[:96, 30:50], native.RowTable(torch.arange(96)), 24,
+                                        wide[:96, 10:30])
+
+
+def _lfe_weights(channels, hidden, seed):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(shape, generator=g) * 0.3 for shape in ((hidden, channels, 1, 1), (hidden,),
+                                                                 (channels, hidden, 1, 1), (channels,))]
+
+
+@needs_kernel
+@pytest.mark.parametrize("shape,hidden,tile", [
+    ((1, 60, 37, 53), 120, native.LFE_TILE),  # ELAN-light's widths, tiles cut at the picture's edge
+    ((2, 10, 5, 7), 20, (2, 4)),  # a batch, tiles smaller than the picture in both directions
+    ((1, 12, 9, 40), 26, (3, 5)),  # widths neither multiples of 5 nor of 16 (the last group holds the rest)
+    ((1, 30, 1, 1), 60, native.LFE_TILE),  # one pixel: every shifted neighbour is outside
+])
+@pytest.mark.parametrize("residual", [False, True])
+def test_lfe_kernel_is_the_official_order(shape, hidden, tile, residual):
+    """ELAN's LFE in the compiled kernel against the official op sequence in float64 (one-hot depthwise shifts, 1×1
+    convs, ReLU; zero entering at the borders): within fp32 rounding, the input untouched."""
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(1)).contiguous(memory_format=torch.channels_last)
+    before = x.clone()
+    weights = _lfe_weights(shape[1], hidden, seed=2)
+    y = native.lfe(x, native.pack_lfe(*weights), residual, tile)
+    ref = native.reference_lfe(x, *weights) + (x.double() if residual else 0)
+    assert y.is_contiguous(memory_format=torch.channels_last) and y.shape == x.shape
+    assert (y.double() - ref).abs().max().item() <= 2e-6 * ref.abs().max().item()
+    assert torch.equal(x, before)
+
+
+@needs_kernel
+def test_lfe_kernel_refuses_what_it_cannot_take():
+    packed = native.pack_lfe(*_lfe_weights(10, 20, seed=0))
+    x = torch.randn(1, 10, 8, 8)
+    with pytest.raises(native.NativeUnavailable):  # NCHW, not channels-last
+        native.lfe(x, packed)
+    with pytest.raises(native.NativeUnavailable):
+        native.lfe(x.double().contiguous(memory_format=torch.channels_last), packed)
+    with pytest.raises(native.NativeUnavailable):  # weights for another width
+        native.lfe(torch.randn(1, 15, 8, 8).contiguous(memory_format=torch.channels_last), packed)
+
+
+@needs_kernel
+def test_elan_fp32_runs_the_fused_lfe_and_rows_as_the_official_function(monkeypatch):
+    """At fp32 inference every LFE runs in the compiled kernel and every GMSA reads and writes its rows in place: on
+    the conformance weights the output stays within the tolerance of the oneDNN/gathered path, and with gradients
+    neither runs."""
+    from conftest import TOLERANCE, load_vector, relative_error
+
+    state, tensors, _ = load_vector("elan_light_x4")
+    model = litesr.load_model(state).eval()
+    x = tensors["input_a"] / 255.0
+    lfes = []
+    fused = native.lfe
+    monkeypatch.setattr(native, "lfe", lambda x, *a, **k: lfes.append(x.shape) or fused(x, *a, **k))
+    calls = _spy(monkeypatch)
+    with torch.inference_mode():
+        fast = model(x)
+        assert len(lfes) == sum(isinstance(m, elan.LFE) for m in model.modules())
+        assert len(calls) == 3 * sum(isinstance(m, elan.GMSA) for m in model.modules())
+        without_paths(monkeypatch, "elan lfe", "fused")
+        without_paths(monkeypatch, "elan output", "in rows")
+        lfes.clear()
+        plain = model(x)
+        assert not lfes
+    assert relative_error(fast, plain) <= TOLERANCE
+    lfes.clear()
+    model(x).sum()
+    assert not lfes

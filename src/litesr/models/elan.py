@@ -75,7 +75,7 @@ class ELAB(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         attn = None
         for lfe, gmsa in zip(self.modules_lfe.values(), self.modules_gmsa.values()):
-            x = lfe(x).add_(x)  # in place into the fresh conv output: no new allocation (page faults) per add
+            x = lfe.plus_input(x)
             y, attn = gmsa(x, attn)
             x = y.add_(x)
         return x
@@ -92,8 +92,16 @@ class LFE(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training:
             return self.conv1(F.relu(self.conv0(x), inplace=True))
-        # inference: the ReLU runs inside the first 1×1 conv where oneDNN fuses it (ops.conv.conv2d_relu)
+        # inference: both shift-convs in litesr's compiled kernel, or the ReLU inside the first 1×1 conv where oneDNN
+        # fuses it (ops.conv.shift_convs_relu)
         return shift_convs_relu(self, x, self.conv0.shift_conv, self.conv1.shift_conv)
+
+    def plus_input(self, x: torch.Tensor) -> torch.Tensor:
+        """``self(x) + x``: the add in place into the fresh output (no new allocation per add), or inside the
+        compiled kernel."""
+        if self.training:
+            return self(x).add_(x)
+        return shift_convs_relu(self, x, self.conv0.shift_conv, self.conv1.shift_conv, residual=True)
 
 
 class ShiftConv(nn.Module):

@@ -404,6 +404,12 @@ def _window_rows(b: int, h: int, w: int, ws: int, shift: int) -> torch.Tensor:
     return batched_rows(window_order(h, w, ws, shift, torch.device("cpu")), b, h * w).to(torch.int32)
 
 
+@lru_cache(maxsize=64)
+def _window_row_table(b: int, h: int, w: int, ws: int, shift: int) -> native.RowTable:
+    """:func:`_window_rows` as the table the fp32 kernel reads and writes rows through (checked once)."""
+    return native.RowTable(_window_rows(b, h, w, ws, shift))
+
+
 def _elan_path(ws: int, width: int, dtype: torch.dtype, device: torch.device) -> str:
     """How the attention of ``ws``×``ws`` windows with ``width``-wide heads runs (``POLICY["elan attention"]``):
     "fused", "chunked", "chunked training", "sdpa" or "explicit" (computing and sharing GMSA always agree: the map
@@ -524,12 +530,20 @@ def elan_window_attention(t: torch.Tensor, shape: torch.Size, window_sizes: list
     groups = t.chunk(len(window_sizes), dim=-1)
     width = groups[0].shape[-1] // (2 if calc_attn else 1)
     hows = [_elan_path(ws, width, t.dtype, t.device) for ws in window_sizes]
-    # the bf16 kernel writes each group's rows straight into their place in one (B·H·W, C) output
-    in_place = policy.choose("elan output", t.device, t.dtype) == "in place" and set(hows) == {"fused"}
-    out = t.new_empty(b * h * w, c) if in_place else None
+    # the kernel writes each group's rows straight into their place in one (B·H·W, C) output ("in place"), and the
+    # fp32 one reads them from theirs too ("in rows")
+    where = policy.choose("elan output", t.device, t.dtype) if set(hows) == {"fused"} else "gathered"
+    out = t.new_empty(b * h * w, c) if where != "gathered" else None
     ys, new_attns = [], []
     for k, (group, ws, how) in enumerate(zip(groups, window_sizes, hows)):
         shift = ws // 2 if shifted else 0
+        if where == "in rows":  # Q and V stay in the projection's rows; the sharing GMSA gets that Q
+            rows = group.reshape(b * h * w, -1)
+            q, v = (rows[:, :width], rows[:, width:]) if calc_attn else (attns[k], rows)
+            native.window_attention_in_rows(q, v, _window_row_table(b, h, w, ws, shift), ws * ws,
+                                            out[:, k * width:(k + 1) * width])
+            new_attns.append(q)
+            continue
         order, unorder = window_order(h, w, ws, shift, t.device), window_unorder(h, w, ws, shift, t.device)
         tokens = take_tokens(group, order, unorder).view(-1, ws * ws, group.shape[-1])
         if out is not None:

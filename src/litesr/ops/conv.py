@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import compat
-from . import policy
+from . import native, policy
 from .derived import inference_weights
 
 
@@ -61,11 +61,18 @@ def depthwise_shift(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     return F.conv2d(x, kernel.to(x.dtype), None, 1, 1, 1, x.shape[1])
 
 
-def shift_convs_relu(owner: nn.Module, x: torch.Tensor, conv0: nn.Module, conv1: nn.Module) -> torch.Tensor:
-    """``conv1(relu(conv0(x)))`` at inference for two shift-convs (ELAN's LFE: each a one-hot ``weight`` shift and a
-    ``conv1x1``): the ReLU runs inside the first 1×1 conv where oneDNN fuses it (:func:`conv2d_relu`), and the
-    hidden width is padded where ``POLICY["shift-conv hidden width"]`` says so (derived once per dtype, cached on
-    ``owner``)."""
+def shift_convs_relu(owner: nn.Module, x: torch.Tensor, conv0: nn.Module, conv1: nn.Module,
+                     residual: bool = False) -> torch.Tensor:
+    """``conv1(relu(conv0(x)))`` (``+ x`` with ``residual``) at inference for two shift-convs (ELAN's LFE: each a
+    one-hot ``weight`` shift and a ``conv1x1``). Where ``POLICY["elan lfe"]`` says so, litesr's compiled kernel
+    runs both in one pass over the picture (:func:`litesr.ops.native.lfe`). Otherwise the ReLU runs inside the first
+    1×1 conv where oneDNN fuses it (:func:`conv2d_relu`), and the hidden width is padded where
+    ``POLICY["shift-conv hidden width"]`` says so. Derived weights are built once per dtype, cached on ``owner``."""
+    if policy.choose("elan lfe", x.device, x.dtype, runs=lambda how: how != "fused" or (
+            native.lfe_runs() and x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last))) == "fused":
+        packed = inference_weights(owner, "packed", x.dtype, lambda: native.pack_lfe(
+            conv0.conv1x1.weight, conv0.conv1x1.bias, conv1.conv1x1.weight, conv1.conv1x1.bias))
+        return native.lfe(x, packed, residual)
     multiple = policy.choose("shift-conv hidden width", x.device, x.dtype)
     if multiple and conv0.conv1x1.out_channels % multiple:
         # the same function with zero hidden channels that do not move: zero weights and bias in, zero out
@@ -75,7 +82,8 @@ def shift_convs_relu(owner: nn.Module, x: torch.Tensor, conv0: nn.Module, conv1:
         shift0, w0, b0 = conv0.weight, conv0.conv1x1.weight, conv0.conv1x1.bias
         shift1, w1, b1 = conv1.weight, conv1.conv1x1.weight, conv1.conv1x1.bias
     y = conv2d_relu(depthwise_shift(x, shift0), w0, b0)
-    return F.conv2d(depthwise_shift(y, shift1), w1, b1)
+    y = F.conv2d(depthwise_shift(y, shift1), w1, b1)
+    return y.add_(x) if residual else y
 
 
 def _padded(conv0: nn.Module, conv1: nn.Module, multiple: int, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:

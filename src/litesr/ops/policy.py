@@ -103,9 +103,14 @@ POLICY: dict[str, tuple[Rule, ...]] = {
     # block's (B·H·W, C) output ("in place": no scatter back per group, no concatenation). bf16 forward, shipped
     # x4, alternating order (2026-12-01, two runs): 0.077-0.078 against 0.082-0.083 s at LR 128², 0.334-0.338
     # against 0.345-0.352 s at 256², the same bits. (Reading the windows' rows in place too, instead of gathering
-    # them, was slower at 256²: docs/performance.md §4.4.)
+    # them, was slower at 256²: docs/performance.md §4.4.) The fp32 kernel also reads each window's Q and V from the
+    # projection's rows ("in rows": no gather per group, no scatter back, no concatenation), the same bits as the
+    # gathered path: whole fp32 forward, alternating order, medians of 9, 2-core Intel Xeon with AVX-512 and no bf16
+    # (2026-12-07): shipped x4 1.39 against 1.58 s at LR 256² (1.14x), 0.42 against 0.57 s at 128² (1.35x); the
+    # 291-image x4 1.15x and 1.27x.
     "elan output": (
         Rule("in place", BF16, ANY, device=ANY, when="always"),
+        Rule("in rows", FP32, ANY, device=ANY, when="always"),
         Rule("gathered", ANY, ANY, device=ANY, when="always"),
     ),
     # The computing GMSA copies each group's Q and V out of their shared (windows, N, 2d) gather into contiguous
@@ -258,6 +263,20 @@ POLICY: dict[str, tuple[Rule, ...]] = {
     # shift over channels-last pixels ran 3x slower on 120 channels than on 128 at LR 256² (2.4 against 0.8 ms);
     # padded, one LFE took 5.3 instead of 7.0 ms and the whole bf16 forward 0.49 instead of 0.52 s, with the same
     # output bits (shipped x4). fp32 gained nothing (0.90 s either way), so it keeps the official widths.
+    # ELAN's LFE (two shift-convs with a ReLU between, and the residual add after them; ops.conv.shift_convs_relu)
+    # at fp32 inference on a CPU: one call of litesr's compiled kernel (ops.native.lfe), a tile of pixels through
+    # both shift-convs while its hidden map stays in L2, instead of five oneDNN/ATen passes over the picture (a
+    # depthwise shift, the 1×1 conv, the ReLU, the shift of the twice-as-wide hidden map, the second 1×1 conv) and
+    # the add. One LFE at LR 256² (shipped x4, 2 threads, medians of 15): 10.7 against 20.6 ms, the oneDNN path's
+    # passes leaving the cache in the whole forward (~42 ms there). Whole fp32 forward, picture input, alternating
+    # order, medians of 9, 2-core Intel Xeon with AVX-512 and no bf16 (2026-12-07): shipped x4 1.45 against 1.92 s at
+    # LR 256² (1.33x), 0.43 against 0.59 s at 128² (1.36x); the 291-image x4 1.15x and 1.22x, outputs within 9e-7 of
+    # their range (the shipped x4's differ by up to 0.19 at 256², as any two fp32 orders of it do: against a float64
+    # forward this path is the nearer, 1.1e-1 against 1.7e-1). One LFE within 3.4e-7 of the float64 official order.
+    "elan lfe": (
+        Rule("fused", FP32, ANY, device="cpu", when="inference"),
+        Rule("separate", ANY, ANY, device=ANY, when="always"),
+    ),
     "shift-conv hidden width": (
         Rule(32, BF16, ANY, device=ANY, when="always"),
     ),

@@ -35,10 +35,12 @@ from functools import lru_cache
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from ...paths import cache_dir
 
-SOURCE = Path(__file__).with_name("window_attention.c")
+#: The C sources, compiled into one library.
+SOURCES = tuple(Path(__file__).with_name(name) for name in ("window_attention.c", "shift_conv.c"))
 #: Compiler flags of the fp32-only build; :data:`BF16_FLAGS` add the bf16 kernels.
 FLAGS = ("-O3", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mfma", "-fopenmp", "-shared", "-fPIC",
          "-Werror=implicit-function-declaration")
@@ -83,8 +85,9 @@ def _build(compiler: str, flags: tuple[str, ...]) -> Path:
         version = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=30).stdout
     except (OSError, subprocess.SubprocessError) as exc:
         raise BuildFailed(f"the C compiler {compiler} does not run: {exc}") from exc
-    key = hashlib.sha256(SOURCE.read_bytes() + " ".join(flags).encode() + compiler.encode() + version.encode())
-    target = cache_dir() / "native" / f"window_attention-{key.hexdigest()[:16]}.so"
+    key = hashlib.sha256(b"".join(s.read_bytes() for s in SOURCES) + " ".join(flags).encode() + compiler.encode()
+                         + version.encode())
+    target = cache_dir() / "native" / f"kernels-{key.hexdigest()[:16]}.so"
     if target.exists():
         return target
     tmp = None
@@ -92,10 +95,11 @@ def _build(compiler: str, flags: tuple[str, ...]) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
         os.close(fd)
-        done = subprocess.run([compiler, *flags, str(SOURCE), "-o", tmp], capture_output=True, text=True, timeout=300)
+        done = subprocess.run([compiler, *flags, *map(str, SOURCES), "-o", tmp], capture_output=True, text=True,
+                              timeout=300)
         if done.returncode:
             detail = done.stderr.strip().splitlines()[-1][:200] if done.stderr.strip() else f"exit {done.returncode}"
-            raise BuildFailed(f"{compiler} failed on {SOURCE.name} ({detail})")
+            raise BuildFailed(f"{compiler} failed on {', '.join(s.name for s in SOURCES)} ({detail})")
         os.replace(tmp, target)  # atomic: a concurrent build of the same key writes the same file
     except (OSError, subprocess.SubprocessError) as exc:  # an unwritable cache, a compiler that hangs
         raise BuildFailed(f"could not build the kernels into {target.parent}: {exc}") from exc
@@ -134,7 +138,15 @@ def _load():
         kernel.restype = ctypes.c_int
         kernel.argtypes = ([ctypes.c_void_p, ctypes.POINTER(ctypes.c_int64)] * 3 + [ctypes.c_void_p] * 3
                            + [ctypes.POINTER(ctypes.c_int64)] + [ctypes.c_int64] * 4 + [ctypes.c_int])
-    return bf16, biased
+    lfe = library.lfe_f32
+    lfe.restype = ctypes.c_int
+    lfe.argtypes = ([ctypes.c_void_p] * 2 + [ctypes.c_int64] * 6 + [ctypes.c_void_p] * 2 + [ctypes.c_int64]
+                    + [ctypes.c_void_p] * 2 + [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_int])
+    gathered = library.elan_window_attention_f32
+    gathered.restype = ctypes.c_int
+    gathered.argtypes = ([ctypes.c_void_p, ctypes.c_int64] * 2 + [ctypes.c_void_p] * 2
+                         + [ctypes.c_int64] * 4 + [ctypes.c_int])
+    return bf16, biased, lfe, gathered
 
 
 def reference_attention(q: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -189,6 +201,18 @@ def _kernel_or_reason():
         _call_biased(kernels[1][dtype], qkv[0], qkv[1], qkv[2], terms_t, pattern, out)
         ref = reference_biased_attention(qkv[0], qkv[1], qkv[2], terms_t, pattern)
         errors.append((out.double() - ref).abs().max().item() / ref.abs().max().item() / scale)
+    maps = torch.randn(64, 50, generator=g)  # two windows of 32 tokens gathered from a 64-row map, in place
+    rows = torch.randperm(64, generator=g).to(torch.int32)
+    out = torch.full((64, 30), float("nan"))
+    _call_gathered(kernels[3], maps[:, :20], maps[:, 30:], rows, out[:, 5:25], 32)
+    ref = reference_attention(maps[rows.long(), :20].view(2, 32, 20), maps[rows.long(), 30:].view(2, 32, 20))
+    got = out[rows.long(), 5:25].view(2, 32, 20)
+    errors.append((got.double() - ref).abs().max().item() / ref.abs().max().item() / F32_CHECK_SCALE)
+    x = torch.randn(2, 10, 5, 7, generator=g).contiguous(memory_format=torch.channels_last)
+    weights = [torch.randn(shape, generator=g) for shape in ((20, 10, 1, 1), (20,), (10, 20, 1, 1), (10,))]
+    y = _call_lfe(kernels[2], x, pack_lfe(*weights), True, (2, 4))  # tiles cut through the picture, some partial
+    ref = reference_lfe(x, *weights) + x.double()
+    errors.append((y.double() - ref).abs().max().item() / ref.abs().max().item() / F32_CHECK_SCALE)
     if not max(errors) <= CHECK_TOLERANCE:
         listed = ", ".join(f"{e:.3g}" for e in errors)
         return None, f"the compiled kernels failed their check (relative errors {listed})"
@@ -219,6 +243,92 @@ def _call_biased(kernel, q, k, v, terms_t, pattern, out) -> None:
     if kernel(q.data_ptr(), _strides(q), k.data_ptr(), _strides(k), v.data_ptr(), _strides(v), terms_t.data_ptr(),
               pattern.data_ptr(), out.data_ptr(), _strides(out), w, heads, n, d, torch.get_num_threads()):
         raise MemoryError("biased_window_attention: no scratch memory")
+
+
+def reference_lfe(x: torch.Tensor, w0: torch.Tensor, b0: torch.Tensor, w1: torch.Tensor,
+                  b1: torch.Tensor) -> torch.Tensor:
+    """ELAN's LFE in float64, the official op sequence: conv1x1(shift(relu(conv1x1(shift(x))))), shift the
+    one-hot depthwise conv. What :func:`lfe` is checked against."""
+    from ..conv import depthwise_shift, one_hot_shift_kernel
+
+    x, w0, b0, w1, b1 = (t.double() for t in (x, w0, b0, w1, b1))
+    hidden = F.relu(F.conv2d(depthwise_shift(x, one_hot_shift_kernel(x.shape[1])), w0, b0))
+    return F.conv2d(depthwise_shift(hidden, one_hot_shift_kernel(hidden.shape[1])), w1, b1)
+
+
+#: Pixels (rows, columns) of one tile of :func:`lfe`: its hidden map with a one-pixel halo (ELAN-light: 10 × 66
+#: pixels × 128 channels, 338 KB) stays in a core's L2.
+LFE_TILE = (8, 64)
+
+
+def pack_lfe(w0: torch.Tensor, b0: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor) -> tuple:
+    """The two 1×1 convs' (out, in, 1, 1) weights and biases as :func:`lfe` takes them: transposed, fp32,
+    contiguous, the hidden width and the output width padded with zeros to multiples of 16."""
+    hid, channels = w0.shape[:2]
+    hp, cp = -(-hid // 16) * 16, -(-channels // 16) * 16
+    w0t = F.pad(w0.detach().float().reshape(hid, channels).t(), (0, hp - hid)).contiguous()
+    w1t = F.pad(w1.detach().float().reshape(channels, hid).t(), (0, cp - channels, 0, hp - hid)).contiguous()
+    return hid, w0t, F.pad(b0.detach().float(), (0, hp - hid)), w1t, F.pad(b1.detach().float(), (0, cp - channels))
+
+
+def _call_lfe(kernel, x: torch.Tensor, packed: tuple, residual: bool, tile: tuple[int, int]) -> torch.Tensor:
+    b, c, h, w = x.shape
+    hid, w0t, b0, w1t, b1 = packed
+    y = torch.empty_like(x, memory_format=torch.channels_last)
+    if kernel(x.data_ptr(), y.data_ptr(), b, h, w, c, hid, w0t.shape[1], w0t.data_ptr(), b0.data_ptr(),
+              w1t.shape[1], w1t.data_ptr(), b1.data_ptr(), int(residual), *tile, torch.get_num_threads()):
+        raise MemoryError("lfe_f32: no scratch memory")
+    return y
+
+
+def _call_gathered(kernel, q: torch.Tensor, v: torch.Tensor, rows: torch.Tensor, out: torch.Tensor, n: int) -> None:
+    if kernel(q.data_ptr(), q.stride(0), v.data_ptr(), v.stride(0), rows.data_ptr(), out.data_ptr(), out.stride(0),
+              rows.shape[0] // n, n, q.shape[1], torch.get_num_threads()):
+        raise MemoryError("elan_window_attention_f32: no scratch memory")
+
+
+class RowTable:
+    """Rows of a map, as an int32 table the kernels index with, checked once: ``end`` is one past the largest."""
+
+    def __init__(self, rows: torch.Tensor) -> None:
+        if rows.dim() != 1 or (rows.numel() and int(rows.min()) < 0):
+            raise ValueError("a row table is one-dimensional and holds no negative rows")
+        self.rows = rows.to(torch.int32).contiguous()
+        self.end = int(rows.max()) + 1 if rows.numel() else 0
+
+
+def window_attention_in_rows(q: torch.Tensor, v: torch.Tensor, table: RowTable, n: int,
+                             out: torch.Tensor) -> torch.Tensor:
+    """``softmax(Q·Qᵀ)·V`` (ELAN's attention) over windows of ``n`` tokens that sit in rows of maps in token order,
+    fp32: token i of window w is row ``table.rows[w·n + i]`` of the (R, d) ``q``, ``v`` and ``out`` (rows may be
+    strided, columns not: e.g. column ranges of a GMSA's projection and of its output map). Writes ``out``, returns
+    it; no windowed copy is made. Only where :func:`window_attention_runs` (fp32) says so."""
+    kernels = _kernel_or_reason()[0]
+    if (kernels is None or not all(t.dtype == torch.float32 and t.device.type == "cpu" and t.dim() == 2
+                                   and t.stride(1) == 1 and t.shape == q.shape for t in (q, v, out))
+            or not fits(n, q.shape[1]) or table.rows.shape[0] % n or table.end > q.shape[0]):
+        raise NativeUnavailable(f"window_attention_in_rows: not for {tuple(q.shape)} {q.dtype}, windows of {n} "
+                                f"here ({status()})")
+    _call_gathered(kernels[3], q, v, table.rows, out, n)
+    return out
+
+
+def lfe_runs() -> bool:
+    """Whether :func:`lfe` runs here (every AVX-512 CPU where the kernels were built and checked)."""
+    return _kernel_or_reason()[0] is not None
+
+
+def lfe(x: torch.Tensor, packed: tuple, residual: bool = False, tile: tuple[int, int] = LFE_TILE) -> torch.Tensor:
+    """ELAN's LFE, ``conv1x1(shift(relu(conv1x1(shift(x)))))`` (``+ x`` with ``residual``), fused, for an fp32
+    (B, C, H, W) channels-last CPU ``x`` and the weights :func:`pack_lfe` made. Returns a new channels-last map.
+    Only where :func:`lfe_runs` says so."""
+    kernels = _kernel_or_reason()[0]
+    hid, w0t, *_ = packed
+    if (kernels is None or x.dtype != torch.float32 or x.device.type != "cpu" or x.dim() != 4
+            or not x.is_contiguous(memory_format=torch.channels_last) or w0t.shape[0] != x.shape[1]
+            or x.shape[1] < 5 or hid < 5):
+        raise NativeUnavailable(f"lfe: not for {tuple(x.shape)} {x.dtype} here ({status()})")
+    return _call_lfe(kernels[2], x, packed, residual, tile)
 
 
 def window_attention_runs(dtype: torch.dtype | None = None) -> bool:

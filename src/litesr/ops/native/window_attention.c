@@ -241,7 +241,8 @@ static void one_head_f32(const float *q, int64_t qr, const float *k, int64_t kr,
         for (int64_t j0 = 0; j0 < n; j0 += LANES) {
             __m512 acc[LANES];
             _Pragma("GCC unroll 16")
-            for (int t = 0; t < LANES; t++) acc[t] = _mm512_load_ps(term_t + (j0 + t) * n + b * LANES);
+            for (int t = 0; t < LANES; t++)
+                acc[t] = term_t ? _mm512_load_ps(term_t + (j0 + t) * n + b * LANES) : _mm512_setzero_ps();
             for (int64_t c = 0; c < d; c++) {
                 __m512 qc = _mm512_load_ps(a + c * LANES);
                 const float *kc = k + j0 * kr + c;
@@ -354,3 +355,40 @@ int biased_window_attention_bf16(const bf16 *q, const int64_t *qs, const bf16 *k
     return biased_attention(1, q, qs, k, ks, v, vs, terms_t, pattern, y, ys, windows, heads, n, d, threads);
 }
 #endif
+
+/* ---------------------------------------------------------------------------------------------------------------
+ * ELAN's fp32 attention, y = softmax(Q·Qᵀ)·V per window, read from and written to maps in token order: token i of
+ * window w is row rows[w·n + i] of the (tokens, ·) maps, its Q at q[row·qr], its V at v[row·vr], its output at
+ * y[row·yr] (each d floats, unit stride; Q and V may be column ranges of one projection, y of one output map). Each
+ * window's rows are gathered into cache-resident copies, computed as one_head_f32 with no term, and scattered back:
+ * no windowed copy of the map is made, and no map of scores is written out.
+ */
+int elan_window_attention_f32(const float *q, int64_t qr, const float *v, int64_t vr, const int32_t *rows, float *y,
+                              int64_t yr, int64_t windows, int64_t n, int64_t d, int threads) {
+    if (n <= 0 || n % LANES || d <= 0 || d > MAX_D) return -1;
+    const size_t rows_bytes = (size_t)(n * d) * 4, s_bytes = (size_t)n * 64, out_bytes = (size_t)(d * LANES) * 4;
+    const size_t padded = (rows_bytes + 63) / 64 * 64, total = 4 * padded + s_bytes + (out_bytes + 63) / 64 * 64;
+    int failed = 0;
+#pragma omp parallel num_threads(threads) reduction(| : failed)
+    {
+        char *mem = aligned_alloc(64, total);
+        failed = !mem;
+        float *qt = (float *)mem, *qf = (float *)(mem + padded), *vf = (float *)(mem + 2 * padded);
+        float *yf = (float *)(mem + 3 * padded);
+        __m512 *s = (__m512 *)(mem + 4 * padded);
+        float *out = (float *)((char *)s + s_bytes);
+#pragma omp for schedule(static)
+        for (int64_t w = 0; w < windows; w++) {
+            if (!mem) continue;
+            const int32_t *r = rows + w * n;
+            for (int64_t i = 0; i < n; i++) {
+                memcpy(qf + i * d, q + (int64_t)r[i] * qr, (size_t)d * 4);
+                memcpy(vf + i * d, v + (int64_t)r[i] * vr, (size_t)d * 4);
+            }
+            one_head_f32(qf, d, qf, d, vf, d, NULL, yf, d, n, d, qt, s, out);
+            for (int64_t i = 0; i < n; i++) memcpy(y + (int64_t)r[i] * yr, yf + i * d, (size_t)d * 4);
+        }
+        free(mem);
+    }
+    return failed ? -1 : 0;
+}
