@@ -230,42 +230,143 @@ static const av_f32_fn AV_F32_BY_WIDTH[17] = {0, av_f32_1, av_f32_2, av_f32_3, a
                                                av_f32_7, av_f32_8, av_f32_9, av_f32_10, av_f32_11, av_f32_12,
                                                av_f32_13, av_f32_14, av_f32_15, av_f32_16};
 
+/* A·V for two blocks of 16 rows at once, channels [c0, c0 + C): each V element is broadcast once for both (24
+   accumulators at C = 12), so the loop is bound by the FMAs rather than the broadcasts. */
+#define AV2_F32(C)                                                                                               \
+    static void av2_f32_##C(const __m512 *p0, const __m512 *p1, const float *v, int64_t vr, int64_t n, int64_t c0, \
+                            float *out0, float *out1) {                                                          \
+        __m512 a0[C], a1[C];                                                                                     \
+        _Pragma("GCC unroll 16")                                                                                 \
+        for (int c = 0; c < C; c++) a0[c] = a1[c] = _mm512_setzero_ps();                                         \
+        for (int64_t j = 0; j < n; j++) {                                                                        \
+            const float *row = v + j * vr + c0;                                                                  \
+            const __m512 x0 = p0[j], x1 = p1[j];                                                                 \
+            _Pragma("GCC unroll 16")                                                                             \
+            for (int c = 0; c < C; c++) {                                                                        \
+                const __m512 vb = _mm512_set1_ps(row[c]);                                                        \
+                a0[c] = _mm512_fmadd_ps(x0, vb, a0[c]);                                                          \
+                a1[c] = _mm512_fmadd_ps(x1, vb, a1[c]);                                                          \
+            }                                                                                                    \
+        }                                                                                                        \
+        _Pragma("GCC unroll 16")                                                                                 \
+        for (int c = 0; c < C; c++) {                                                                            \
+            _mm512_store_ps(out0 + (c0 + c) * LANES, a0[c]);                                                     \
+            _mm512_store_ps(out1 + (c0 + c) * LANES, a1[c]);                                                     \
+        }                                                                                                        \
+    }
+AV2_F32(1) AV2_F32(2) AV2_F32(3) AV2_F32(4) AV2_F32(5) AV2_F32(6) AV2_F32(7) AV2_F32(8) AV2_F32(9) AV2_F32(10)
+AV2_F32(11) AV2_F32(12)
+
+#define AV2_MAX 12
+typedef void (*av2_f32_fn)(const __m512 *, const __m512 *, const float *, int64_t, int64_t, int64_t, float *, float *);
+static const av2_f32_fn AV2_F32_BY_WIDTH[AV2_MAX + 1] = {0, av2_f32_1, av2_f32_2, av2_f32_3, av2_f32_4, av2_f32_5,
+                                                         av2_f32_6, av2_f32_7, av2_f32_8, av2_f32_9, av2_f32_10,
+                                                         av2_f32_11, av2_f32_12};
+
+/* Scores of one block of 16 query rows (a: their columns, 16 rows a vector) against every key: s[j] lane l is
+   Q[l]·K[j] + T[l][j]; returns the lanes' maxima. */
+static __m512 scores_f32(const float *a, const float *k, int64_t kr, const float *term_t, int64_t row0, int64_t n,
+                         int64_t d, __m512 *s) {
+    __m512 m = _mm512_set1_ps(-INFINITY);
+    for (int64_t j0 = 0; j0 < n; j0 += LANES) {
+        __m512 acc[LANES];
+        _Pragma("GCC unroll 16")
+        for (int t = 0; t < LANES; t++)
+            acc[t] = term_t ? _mm512_load_ps(term_t + (j0 + t) * n + row0) : _mm512_setzero_ps();
+        for (int64_t c = 0; c < d; c++) {
+            __m512 qc = _mm512_load_ps(a + c * LANES);
+            const float *kc = k + j0 * kr + c;
+            _Pragma("GCC unroll 16")
+            for (int t = 0; t < LANES; t++) acc[t] = _mm512_fmadd_ps(qc, _mm512_set1_ps(kc[t * kr]), acc[t]);
+        }
+        _Pragma("GCC unroll 16")
+        for (int t = 0; t < LANES; t++) {
+            s[j0 + t] = acc[t];
+            m = _mm512_max_ps(m, acc[t]);
+        }
+    }
+    return m;
+}
+
+/* The same for two blocks at once (a0, a1; rows row0 and row0 + 16), 8 keys at a time: each key element is
+   broadcast once for both blocks. */
+static void scores2_f32(const float *a0, const float *a1, const float *k, int64_t kr, const float *term_t,
+                        int64_t row0, int64_t n, int64_t d, __m512 *s0, __m512 *s1, __m512 *m0, __m512 *m1) {
+    __m512 x0 = _mm512_set1_ps(-INFINITY), x1 = x0;
+    for (int64_t j0 = 0; j0 < n; j0 += 8) {
+        __m512 c0[8], c1[8];
+        _Pragma("GCC unroll 8")
+        for (int t = 0; t < 8; t++) {
+            c0[t] = term_t ? _mm512_load_ps(term_t + (j0 + t) * n + row0) : _mm512_setzero_ps();
+            c1[t] = term_t ? _mm512_load_ps(term_t + (j0 + t) * n + row0 + LANES) : _mm512_setzero_ps();
+        }
+        for (int64_t c = 0; c < d; c++) {
+            const __m512 q0 = _mm512_load_ps(a0 + c * LANES), q1 = _mm512_load_ps(a1 + c * LANES);
+            const float *kc = k + j0 * kr + c;
+            _Pragma("GCC unroll 8")
+            for (int t = 0; t < 8; t++) {
+                const __m512 kb = _mm512_set1_ps(kc[t * kr]);
+                c0[t] = _mm512_fmadd_ps(q0, kb, c0[t]);
+                c1[t] = _mm512_fmadd_ps(q1, kb, c1[t]);
+            }
+        }
+        _Pragma("GCC unroll 8")
+        for (int t = 0; t < 8; t++) {
+            s0[j0 + t] = c0[t];
+            s1[j0 + t] = c1[t];
+            x0 = _mm512_max_ps(x0, c0[t]);
+            x1 = _mm512_max_ps(x1, c1[t]);
+        }
+    }
+    *m0 = x0;
+    *m1 = x1;
+}
+
+/* s[j] = exp(s[j] - m) in place; returns the lanes' sums. */
+static __m512 exp_and_sum(__m512 *s, __m512 m, int64_t n) {
+    __m512 sum = _mm512_setzero_ps();
+    for (int64_t j = 0; j < n; j++) {
+        s[j] = exp_nonpositive(_mm512_sub_ps(s[j], m));
+        sum = _mm512_add_ps(sum, s[j]);
+    }
+    return sum;
+}
+
+/* out (d vectors of 16 rows) divided by the rows' sums, written to rows row0 .. row0 + 15 of y. */
+static void normalise_rows(float *out, __m512 sum, float *y, int64_t yr, int64_t row0, int64_t d) {
+    const __m512 inv = _mm512_div_ps(_mm512_set1_ps(1.0f), sum);
+    for (int64_t c = 0; c < d; c++)
+        _mm512_store_ps(out + c * LANES, _mm512_mul_ps(_mm512_load_ps(out + c * LANES), inv));
+    for (int l = 0; l < LANES; l++)
+        for (int64_t c = 0; c < d; c++) y[(row0 + l) * yr + c] = out[c * LANES + l];
+}
+
+/* One window and head: y = softmax(Q·Kᵀ + T)·V (T absent: no term), two blocks of 16 query rows at a time where
+   two are left. Scratch: qt (n·d floats), s (2n vectors), out (2·16·d floats). */
 static void one_head_f32(const float *q, int64_t qr, const float *k, int64_t kr, const float *v, int64_t vr,
                          const float *term_t, float *y, int64_t yr, int64_t n, int64_t d, float *qt, __m512 *s,
                          float *out) {
     for (int64_t i = 0; i < n; i++) /* Q's columns, 16 rows a vector */
         for (int64_t c = 0; c < d; c++) qt[(i / LANES * d + c) * LANES + i % LANES] = q[i * qr + c];
-    for (int64_t b = 0; b < n / LANES; b++) {
+    const int64_t blocks = n / LANES;
+    float *out1 = out + d * LANES;
+    for (int64_t b = 0; b < blocks;) {
         const float *a = qt + b * d * LANES;
-        __m512 m = _mm512_set1_ps(-INFINITY);
-        for (int64_t j0 = 0; j0 < n; j0 += LANES) {
-            __m512 acc[LANES];
-            _Pragma("GCC unroll 16")
-            for (int t = 0; t < LANES; t++)
-                acc[t] = term_t ? _mm512_load_ps(term_t + (j0 + t) * n + b * LANES) : _mm512_setzero_ps();
-            for (int64_t c = 0; c < d; c++) {
-                __m512 qc = _mm512_load_ps(a + c * LANES);
-                const float *kc = k + j0 * kr + c;
-                _Pragma("GCC unroll 16")
-                for (int t = 0; t < LANES; t++) acc[t] = _mm512_fmadd_ps(qc, _mm512_set1_ps(kc[t * kr]), acc[t]);
-            }
-            _Pragma("GCC unroll 16")
-            for (int t = 0; t < LANES; t++) {
-                s[j0 + t] = acc[t];
-                m = _mm512_max_ps(m, acc[t]);
-            }
+        if (b + 1 < blocks) {
+            __m512 m0, m1;
+            scores2_f32(a, a + d * LANES, k, kr, term_t, b * LANES, n, d, s, s + n, &m0, &m1);
+            const __m512 sum0 = exp_and_sum(s, m0, n), sum1 = exp_and_sum(s + n, m1, n);
+            for (int64_t c0 = 0; c0 < d; c0 += AV2_MAX)
+                AV2_F32_BY_WIDTH[d - c0 < AV2_MAX ? d - c0 : AV2_MAX](s, s + n, v, vr, n, c0, out, out1);
+            normalise_rows(out, sum0, y, yr, b * LANES, d);
+            normalise_rows(out1, sum1, y, yr, (b + 1) * LANES, d);
+            b += 2;
+            continue;
         }
-        __m512 sum = _mm512_setzero_ps();
-        for (int64_t j = 0; j < n; j++) {
-            s[j] = exp_nonpositive(_mm512_sub_ps(s[j], m));
-            sum = _mm512_add_ps(sum, s[j]);
-        }
+        const __m512 sum = exp_and_sum(s, scores_f32(a, k, kr, term_t, b * LANES, n, d, s), n);
         for (int64_t c0 = 0; c0 < d; c0 += 16) AV_F32_BY_WIDTH[d - c0 < 16 ? d - c0 : 16](s, v, vr, n, c0, out);
-        const __m512 inv = _mm512_div_ps(_mm512_set1_ps(1.0f), sum);
-        for (int64_t c = 0; c < d; c++)
-            _mm512_store_ps(out + c * LANES, _mm512_mul_ps(_mm512_load_ps(out + c * LANES), inv));
-        for (int l = 0; l < LANES; l++)
-            for (int64_t c = 0; c < d; c++) y[(b * LANES + l) * yr + c] = out[c * LANES + l];
+        normalise_rows(out, sum, y, yr, b * LANES, d);
+        b += 1;
     }
 }
 
@@ -297,7 +398,7 @@ static int biased_attention(int bf16io, const void *q, const int64_t *qs, const 
                             const void *v, const int64_t *vs, const float *terms_t, const int32_t *pattern, void *y,
                             const int64_t *ys, int64_t windows, int64_t heads, int64_t n, int64_t d, int threads) {
     if (n <= 0 || n % LANES || d <= 0 || d > MAX_D) return -1;
-    const size_t rows_bytes = (size_t)(n * d) * 4, s_bytes = (size_t)n * 64, out_bytes = (size_t)(d * LANES) * 4;
+    const size_t rows_bytes = (size_t)(n * d) * 4, s_bytes = (size_t)n * 128, out_bytes = (size_t)(d * LANES) * 8;
     const size_t padded = (rows_bytes + 63) / 64 * 64, total = 5 * padded + s_bytes + (out_bytes + 63) / 64 * 64;
     const size_t size = bf16io ? 2 : 4;
     int failed = 0;
@@ -366,7 +467,7 @@ int biased_window_attention_bf16(const bf16 *q, const int64_t *qs, const bf16 *k
 int elan_window_attention_f32(const float *q, int64_t qr, const float *v, int64_t vr, const int32_t *rows, float *y,
                               int64_t yr, int64_t windows, int64_t n, int64_t d, int threads) {
     if (n <= 0 || n % LANES || d <= 0 || d > MAX_D) return -1;
-    const size_t rows_bytes = (size_t)(n * d) * 4, s_bytes = (size_t)n * 64, out_bytes = (size_t)(d * LANES) * 4;
+    const size_t rows_bytes = (size_t)(n * d) * 4, s_bytes = (size_t)n * 128, out_bytes = (size_t)(d * LANES) * 8;
     const size_t padded = (rows_bytes + 63) / 64 * 64, total = 4 * padded + s_bytes + (out_bytes + 63) / 64 * 64;
     int failed = 0;
 #pragma omp parallel num_threads(threads) reduction(| : failed)
