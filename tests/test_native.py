@@ -420,3 +420,62 @@ def test_elan_fp32_runs_the_fused_lfe_and_rows_as_the_official_function(monkeypa
     lfes.clear()
     model(x).sum()
     assert not lfes
+
+
+def _ffn_weights(channels, hidden, k1, k2, seed):
+    return native._random_ffn_weights(channels, hidden, k1, k2, torch.Generator().manual_seed(seed))
+
+
+@needs_kernel
+@pytest.mark.parametrize("shape,hidden,sides,tile", [
+    ((1, 37, 53, 60), 120, (3, 3), native.FFN_TILE),  # GRFormer's widths; strips cut at the picture's edge
+    ((1, 37, 53, 60), 120, (5, 0), (8, 16)),  # HiT-SRF's, chunks and strips smaller than the picture
+    ((2, 6, 9, 10), 20, (3, 3), (4, 4)),  # a batch, partial chunks and strips
+    ((1, 5, 4, 12), 26, (7, 0), (2, 3)),  # the halo wider than a chunk; widths not multiples of 16
+    ((1, 1, 1, 8), 16, (3, 3), native.FFN_TILE),  # one pixel: every neighbour is zero padding
+])
+def test_conv_ffn_kernel_is_the_official_order(shape, hidden, sides, tile):
+    """The ConvFFN in the compiled kernel against the official op sequence in float64 (exact GELU, zero-padded
+    depthwise convs): within fp32 rounding, the input untouched."""
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(1))
+    before = x.clone()
+    weights = _ffn_weights(shape[-1], hidden, *sides, seed=2)
+    y = native.conv_ffn(x, native.pack_conv_ffn(*weights), tile)
+    ref = native.reference_conv_ffn(x, *weights)
+    assert y.shape == x.shape and (y.double() - ref).abs().max().item() <= 2e-6 * ref.abs().max().item()
+    assert torch.equal(x, before)
+
+
+@needs_kernel
+def test_conv_ffn_kernel_refuses_what_it_cannot_take():
+    packed = native.pack_conv_ffn(*_ffn_weights(10, 20, 3, 3, seed=0))
+    x = torch.randn(1, 8, 8, 10)
+    with pytest.raises(native.NativeUnavailable):
+        native.conv_ffn(x.transpose(1, 2), packed)  # not contiguous
+    with pytest.raises(native.NativeUnavailable):
+        native.conv_ffn(x.double(), packed)
+    with pytest.raises(native.NativeUnavailable):
+        native.conv_ffn(torch.randn(1, 8, 8, 12), packed)  # weights for another width
+
+
+@needs_kernel
+def test_grformer_fp32_runs_the_compiled_conv_ffn_as_the_official_function(monkeypatch):
+    """At fp32 inference every GRFormer ConvFFN runs in the compiled kernel (the policy names its 3×3 branch): on the
+    conformance weights the output stays within the tolerance of the oneDNN path; with gradients it does not run."""
+    from conftest import TOLERANCE, load_vector, relative_error
+    from litesr.models.blocks import ConvFFN
+
+    state, tensors, _ = load_vector("grformer_light_x4")
+    model = litesr.load_model(state).eval()
+    x = tensors["input_b"]  # 37×53: padded to the window grid
+    calls = []
+    fused = native.conv_ffn
+    monkeypatch.setattr(native, "conv_ffn", lambda x, *a, **k: calls.append(x.shape) or fused(x, *a, **k))
+    with torch.inference_mode():
+        fast = model(x)
+        assert len(calls) == sum(isinstance(m, ConvFFN) for m in model.modules())
+        without_paths(monkeypatch, "conv feed-forward", "compiled")
+        calls.clear()
+        plain = model(x)
+        assert not calls
+    assert relative_error(fast, plain) <= TOLERANCE

@@ -186,7 +186,7 @@ class ConvFFN(nn.Module):
         self.fc2 = nn.Linear(hidden, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return ffn.conv_ffn(x, self.fc1, self.act, self.dwconv.depthwise_conv, self.fc2)
+        return ffn.conv_ffn(x, self.fc1, self.act, self.dwconv.depthwise_conv, self.fc2, owner=self)
 
 
 class _DWConv(nn.Module):

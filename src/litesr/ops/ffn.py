@@ -16,7 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import compat
-from . import policy
+from . import native, policy
+from .derived import inference_weights
 
 
 def _fused(x: torch.Tensor, weight: torch.Tensor, act: nn.Module) -> bool:
@@ -66,9 +67,32 @@ def _fusable_branch(branch: nn.Sequential) -> bool:
             and layers[1].approximate == "none" and (len(layers) == 2 or _depthwise(layers[2])))
 
 
-def conv_ffn(x: torch.Tensor, fc1: nn.Linear, act: nn.Module, branch: nn.Sequential, fc2: nn.Linear) -> torch.Tensor:
+def _compiled(x: torch.Tensor, fc1: nn.Linear, act: nn.Module, branch: nn.Sequential) -> bool:
+    """Whether a ConvFFN runs in litesr's compiled kernel: ``POLICY["conv feed-forward"]`` says so for the side of
+    its first depthwise conv, the kernel runs here, the exact GELU, a fusable branch with sides up to 7, fp32
+    contiguous tokens."""
+    side = branch[0].kernel_size[0] if isinstance(branch[0], nn.Conv2d) else None
+    return policy.choose("conv feed-forward", x.device, x.dtype, side, runs=lambda how: how != "compiled" or (
+        native.lfe_runs() and x.dim() == 4 and x.is_contiguous() and fc1.weight.dtype == x.dtype
+        and isinstance(act, nn.GELU) and act.approximate == "none" and _fusable_branch(branch)
+        and all(layer.kernel_size[0] <= 7 for layer in branch if isinstance(layer, nn.Conv2d)))) == "compiled"
+
+
+def _packed_conv_ffn(fc1: nn.Linear, branch: nn.Sequential, fc2: nn.Linear) -> tuple:
+    dw1, dw2 = branch[0], branch[2] if len(branch) == 3 else None
+    return native.pack_conv_ffn(fc1.weight, fc1.bias, dw1.weight, dw1.bias, None if dw2 is None else dw2.weight,
+                                None if dw2 is None else dw2.bias, fc2.weight, fc2.bias)
+
+
+def conv_ffn(x: torch.Tensor, fc1: nn.Linear, act: nn.Module, branch: nn.Sequential, fc2: nn.Linear,
+             owner: nn.Module | None = None) -> torch.Tensor:
     """``h = act(fc1(x)); h = h + branch(h); fc2(h)`` on (B, H, W, C) tokens, ``branch`` a depthwise stack run on
-    the image (a channels-last view of ``h``): GRFormer's and HiT-SRF's ConvFFN."""
+    the image (a channels-last view of ``h``): GRFormer's and HiT-SRF's ConvFFN. With ``owner`` (the module holding
+    the layers, where the derived weights are cached) it runs in litesr's compiled kernel where :func:`_compiled`
+    says so."""
+    if owner is not None and _compiled(x, fc1, act, branch):
+        packed = inference_weights(owner, "packed", x.dtype, lambda: _packed_conv_ffn(fc1, branch, fc2))
+        return native.conv_ffn(x, packed)
     if _fused(x, fc1.weight, act) and _fusable_branch(branch):
         h = compat.fused_linear_gelu(x, fc1.weight, fc1.bias)  # (B, H, W, hidden)
         image = h.permute(0, 3, 1, 2)  # a channels-last NCHW view

@@ -238,6 +238,17 @@ POLICY: dict[str, tuple[Rule, ...]] = {
         Rule("fused", FP32, ANY, device="cpu", when="inference"),
         Rule("separate", ANY, ANY, device=ANY, when="always"),
     ),
+    # The ConvFFN of GRFormer and HiT-SRF at fp32 inference on a CPU (ops.ffn.conv_ffn). Size: the side of its first
+    # depthwise conv. "compiled": one call of litesr's compiled kernel (ops.native.conv_ffn), strips of pixels going
+    # down the picture with the hidden rows the depthwise convs need in L2, instead of oneDNN's four passes over the
+    # twice-as-wide hidden map. Whole fp32 forward, LR 256², real weights, alternating order, medians of 7, three
+    # A/Bs, 2-core Intel Xeon with AVX-512 and no bf16 (2026-12-07): GRFormer (two 3×3 convs) 1.12x, 1.19x, 1.09x;
+    # HiT-SRF (one 5×5) 0.98x, 0.97x, 1.04x: no gain, so it keeps oneDNN's. Outputs within 1.6e-6 of their range.
+    # 40 % of the kernel's time is its GELUs (erf from a polynomial and an exp).
+    "conv feed-forward": (
+        Rule("compiled", FP32, (3,), device="cpu", when="inference"),
+        Rule("separate", ANY, ANY, device=ANY, when="always"),
+    ),
     # The plain linear layers of the token mixers and feed-forwards at fp32 inference on a CPU (ops.ffn.linear):
     # oneDNN's linear instead of ATen's addmm (the same output bits here). (65536, 60) tokens through 60→60:
     # 2.9 against 5.2 ms; 60→180 7.6 against 11.9 ms. Whole fp32 forward at LR 256², picture input, interleaved,

@@ -39,8 +39,9 @@ import torch.nn.functional as F
 
 from ...paths import cache_dir
 
-#: The C sources, compiled into one library.
-SOURCES = tuple(Path(__file__).with_name(name) for name in ("window_attention.c", "shift_conv.c"))
+#: The C sources, compiled into one library, and the headers they include.
+SOURCES = tuple(Path(__file__).with_name(name) for name in ("window_attention.c", "shift_conv.c", "conv_ffn.c"))
+HEADERS = tuple(Path(__file__).with_name(name) for name in ("row_gemm.h", "vector_math.h"))
 #: Compiler flags of the fp32-only build; :data:`BF16_FLAGS` add the bf16 kernels.
 FLAGS = ("-O3", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mfma", "-fopenmp", "-shared", "-fPIC",
          "-Werror=implicit-function-declaration")
@@ -85,8 +86,8 @@ def _build(compiler: str, flags: tuple[str, ...]) -> Path:
         version = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=30).stdout
     except (OSError, subprocess.SubprocessError) as exc:
         raise BuildFailed(f"the C compiler {compiler} does not run: {exc}") from exc
-    key = hashlib.sha256(b"".join(s.read_bytes() for s in SOURCES) + " ".join(flags).encode() + compiler.encode()
-                         + version.encode())
+    key = hashlib.sha256(b"".join(s.read_bytes() for s in (*SOURCES, *HEADERS)) + " ".join(flags).encode()
+                         + compiler.encode() + version.encode())
     target = cache_dir() / "native" / f"kernels-{key.hexdigest()[:16]}.so"
     if target.exists():
         return target
@@ -146,7 +147,12 @@ def _load():
     gathered.restype = ctypes.c_int
     gathered.argtypes = ([ctypes.c_void_p, ctypes.c_int64] * 2 + [ctypes.c_void_p] * 2
                          + [ctypes.c_int64] * 4 + [ctypes.c_int])
-    return bf16, biased, lfe, gathered
+    ffn = library.conv_ffn_f32
+    ffn.restype = ctypes.c_int
+    ffn.argtypes = ([ctypes.c_void_p] * 2 + [ctypes.c_int64] * 5 + [ctypes.c_void_p] * 2
+                    + ([ctypes.c_int64] + [ctypes.c_void_p] * 2) * 2 + [ctypes.c_int64] + [ctypes.c_void_p] * 2
+                    + [ctypes.c_int64] * 2 + [ctypes.c_int])
+    return bf16, biased, lfe, gathered, ffn
 
 
 def reference_attention(q: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -208,6 +214,12 @@ def _kernel_or_reason():
     ref = reference_attention(maps[rows.long(), :20].view(2, 32, 20), maps[rows.long(), 30:].view(2, 32, 20))
     got = out[rows.long(), 5:25].view(2, 32, 20)
     errors.append((got.double() - ref).abs().max().item() / ref.abs().max().item() / F32_CHECK_SCALE)
+    tokens = torch.randn(2, 6, 9, 10, generator=g)
+    for kernels_sizes in ((3, 3), (5, 0)):  # GRFormer's branch, HiT-SRF's
+        weights = _random_ffn_weights(10, 20, *kernels_sizes, g)
+        y = _call_ffn(kernels[4], tokens, pack_conv_ffn(*weights), (4, 4))  # tiles cut through the picture
+        ref = reference_conv_ffn(tokens, *weights)
+        errors.append((y.double() - ref).abs().max().item() / ref.abs().max().item() / F32_CHECK_SCALE)
     x = torch.randn(2, 10, 5, 7, generator=g).contiguous(memory_format=torch.channels_last)
     weights = [torch.randn(shape, generator=g) for shape in ((20, 10, 1, 1), (20,), (10, 20, 1, 1), (10,))]
     y = _call_lfe(kernels[2], x, pack_lfe(*weights), True, (2, 4))  # tiles cut through the picture, some partial
@@ -313,8 +325,76 @@ def window_attention_in_rows(q: torch.Tensor, v: torch.Tensor, table: RowTable, 
     return out
 
 
+def _random_ffn_weights(channels: int, hidden: int, k1: int, k2: int, g: torch.Generator) -> list:
+    shapes = [(hidden, channels), (hidden,), (hidden, 1, k1, k1), (hidden,)]
+    shapes += [(hidden, 1, k2, k2), (hidden,)] if k2 else []
+    weights = [torch.randn(shape, generator=g) * 0.4 for shape in (*shapes, (channels, hidden), (channels,))]
+    return weights if k2 else weights[:4] + [None, None] + weights[4:]
+
+
+def reference_conv_ffn(x: torch.Tensor, w1, b1, dw1, db1, dw2, db2, w2, b2) -> torch.Tensor:
+    """The ConvFFN of GRFormer (``dw2`` given) and HiT-SRF (``dw2`` None) in float64, the official op sequence on
+    (B, H, W, C) tokens: ``h = gelu(fc1(x)); h + dw2(gelu(dw1(h)))`` or ``h + gelu(dw1(h))``; then fc2."""
+    x, w1, b1, dw1, db1, w2, b2 = (t.double() for t in (x, w1, b1, dw1, db1, w2, b2))
+    h = F.gelu(F.linear(x, w1, b1)).permute(0, 3, 1, 2)
+    branch = F.gelu(F.conv2d(h, dw1, db1, padding=dw1.shape[-1] // 2, groups=h.shape[1]))
+    if dw2 is not None:
+        branch = F.conv2d(branch, dw2.double(), db2.double(), padding=dw2.shape[-1] // 2, groups=h.shape[1])
+    return F.linear((h + branch).permute(0, 2, 3, 1), w2, b2)
+
+
+#: Rows and columns of one work item of :func:`conv_ffn`: a strip of 128 columns going down 64 rows, its rings of
+#: hidden rows (GRFormer: 5 and 3 rows of 132 and 130 pixels × 128 channels, 0.54 MB) in a core's L2.
+FFN_TILE = (64, 128)
+
+
+def pack_conv_ffn(w1, b1, dw1, db1, dw2, db2, w2, b2) -> tuple:
+    """A ConvFFN's weights as :func:`conv_ffn` takes them: fp32, contiguous, transposed, depthwise taps one row per
+    tap, the hidden and output widths padded with zeros to multiples of 16 (``dw2`` None: no second conv)."""
+    hidden, channels = w1.shape
+    hp, cp = -(-hidden // 16) * 16, -(-channels // 16) * 16
+
+    def taps(w):  # (hidden, 1, k, k) -> (k·k, hp)
+        return F.pad(w.detach().float().reshape(hidden, -1).t(), (0, hp - hidden)).contiguous()
+
+    def vector(b, width):
+        return F.pad(b.detach().float(), (0, width - b.shape[0])).contiguous()
+
+    return (hp, F.pad(w1.detach().float().t(), (0, hp - hidden)).contiguous(), vector(b1, hp),
+            dw1.shape[-1], taps(dw1), vector(db1, hp),
+            0 if dw2 is None else dw2.shape[-1], None if dw2 is None else taps(dw2),
+            None if db2 is None else vector(db2, hp),
+            cp, F.pad(w2.detach().float().t(), (0, cp - channels, 0, hp - hidden)).contiguous(), vector(b2, cp))
+
+
+def _pointer(t: torch.Tensor | None) -> int | None:
+    return None if t is None else t.data_ptr()
+
+
+def _call_ffn(kernel, x: torch.Tensor, packed: tuple, tile: tuple[int, int]) -> torch.Tensor:
+    b, h, w, c = x.shape
+    hp, w1t, b1, k1, dw1, db1, k2, dw2, db2, cp, w2t, b2 = packed
+    y = torch.empty_like(x)
+    if kernel(x.data_ptr(), y.data_ptr(), b, h, w, c, hp, w1t.data_ptr(), b1.data_ptr(), k1, dw1.data_ptr(),
+              db1.data_ptr(), k2, _pointer(dw2), _pointer(db2), cp, w2t.data_ptr(), b2.data_ptr(), *tile,
+              torch.get_num_threads()):
+        raise MemoryError("conv_ffn_f32: no scratch memory")
+    return y
+
+
+def conv_ffn(x: torch.Tensor, packed: tuple, tile: tuple[int, int] = FFN_TILE) -> torch.Tensor:
+    """GRFormer's or HiT-SRF's ConvFFN (:func:`reference_conv_ffn`), fused, for fp32 (B, H, W, C) contiguous CPU
+    tokens and the weights :func:`pack_conv_ffn` made. Returns new tokens. Only where :func:`lfe_runs` says so."""
+    kernels = _kernel_or_reason()[0]
+    if (kernels is None or x.dtype != torch.float32 or x.device.type != "cpu" or x.dim() != 4
+            or not x.is_contiguous() or packed[1].shape[0] != x.shape[-1]):
+        raise NativeUnavailable(f"conv_ffn: not for {tuple(x.shape)} {x.dtype} here ({status()})")
+    return _call_ffn(kernels[4], x, packed, tile)
+
+
 def lfe_runs() -> bool:
-    """Whether :func:`lfe` runs here (every AVX-512 CPU where the kernels were built and checked)."""
+    """Whether :func:`lfe` and :func:`conv_ffn` run here (every AVX-512 CPU where the kernels were built and
+    checked)."""
     return _kernel_or_reason()[0] is not None
 
 

@@ -14,86 +14,22 @@
  * The same sums as the official order in another order: each output is a dot product of the same terms, accumulated
  * in fp32 (the caller checks the result against the official op sequence).
  *
- * Built at run time by litesr.ops.native together with window_attention.c.
+ * Built at run time by litesr.ops.native with the other kernels of this folder.
  */
-#include <immintrin.h>
-#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "row_gemm.h"
 
 /* Group q of the one-hot shift reads the pixel DR[q] rows down and DC[q] columns right. */
 static const int DR[5] = {0, 0, 1, -1, 0};
 static const int DC[5] = {1, -1, 0, 0, 0};
-
-#define MAX_PIXELS 6  /* pixels of one register block */
-#define MAX_VECTORS 4 /* 16-float output vectors of one register block */
-
-/* dst[i][0 : 16·nv] = act(bias + sum_k wt[k][0 : 16·nv] · src[i·stride + off(k) + k]) for the np pixels i of a
- * block; off(k) is the shift offset of k's channel group: channels below ends[0] take offs[0], below ends[1] offs[1],
- * and so on. wt rows are ldw floats apart. */
-static inline __attribute__((always_inline)) void block(const float *src, int64_t stride, const int64_t *offs,
-                                                        const int64_t *ends, const float *wt, int64_t ldw,
-                                                        const float *bias, float *dst, int64_t dst_stride, int relu,
-                                                        const int np, const int nv) {
-    __m512 acc[MAX_PIXELS][MAX_VECTORS];
-    for (int v = 0; v < nv; v++) {
-        __m512 b = _mm512_loadu_ps(bias + 16 * v);
-        for (int i = 0; i < np; i++) acc[i][v] = b;
-    }
-    int64_t k = 0;
-    for (int q = 0; q < 5; q++) {
-        const float *s = src + offs[q];
-        for (; k < ends[q]; k++) {
-            __m512 w[MAX_VECTORS];
-            for (int v = 0; v < nv; v++) w[v] = _mm512_loadu_ps(wt + k * ldw + 16 * v);
-            for (int i = 0; i < np; i++) {
-                __m512 a = _mm512_set1_ps(s[i * stride + k]);
-                for (int v = 0; v < nv; v++) acc[i][v] = _mm512_fmadd_ps(a, w[v], acc[i][v]);
-            }
-        }
-    }
-    __m512 zero = _mm512_setzero_ps();
-    for (int i = 0; i < np; i++)
-        for (int v = 0; v < nv; v++)
-            _mm512_storeu_ps(dst + i * dst_stride + 16 * v, relu ? _mm512_max_ps(acc[i][v], zero) : acc[i][v]);
-}
-
-typedef void (*block_fn)(const float *, int64_t, const int64_t *, const int64_t *, const float *, int64_t,
-                         const float *, float *, int64_t, int);
-
-#define BLOCK(NP, NV)                                                                                              \
-    static void block_##NP##_##NV(const float *src, int64_t stride, const int64_t *offs, const int64_t *ends,      \
-                                  const float *wt, int64_t ldw, const float *bias, float *dst, int64_t dst_stride, \
-                                  int relu) {                                                                      \
-        block(src, stride, offs, ends, wt, ldw, bias, dst, dst_stride, relu, NP, NV);                              \
-    }
-#define BLOCKS(NP) BLOCK(NP, 1) BLOCK(NP, 2) BLOCK(NP, 3) BLOCK(NP, 4)
-BLOCKS(1) BLOCKS(2) BLOCKS(3) BLOCKS(4) BLOCKS(5) BLOCKS(6)
-#define ROW(NP) {0, block_##NP##_1, block_##NP##_2, block_##NP##_3, block_##NP##_4}
-static const block_fn BLOCKS_BY_SIZE[MAX_PIXELS + 1][MAX_VECTORS + 1] = {
-    {0}, ROW(1), ROW(2), ROW(3), ROW(4), ROW(5), ROW(6)};
-
-/* A row of n pixels (consecutive, stride floats apart) through one shift-conv: out_width outputs each (a multiple
- * of 16), written dst_stride floats apart. */
-static void conv_row(const float *src, int64_t stride, const int64_t *offs, const int64_t *ends, const float *wt,
-                     int64_t out_width, const float *bias, float *dst, int64_t dst_stride, int relu, int64_t n) {
-    for (int64_t i = 0; i < n; i += MAX_PIXELS) {
-        int np = n - i < MAX_PIXELS ? (int)(n - i) : MAX_PIXELS;
-        for (int64_t o = 0; o < out_width; o += 16 * MAX_VECTORS) {
-            int nv = (out_width - o) / 16 < MAX_VECTORS ? (int)((out_width - o) / 16) : MAX_VECTORS;
-            BLOCKS_BY_SIZE[np][nv](src + i * stride, stride, offs, ends, wt + o, out_width, bias + o,
-                                   dst + i * dst_stride + o, dst_stride, relu);
-        }
-    }
-}
 
 static void group_ends(int64_t channels, int64_t padded, int64_t *ends) {
     int64_t g = channels / 5;
     for (int q = 0; q < 4; q++) ends[q] = (q + 1) * g;
     ends[4] = padded;
 }
-
-static inline __mmask16 lanes(int64_t count) { return count >= 16 ? 0xffff : (__mmask16)((1u << count) - 1); }
 
 /*
  * x, y: (B, H, W, C) fp32, contiguous, not overlapping. w0t: (C, HP) the first 1x1 conv's weight transposed, b0 (HP),
@@ -152,13 +88,13 @@ int lfe_f32(const float *x, float *y, int64_t batch, int64_t height, int64_t wid
                     memset(row, 0, (size_t)((tc + 2) * hp * 4));
                     continue;
                 }
-                conv_row(xt + ((i + 1) * xrow + 1) * channels, channels, xoffs, in_ends, w0t, hp, b0, row, hp, 1,
+                conv_row(xt + ((i + 1) * xrow + 1) * channels, channels, xoffs, in_ends, w0t, hp, b0, row, hp, ACT_RELU,
                          tc + 2);
                 if (c0 == 0) memset(row, 0, (size_t)(hp * 4));
                 if (c0 + tc == width) memset(row + (tc + 1) * hp, 0, (size_t)(hp * 4));
             }
             for (int64_t i = 0; i < tr; i++) {
-                conv_row(ht + ((i + 1) * hrow + 1) * hp, hp, hoffs, hid_ends, w1t, cp, b1, ot, cp, 0, tc);
+                conv_row(ht + ((i + 1) * hrow + 1) * hp, hp, hoffs, hid_ends, w1t, cp, b1, ot, cp, ACT_NONE, tc);
                 const int64_t at = ((b * height + r0 + i) * width + c0) * channels;
                 for (int64_t j = 0; j < tc; j++) {
                     const float *o = ot + j * cp, *xi = x + at + j * channels;
