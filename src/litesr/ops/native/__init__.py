@@ -1,24 +1,32 @@
 """Kernels litesr compiles on the user's machine when it can, and the eager path it falls back to when it cannot.
 
 Window attention, fused, for CPUs with AVX-512 (``window_attention.c``; the bf16 kernels need AVX-512 BF16 too, and
-a CPU without it gets the fp32 kernel only):
+a CPU without it gets the fp32 kernels only):
 
 * :func:`window_attention`: ELAN's ``softmax(Q·Qᵀ)·V`` per window, bf16 (``vdpbf16ps``) or fp32;
+* :func:`window_attention_in_rows`: the same in fp32, each window's rows read from and written to maps in token
+  order (a GMSA's projection and output), through a :class:`RowTable`;
 * :func:`biased_window_attention`: Swin-type ``softmax(Q·Kᵀ + T)·V`` per window and head, T the window's bias/mask
-  term (SwinIR-light, GRFormer), fp32 or bf16 inputs computed in fp32.
+  term (SwinIR-light, GRFormer, HiT-SRF), fp32 or bf16 inputs computed in fp32.
+
+Convolution blocks, fused, fp32, for CPUs with AVX-512 (a tile of pixels through every layer while its hidden map
+stays in cache; ``row_gemm.h`` holds their register-blocked 1×1 convs, ``vector_math.h`` the exp and GELU):
+
+* :func:`lfe`: ELAN's two shift-convs with the ReLU between and the residual add (``shift_conv.c``);
+* :func:`conv_ffn`: GRFormer's and HiT-SRF's ConvFFN, fc1 + GELU, the depthwise branch, fc2 (``conv_ffn.c``).
 
 PyTorch has no CPU op that fuses the two matmuls with the softmax, and its softmax computes an fp32-accurate exp
 over a map written out and read back: in the bf16 ELAN-light forward at LR 256², the 16×16 windows' softmax took
 4.5 of a computing GMSA's 7.4 ms. The kernels keep a block of 16 query rows in vector lanes, take the exp from a
 polynomial (relative error ~2e-7; bf16's step is 4e-3) and write no map.
 
-On first use the C source (shipped in the package) is compiled with the machine's C compiler (``$CC``, else ``cc``
-or ``gcc``; about 0.5 s) into litesr's cache folder (:func:`litesr.paths.cache_dir`), keyed by the source, the flags
-and the compiler, loaded with ctypes and checked against a float64 reference. Linked with ``-fopenmp``, the library
-resolves ``libgomp.so.1`` to the copy PyTorch has already loaded, so it runs on PyTorch's threads
-(``torch.get_num_threads()``). Where any of this is missing — another OS or CPU, no compiler, a failed check, or
-``LITESR_NATIVE=0`` — :func:`window_attention_runs` is false and the models run their eager path;
-:func:`status` says why.
+On first use the C sources (shipped in the package) are compiled with the machine's C compiler (``$CC``, else
+``cc`` or ``gcc``; a few seconds) into one library in litesr's cache folder (:func:`litesr.paths.cache_dir`), keyed
+by the sources, the flags and the compiler, loaded with ctypes and checked against a float64 reference. Linked
+with ``-fopenmp``, the library resolves ``libgomp.so.1`` to the copy PyTorch has already loaded, so it runs on
+PyTorch's threads (``torch.get_num_threads()``). Where any of this is missing — another OS or CPU, no compiler, a
+failed check, or ``LITESR_NATIVE=0`` — :func:`window_attention_runs` and :func:`lfe_runs` are false and the models
+run their eager path; :func:`status` says why.
 """
 
 from __future__ import annotations

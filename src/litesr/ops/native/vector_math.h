@@ -4,10 +4,10 @@
 
 #include <immintrin.h>
 
-/* exp(x) for x clamped to [-87, 88]: 2^t = 2^round(t) · 2^f, f in [-0.5, 0.5], 2^f by its degree-6 Taylor
-   polynomial (relative error ~2e-7). */
-static inline __m512 exp_f32(__m512 x) {
-    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.0f)), _mm512_set1_ps(88.0f));
+/* exp(x) for x <= 0: 2^t = 2^round(t) · 2^f, f in [-0.5, 0.5], 2^f by its degree-6 Taylor polynomial (relative
+   error ~2e-7); clamped at exp(-87), so the result stays a normal number (a masked logit weighs ~1e-38, not ~1e-44). */
+static inline __m512 exp_nonpositive(__m512 x) {
+    x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
     __m512 t = _mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f));
     __m512 k = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m512 f = _mm512_fmadd_ps(x, _mm512_set1_ps(1.44269504088896341f), _mm512_sub_ps(_mm512_setzero_ps(), k));
@@ -20,6 +20,9 @@ static inline __m512 exp_f32(__m512 x) {
     p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
     return _mm512_scalef_ps(p, k);
 }
+
+/* exp(x) for any x, clamped to [-87, 88]. */
+static inline __m512 exp_f32(__m512 x) { return exp_nonpositive(_mm512_min_ps(x, _mm512_set1_ps(88.0f))); }
 
 /* erf(x) = sign(x) · (1 − erfc(|x|)), erfc(z) = t · exp(−z² + P(t)), t = 1 / (1 + z/2), P the degree-9 Chebyshev
    fit of Numerical Recipes' erfcc (fractional error below 1.2e-7 for every z >= 0). */

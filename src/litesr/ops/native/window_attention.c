@@ -23,27 +23,12 @@
 #include <math.h>
 #include <string.h>
 
+#include "vector_math.h"
+
 #define MAX_D 64
 #define LANES 16
 
 typedef uint16_t bf16;
-
-/* exp(x) for x <= 0: 2^t = 2^round(t) · 2^f, f in [-0.5, 0.5], 2^f by its degree-6 Taylor polynomial (relative
-   error ~2e-7); clamped at exp(-87), so the result stays a normal number (a masked logit weighs ~1e-38, not ~1e-44). */
-static inline __m512 exp_nonpositive(__m512 x) {
-    x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
-    __m512 t = _mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f));
-    __m512 k = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 f = _mm512_fmadd_ps(x, _mm512_set1_ps(1.44269504088896341f), _mm512_sub_ps(_mm512_setzero_ps(), k));
-    __m512 p = _mm512_set1_ps(1.5403530393381606e-4f);
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.3333558146428443e-3f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.6181291076284772e-3f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.5504108664821580e-2f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.4022650695910071e-1f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.9314718055994531e-1f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
-    return _mm512_scalef_ps(p, k);
-}
 
 #ifdef __AVX512BF16__ /* the bf16 kernels: built where the CPU has AVX-512 BF16 (-mavx512bf16) */
 static inline __m512 dp(__m512 acc, __m512i a, __m512i b) {
