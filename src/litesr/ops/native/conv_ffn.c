@@ -110,14 +110,12 @@ int conv_ffn_f32(const float *x, float *y, int64_t batch, int64_t height, int64_
 #pragma omp for schedule(dynamic)
         for (int64_t t = 0; t < items; t++) {
             if (failed) continue;
-            const int64_t b = t / (chunks * strips), r0 = (t / strips) % chunks * chunk_rows;
-            const int64_t c0 = t % strips * strip_cols;
-            const int64_t tr = height - r0 < chunk_rows ? height - r0 : chunk_rows;
-            const int64_t tc = width - c0 < strip_cols ? width - c0 : strip_cols;
+            const strip_item it = strip_at(t, height, width, chunk_rows, strip_cols);
+            const int64_t b = it.b, r0 = it.r0, c0 = it.c0, tr = it.rows, tc = it.cols;
             const float *xb = x + b * height * width * channels;
             /* ring row of picture row r: h at columns c0-halo .. c0+tc+halo-1, g at c0-r2 .. c0+tc+r2-1 */
-#define H_ROW(r) (ht + (((r) % hring + hring) % hring) * hrow * hp)
-#define G_ROW(r) (gt + (((r) % gring + gring) % gring) * grow * hp)
+#define H_ROW(r) ring_row(ht, (r), hring, hrow * hp)
+#define G_ROW(r) ring_row(gt, (r), gring, grow * hp)
             /* h of picture row r (zero outside the picture), then g of row r - halo + r2 once h reaches it */
             for (int64_t r = r0 - halo; r < r0 + tr + halo; r++) {
                 float *row = H_ROW(r);

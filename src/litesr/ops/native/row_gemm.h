@@ -19,6 +19,26 @@ static inline __attribute__((always_inline)) __m512 activate(__m512 v, int act) 
 
 static inline __mmask16 lanes(int64_t count) { return count >= 16 ? 0xffff : (__mmask16)((1u << count) - 1); }
 
+/* Work item t of a walk over (batch, height, width) pictures in strips of strip_cols columns by chunks of chunk_rows
+   rows: its picture b, first row r0 and column c0, and its rows and columns (fewer at the edges). */
+typedef struct {
+    int64_t b, r0, c0, rows, cols;
+} strip_item;
+
+static inline strip_item strip_at(int64_t t, int64_t height, int64_t width, int64_t chunk_rows, int64_t strip_cols) {
+    const int64_t chunks = (height + chunk_rows - 1) / chunk_rows, strips = (width + strip_cols - 1) / strip_cols;
+    strip_item s;
+    s.b = t / (chunks * strips);
+    s.r0 = (t / strips) % chunks * chunk_rows;
+    s.c0 = t % strips * strip_cols;
+    s.rows = height - s.r0 < chunk_rows ? height - s.r0 : chunk_rows;
+    s.cols = width - s.c0 < strip_cols ? width - s.c0 : strip_cols;
+    return s;
+}
+
+/* Row r (any integer) of a ring of n rows, size floats each. */
+static inline float *ring_row(float *ring, int64_t r, int64_t n, int64_t size) { return ring + ((r % n + n) % n) * size; }
+
 #define MAX_PIXELS 6  /* pixels of one register block */
 #define MAX_VECTORS 4 /* 16-float output vectors of one register block */
 

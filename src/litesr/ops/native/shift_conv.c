@@ -31,14 +31,11 @@ static void group_ends(int64_t channels, int64_t padded, int64_t *ends) {
     ends[4] = padded;
 }
 
-/* The row of picture row r in a ring of three rows, each `size` floats. */
-static inline float *ring_row(float *ring, int64_t r, int64_t size) { return ring + ((r % 3 + 3) % 3) * size; }
-
 /* Offsets (in floats, from the row of picture row r, column c) of the pixel each channel group reads, in a ring of
  * rows of `pixels` pixels × `width` floats. */
 static void ring_offsets(float *ring, int64_t r, int64_t size, int64_t width, int64_t *offs) {
-    const float *here = ring_row(ring, r, size);
-    for (int q = 0; q < 5; q++) offs[q] = (ring_row(ring, r + DR[q], size) - here) + DC[q] * width;
+    const float *here = ring_row(ring, r, 3, size);
+    for (int q = 0; q < 5; q++) offs[q] = (ring_row(ring, r + DR[q], 3, size) - here) + DC[q] * width;
 }
 
 /*
@@ -70,15 +67,13 @@ int lfe_f32(const float *x, float *y, int64_t batch, int64_t height, int64_t wid
 #pragma omp for schedule(dynamic)
         for (int64_t t = 0; t < items; t++) {
             if (failed) continue;
-            const int64_t b = t / (chunks * strips), r0 = (t / strips) % chunks * chunk_rows;
-            const int64_t c0 = t % strips * strip_cols;
-            const int64_t tr = height - r0 < chunk_rows ? height - r0 : chunk_rows;
-            const int64_t tc = width - c0 < strip_cols ? width - c0 : strip_cols;
+            const strip_item it = strip_at(t, height, width, chunk_rows, strip_cols);
+            const int64_t b = it.b, r0 = it.r0, c0 = it.c0, tr = it.rows, tc = it.cols;
             const float *xb = x + b * height * width * channels;
             const int64_t lo = c0 - 2 < 0 ? 0 : c0 - 2, hi = c0 + tc + 2 > width ? width : c0 + tc + 2;
             /* input row r into the ring: columns c0-2 .. c0+tc+1, zero outside the picture */
             for (int64_t r = r0 - 2; r < r0 + tr + 2; r++) {
-                float *row = ring_row(xr, r, xsize);
+                float *row = ring_row(xr, r, 3, xsize);
                 if (r < 0 || r >= height) {
                     memset(row, 0, (size_t)((tc + 4) * channels * 4));
                 } else {
@@ -89,13 +84,13 @@ int lfe_f32(const float *x, float *y, int64_t batch, int64_t height, int64_t wid
                 }
                 const int64_t hrow = r - 1; /* its input rows hrow-1 .. hrow+1 are in the ring now */
                 if (hrow < r0 - 1) continue;
-                float *h = ring_row(hr, hrow, hsize);
+                float *h = ring_row(hr, hrow, 3, hsize);
                 if (hrow < 0 || hrow >= height) {
                     memset(h, 0, (size_t)((tc + 2) * hp * 4));
                 } else {
                     int64_t offs[5];
                     ring_offsets(xr, hrow, xsize, channels, offs);
-                    conv_row(ring_row(xr, hrow, xsize) + channels, channels, offs, in_ends, w0t, hp, b0, h, hp,
+                    conv_row(ring_row(xr, hrow, 3, xsize) + channels, channels, offs, in_ends, w0t, hp, b0, h, hp,
                              ACT_RELU, tc + 2);
                     if (c0 == 0) memset(h, 0, (size_t)(hp * 4));
                     if (c0 + tc == width) memset(h + (tc + 1) * hp, 0, (size_t)(hp * 4));
@@ -104,7 +99,7 @@ int lfe_f32(const float *x, float *y, int64_t batch, int64_t height, int64_t wid
                 if (out < r0) continue;
                 int64_t offs[5];
                 ring_offsets(hr, out, hsize, hp, offs);
-                conv_row(ring_row(hr, out, hsize) + hp, hp, offs, hid_ends, w1t, cp, b1, ot, cp, ACT_NONE, tc);
+                conv_row(ring_row(hr, out, 3, hsize) + hp, hp, offs, hid_ends, w1t, cp, b1, ot, cp, ACT_NONE, tc);
                 const int64_t at = ((b * height + out) * width + c0) * channels;
                 for (int64_t j = 0; j < tc; j++) {
                     const float *o = ot + j * cp, *xi = x + at + j * channels;
