@@ -12,7 +12,6 @@ computes exactly what the uninterrupted run would have (data sampling is a funct
 
 from __future__ import annotations
 
-import gc
 import json
 import math
 import os
@@ -589,4 +588,3 @@ def _leave_process_group(trainer: Trainer | None) -> None:
         trainer.net = trainer.model
     if dist.is_initialized():
         dist.destroy_process_group()
-    gc.collect()

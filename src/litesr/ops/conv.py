@@ -69,7 +69,8 @@ def shift_convs_relu(owner: nn.Module, x: torch.Tensor, conv0: nn.Module, conv1:
     1×1 conv where oneDNN fuses it (:func:`conv2d_relu`), and the hidden width is padded where
     ``POLICY["shift-conv hidden width"]`` says so. Derived weights are built once per dtype, cached on ``owner``."""
     if policy.choose("elan lfe", x.device, x.dtype, runs=lambda how: how != "fused" or (
-            native.lfe_runs() and x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last))) == "fused":
+            native.conv_kernels_run() and x.dim() == 4
+            and x.is_contiguous(memory_format=torch.channels_last))) == "fused":
         packed = inference_weights(owner, "packed", x.dtype, lambda: native.pack_lfe(
             conv0.conv1x1.weight, conv0.conv1x1.bias, conv1.conv1x1.weight, conv1.conv1x1.bias))
         return native.lfe(x, packed, residual)

@@ -73,7 +73,7 @@ def _compiled(x: torch.Tensor, fc1: nn.Linear, act: nn.Module, branch: nn.Sequen
     contiguous tokens."""
     side = branch[0].kernel_size[0] if isinstance(branch[0], nn.Conv2d) else None
     return policy.choose("conv feed-forward", x.device, x.dtype, side, runs=lambda how: how != "compiled" or (
-        native.lfe_runs() and x.dim() == 4 and x.is_contiguous() and fc1.weight.dtype == x.dtype
+        native.conv_kernels_run() and x.dim() == 4 and x.is_contiguous() and fc1.weight.dtype == x.dtype
         and isinstance(act, nn.GELU) and act.approximate == "none" and _fusable_branch(branch)
         and all(layer.kernel_size[0] <= 7 for layer in branch if isinstance(layer, nn.Conv2d)))) == "compiled"
 

@@ -25,8 +25,8 @@ On first use the C sources (shipped in the package) are compiled with the machin
 by the sources, the flags and the compiler, loaded with ctypes and checked against a float64 reference. Linked
 with ``-fopenmp``, the library resolves ``libgomp.so.1`` to the copy PyTorch has already loaded, so it runs on
 PyTorch's threads (``torch.get_num_threads()``). Where any of this is missing — another OS or CPU, no compiler, a
-failed check, or ``LITESR_NATIVE=0`` — :func:`window_attention_runs` and :func:`lfe_runs` are false and the models
-run their eager path; :func:`status` says why.
+failed check, or ``LITESR_NATIVE=0`` — :func:`window_attention_runs` and :func:`conv_kernels_run` are false and
+the models run their eager path; :func:`status` says why.
 """
 
 from __future__ import annotations
@@ -281,14 +281,26 @@ def reference_lfe(x: torch.Tensor, w0: torch.Tensor, b0: torch.Tensor, w1: torch
 LFE_TILE = (64, 64)
 
 
+def _padded_columns(t: torch.Tensor, width: int) -> torch.Tensor:
+    """``t`` (a vector, or a matrix by its columns) as fp32, contiguous, zero-padded to ``width`` columns."""
+    return F.pad(t.detach().float(), (0, width - t.shape[-1])).contiguous()
+
+
+def _packed_pair(w_in: torch.Tensor, b_in: torch.Tensor, w_out: torch.Tensor, b_out: torch.Tensor) -> tuple:
+    """Two 1×1 layers, channels → hidden → channels ((out, in) or (out, in, 1, 1) weights), as the row GEMMs of the
+    convolution kernels take them: (W_inᵀ (C, hp), b_in (hp), W_outᵀ (hp, cp), b_out (cp)), fp32, contiguous, the
+    hidden and output widths zero-padded to hp and cp, multiples of 16."""
+    hidden, channels = w_in.shape[:2]
+    hp, cp = -(-hidden // 16) * 16, -(-channels // 16) * 16
+    w_out_t = _padded_columns(w_out.reshape(channels, hidden).t(), cp)
+    return (_padded_columns(w_in.reshape(hidden, channels).t(), hp), _padded_columns(b_in, hp),
+            F.pad(w_out_t, (0, 0, 0, hp - hidden)).contiguous(), _padded_columns(b_out, cp))
+
+
 def pack_lfe(w0: torch.Tensor, b0: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor) -> tuple:
-    """The two 1×1 convs' (out, in, 1, 1) weights and biases as :func:`lfe` takes them: transposed, fp32,
-    contiguous, the hidden width and the output width padded with zeros to multiples of 16."""
-    hid, channels = w0.shape[:2]
-    hp, cp = -(-hid // 16) * 16, -(-channels // 16) * 16
-    w0t = F.pad(w0.detach().float().reshape(hid, channels).t(), (0, hp - hid)).contiguous()
-    w1t = F.pad(w1.detach().float().reshape(channels, hid).t(), (0, cp - channels, 0, hp - hid)).contiguous()
-    return hid, w0t, F.pad(b0.detach().float(), (0, hp - hid)), w1t, F.pad(b1.detach().float(), (0, cp - channels))
+    """The two 1×1 convs' (out, in, 1, 1) weights and biases as :func:`lfe` takes them (:func:`_packed_pair`),
+    after the hidden width."""
+    return (w0.shape[0], *_packed_pair(w0, b0, w1, b1))
 
 
 def _call_lfe(kernel, x: torch.Tensor, packed: tuple, residual: bool, tile: tuple[int, int]) -> torch.Tensor:
@@ -359,20 +371,15 @@ FFN_TILE = (64, 128)
 def pack_conv_ffn(w1, b1, dw1, db1, dw2, db2, w2, b2) -> tuple:
     """A ConvFFN's weights as :func:`conv_ffn` takes them: fp32, contiguous, transposed, depthwise taps one row per
     tap, the hidden and output widths padded with zeros to multiples of 16 (``dw2`` None: no second conv)."""
-    hidden, channels = w1.shape
-    hp, cp = -(-hidden // 16) * 16, -(-channels // 16) * 16
+    w1t, b1p, w2t, b2p = _packed_pair(w1, b1, w2, b2)
+    hidden, hp = w1.shape[0], w1t.shape[1]
 
     def taps(w):  # (hidden, 1, k, k) -> (k·k, hp)
-        return F.pad(w.detach().float().reshape(hidden, -1).t(), (0, hp - hidden)).contiguous()
+        return _padded_columns(w.reshape(hidden, -1).t(), hp)
 
-    def vector(b, width):
-        return F.pad(b.detach().float(), (0, width - b.shape[0])).contiguous()
-
-    return (hp, F.pad(w1.detach().float().t(), (0, hp - hidden)).contiguous(), vector(b1, hp),
-            dw1.shape[-1], taps(dw1), vector(db1, hp),
+    return (hp, w1t, b1p, dw1.shape[-1], taps(dw1), _padded_columns(db1, hp),
             0 if dw2 is None else dw2.shape[-1], None if dw2 is None else taps(dw2),
-            None if db2 is None else vector(db2, hp),
-            cp, F.pad(w2.detach().float().t(), (0, cp - channels, 0, hp - hidden)).contiguous(), vector(b2, cp))
+            None if db2 is None else _padded_columns(db2, hp), w2t.shape[1], w2t, b2p)
 
 
 def _pointer(t: torch.Tensor | None) -> int | None:
@@ -392,7 +399,8 @@ def _call_ffn(kernel, x: torch.Tensor, packed: tuple, tile: tuple[int, int]) -> 
 
 def conv_ffn(x: torch.Tensor, packed: tuple, tile: tuple[int, int] = FFN_TILE) -> torch.Tensor:
     """GRFormer's or HiT-SRF's ConvFFN (:func:`reference_conv_ffn`), fused, for fp32 (B, H, W, C) contiguous CPU
-    tokens and the weights :func:`pack_conv_ffn` made. Returns new tokens. Only where :func:`lfe_runs` says so."""
+    tokens and the weights :func:`pack_conv_ffn` made. Returns new tokens. Only where :func:`conv_kernels_run`
+    says so."""
     kernels = _kernel_or_reason()[0]
     if (kernels is None or x.dtype != torch.float32 or x.device.type != "cpu" or x.dim() != 4
             or not x.is_contiguous() or packed[1].shape[0] != x.shape[-1]):
@@ -400,7 +408,7 @@ def conv_ffn(x: torch.Tensor, packed: tuple, tile: tuple[int, int] = FFN_TILE) -
     return _call_ffn(kernels[4], x, packed, tile)
 
 
-def lfe_runs() -> bool:
+def conv_kernels_run() -> bool:
     """Whether :func:`lfe` and :func:`conv_ffn` run here (every AVX-512 CPU where the kernels were built and
     checked)."""
     return _kernel_or_reason()[0] is not None
@@ -409,7 +417,7 @@ def lfe_runs() -> bool:
 def lfe(x: torch.Tensor, packed: tuple, residual: bool = False, tile: tuple[int, int] = LFE_TILE) -> torch.Tensor:
     """ELAN's LFE, ``conv1x1(shift(relu(conv1x1(shift(x)))))`` (``+ x`` with ``residual``), fused, for an fp32
     (B, C, H, W) channels-last CPU ``x`` and the weights :func:`pack_lfe` made. Returns a new channels-last map.
-    Only where :func:`lfe_runs` says so."""
+    Only where :func:`conv_kernels_run` says so."""
     kernels = _kernel_or_reason()[0]
     hid, w0t, *_ = packed
     if (kernels is None or x.dtype != torch.float32 or x.device.type != "cpu" or x.dim() != 4
