@@ -241,7 +241,7 @@ def upscale_strips(runner: Runner | nn.Module, image: np.ndarray,
     Whoever consumes the strips (``litesr.io.write_strips`` encodes PNG as they come) holds one strip, not the
     whole output.
     """
-    from .io import image_to_tensor, tensor_to_image
+    from .io import channels_last_batch, image_to_tensor, tensor_to_image
 
     if image.dtype not in (np.uint8, np.uint16) or image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"image must be a uint8 or uint16 H×W×3 array, got {image.dtype} {image.shape}")
@@ -257,7 +257,7 @@ def upscale_strips(runner: Runner | nn.Module, image: np.ndarray,
             strip = np.empty(((t.cy1 - t.cy0) * s, w * s, 3), dtype=image.dtype)
         patch = image[t.y0:t.y1, t.x0:t.x1]
         if deep:
-            x = torch.from_numpy(patch.astype(np.float32)).div_(65535.0).permute(2, 0, 1).unsqueeze(0)
+            x = channels_last_batch(torch.from_numpy(patch.astype(np.float32)).div_(65535.0))
             core = tiler.core(tiler.forward(x), t)[0].clamp(0, 1).mul(65535.0).round()
             strip[:, t.cx0 * s:t.cx1 * s] = core.to(torch.int32).permute(1, 2, 0).numpy().astype(np.uint16)
         else:

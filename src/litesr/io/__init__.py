@@ -8,7 +8,7 @@ images. Their public names are all here, as ``litesr.io.<name>``.
 
 from .files import (INPUT_SUFFIXES, IMAGE_SUFFIXES, TEMP_PREFIX, TEMP_SUFFIX, atomic_path, check_writable,
                     image_files, name_too_long, remove_stale_temporaries, write_error)
-from .pixels import image_to_tensor, luma, tensor_to_image, to_bits, to_pil
+from .pixels import channels_last_batch, image_to_tensor, luma, tensor_to_image, to_bits, to_pil
 from .read import (DEFAULT_MAX_PIXELS, ImageReadError, Picture, is_grayscale_file, picture_from_image,
                    picture_from_pil, read_image, read_picture, white_level)
 from .write import (FORMATS, MAX_HELD_OUTPUT_BYTES, MAX_SIDE, PNG_ZLIB, check_output_size, keeps_16_bit, keeps_alpha,
@@ -17,8 +17,8 @@ from .write import (FORMATS, MAX_HELD_OUTPUT_BYTES, MAX_SIDE, PNG_ZLIB, check_ou
 __all__ = [
     "DEFAULT_MAX_PIXELS", "FORMATS", "IMAGE_SUFFIXES", "INPUT_SUFFIXES", "MAX_HELD_OUTPUT_BYTES", "MAX_SIDE",
     "PNG_ZLIB", "TEMP_PREFIX", "TEMP_SUFFIX", "ImageReadError", "Picture", "atomic_path", "check_output_size",
-    "check_writable", "image_files", "image_to_tensor", "is_grayscale_file", "keeps_16_bit", "keeps_alpha", "luma",
-    "name_too_long", "output_format", "picture_from_image", "picture_from_pil", "read_image", "read_picture",
-    "remove_stale_temporaries", "tensor_to_image", "to_bits", "to_pil", "white_level", "write_error",
+    "channels_last_batch", "check_writable", "image_files", "image_to_tensor", "is_grayscale_file", "keeps_16_bit",
+    "keeps_alpha", "luma", "name_too_long", "output_format", "picture_from_image", "picture_from_pil", "read_image",
+    "read_picture", "remove_stale_temporaries", "tensor_to_image", "to_bits", "to_pil", "white_level", "write_error",
     "write_image", "write_strips",
 ]

@@ -9,10 +9,18 @@ from PIL import Image
 
 
 def image_to_tensor(img: np.ndarray) -> torch.Tensor:
-    """uint8 ``H×W×3`` → float ``1×3×H×W`` in [0, 1]."""
+    """uint8 ``H×W×3`` → float ``1×3×H×W`` in [0, 1], channels-last (:func:`channels_last_batch`)."""
     if not img.flags.writeable:  # a read-only array (np.asarray of a PIL image): torch would warn about it
         img = np.array(img)
-    return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
+    return channels_last_batch(torch.from_numpy(np.ascontiguousarray(img))).float().div_(255.0)
+
+
+def channels_last_batch(hwc: torch.Tensor) -> torch.Tensor:
+    """A contiguous ``H×W×C`` tensor as the ``1×C×H×W`` view of its memory, with the strides PyTorch takes for
+    channels-last. (``hwc.permute(2, 0, 1).unsqueeze(0)`` is the same view with a batch stride of C, which oneDNN's
+    convolutions do not take for channels-last: every convolution after it then wrote NCHW maps, and PAN ran its
+    20- and 24-channel convolutions in the slower layout.)"""
+    return hwc.unsqueeze(0).permute(0, 3, 1, 2)
 
 
 def tensor_to_image(x: torch.Tensor) -> np.ndarray:
