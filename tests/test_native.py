@@ -479,3 +479,114 @@ def test_grformer_fp32_runs_the_compiled_conv_ffn_as_the_official_function(monke
         plain = model(x)
         assert not calls
     assert relative_error(fast, plain) <= TOLERANCE
+
+
+def _pan_weights(channels, outs, seed):
+    return native._random_pan_weights(channels, outs, torch.Generator().manual_seed(seed))
+
+
+@needs_kernel
+@pytest.mark.parametrize("shape,factor,outs,tile", [
+    ((1, 96, 37, 26), 2, 3, native.PAN_TILE),  # PAN x4's last stage; strips cut at the picture's edge
+    ((2, 96, 9, 11), 2, 0, (5, 7)),  # the inner stage (its map out), a batch, partial chunks and strips
+    ((1, 24 * 9, 5, 7), 3, 3, (4, 64)),  # x3's one stage
+    ((1, 10 * 4, 6, 5), 2, 3, (3, 3)),  # a width that is not a multiple of 16
+    ((1, 24, 1, 1), 1, 3, native.PAN_TILE),  # one pixel: every neighbour is zero padding
+])
+def test_pan_upsampling_kernel_is_the_official_order(shape, factor, outs, tile):
+    """PAN's upsampling at the high resolution in the compiled kernel against the official op sequence in float64
+    (pixel shuffle, pixel attention, LeakyReLUs, zero-padded 3×3 convs, the bilinear image added): within fp32
+    rounding, the inputs untouched."""
+    g = torch.Generator().manual_seed(1)
+    pre = torch.randn(shape, generator=g).contiguous(memory_format=torch.channels_last)
+    channels, h, w = shape[1] // factor ** 2, shape[2] * factor, shape[3] * factor
+    base = torch.randn(shape[0], outs, h, w, generator=g) if outs else None
+    before = (pre.clone(), None if base is None else base.clone())
+    weights = _pan_weights(channels, outs, seed=2)
+    y = native.pan_upsampling(pre, factor, native.pack_pan_upsampling(*weights), base, tile)
+    ref = native.reference_pan_upsampling(pre, factor, *weights, base)
+    assert y.shape == ref.shape and (y.double() - ref).abs().max().item() <= 2e-6 * ref.abs().max().item()
+    assert y.is_contiguous() if outs else y.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(pre, before[0]) and (base is None or torch.equal(base, before[1]))
+
+
+@needs_kernel
+def test_pan_upsampling_kernel_refuses_what_it_cannot_take():
+    last = native.pack_pan_upsampling(*_pan_weights(10, 3, seed=0))
+    pre = torch.randn(1, 40, 6, 6).contiguous(memory_format=torch.channels_last)
+    with pytest.raises(native.NativeUnavailable):  # NCHW, not channels-last
+        native.pan_upsampling(pre.contiguous(), 2, last)
+    with pytest.raises(native.NativeUnavailable):
+        native.pan_upsampling(pre.double(), 2, last)
+    with pytest.raises(native.NativeUnavailable):  # 40 channels are not 10 shuffled by 3
+        native.pan_upsampling(pre, 3, last)
+    with pytest.raises(native.NativeUnavailable):  # an image of another size
+        native.pan_upsampling(pre, 2, last, torch.randn(1, 3, 12, 11))
+    with pytest.raises(native.NativeUnavailable):  # an image to add, but no conv_last to add it to
+        native.pan_upsampling(pre, 2, native.pack_pan_upsampling(*_pan_weights(10, 0, seed=0)),
+                              torch.randn(1, 3, 12, 12))
+
+
+def _scpa_weights(channels, width, seed):
+    return native._random_scpa_weights(channels, width, torch.Generator().manual_seed(seed))
+
+
+@needs_kernel
+@pytest.mark.parametrize("shape,width,tile", [
+    ((1, 40, 37, 53), 20, native.SCPA_TILE),  # PAN's widths; strips cut at the picture's edge
+    ((2, 8, 9, 11), 4, (4, 5)),  # a batch, partial chunks and strips narrower than a vector
+    ((1, 30, 20, 35), 24, (7, 16)),  # the widest branch, conv3's outputs in two groups, the last partial
+    ((1, 40, 1, 1), 20, native.SCPA_TILE),  # one pixel: every neighbour is zero padding
+])
+def test_scpa_kernel_is_the_official_order(shape, width, tile):
+    """PAN's SCPA block in the compiled kernel against the official op sequence in float64 (1×1 and zero-padded 3×3
+    convs, LeakyReLUs, the pixel-attention gate, the residual add): within fp32 rounding, the input untouched."""
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(1))
+    before = x.clone()
+    weights = _scpa_weights(shape[1], width, seed=2)
+    y = native.scpa(x, native.pack_scpa(*weights), tile)
+    ref = native.reference_scpa(x, *weights)
+    assert y.shape == x.shape and y.is_contiguous()
+    assert (y.double() - ref).abs().max().item() <= 2e-6 * ref.abs().max().item()
+    assert torch.equal(x, before)
+
+
+@needs_kernel
+def test_scpa_kernel_refuses_what_it_cannot_take():
+    packed = native.pack_scpa(*_scpa_weights(8, 4, seed=0))
+    x = torch.randn(1, 8, 6, 6)
+    with pytest.raises(native.NativeUnavailable):  # channels-last, not NCHW
+        native.scpa(x.contiguous(memory_format=torch.channels_last), packed)
+    with pytest.raises(native.NativeUnavailable):
+        native.scpa(x.double(), packed)
+    with pytest.raises(native.NativeUnavailable):  # weights for another width
+        native.scpa(torch.randn(1, 10, 6, 6), packed)
+
+
+@needs_kernel
+@pytest.mark.parametrize("scale", [2, 4])
+def test_pan_fp32_runs_the_kernels_as_the_official_function(monkeypatch, scale):
+    """At fp32 inference every SCPA block and every upsampling stage of PAN (the last with conv_last) runs in the
+    compiled kernels: the output stays within the tolerance of the oneDNN path, and with gradients neither runs."""
+    from conftest import TOLERANCE, relative_error
+
+    torch.manual_seed(scale)
+    model = litesr.create_model("pan", scale).eval()
+    x = torch.rand(1, 3, 13, 10)
+    calls = []
+    for name in ("pan_upsampling", "scpa"):
+        fused = getattr(native, name)
+        monkeypatch.setattr(native, name, lambda t, *a, name=name, fused=fused, **k: calls.append(name)
+                            or fused(t, *a, **k))
+    with torch.inference_mode():
+        fast = model(x)
+        assert calls.count("pan_upsampling") == (2 if scale == 4 else 1)
+        assert calls.count("scpa") == len(model.SCPA_trunk)
+        without_paths(monkeypatch, "pan upsampling", "compiled")
+        without_paths(monkeypatch, "pan trunk", "compiled")
+        calls.clear()
+        plain = model(x)
+        assert not calls
+    assert relative_error(fast, plain) <= TOLERANCE
+    model(x).sum()
+    assert not calls

@@ -46,6 +46,8 @@ def test_forward_gives_the_official_output(scale, monkeypatch):
         out = model(x)
         assert fused_activations(model.conv_first(x)) == compat.fused_conv_runs(torch.float32, "sigmoid")
         without_paths(monkeypatch, "conv activation", "fused")
+        without_paths(monkeypatch, "pan upsampling", "compiled")
+        without_paths(monkeypatch, "pan trunk", "compiled")
         fea = model.conv_first(x)
         fea = fea + model.trunk_conv(model.SCPA_trunk(fea))
         for i in (1, 2) if scale == 4 else (1,):
@@ -56,9 +58,12 @@ def test_forward_gives_the_official_output(scale, monkeypatch):
     torch.testing.assert_close(out, official, rtol=0, atol=2e-5 * official.abs().max().item())
 
 
-def test_fused_path_matches_the_official_order_on_the_published_weights(monkeypatch):
-    """The fused path on the published x4 weights and a photograph, within the conformance tolerance of the official
-    order (weights whose pixel-attention gates reach e^-42, unlike random ones)."""
+def test_fused_path_is_as_exact_as_the_official_order_on_the_published_weights(monkeypatch):
+    """The fused path (oneDNN's convolutions with their activations, the compiled kernels where they run) on the
+    published x4 weights and a photograph. These weights amplify rounding (pixel-attention gates reach e^-42, unlike
+    random ones): the official fp32 order itself is 1.7e-5 of the output's range from a float64 forward, and the
+    fused path 1.2e-5, though the two differ by 2.3e-5. So the fused path must be no farther from float64 than the
+    official order is, and within twice the conformance tolerance of it."""
     path = WEIGHTS / "PAN" / "PANx4_DF2K.pth"
     if not path.is_file():
         pytest.skip(f"needs {path}")
@@ -68,5 +73,10 @@ def test_fused_path_matches_the_official_order_on_the_published_weights(monkeypa
     with torch.inference_mode():
         fused = model(x)
         without_paths(monkeypatch, "conv activation", "fused")
+        without_paths(monkeypatch, "pan upsampling", "compiled")
+        without_paths(monkeypatch, "pan trunk", "compiled")
         official = model(x)
-    torch.testing.assert_close(fused, official, rtol=0, atol=2e-5 * official.abs().max().item())
+        exact = model.double()(x.double())
+    scale = exact.abs().max().item()
+    assert (fused.double() - exact).abs().max().item() <= (official.double() - exact).abs().max().item()
+    torch.testing.assert_close(fused, official, rtol=0, atol=4e-5 * scale)

@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..ops.conv import conv2d_act, fused_activations, nearest_upsample_conv3x3
+from ..ops.conv import (attended_upsampling, attended_upsampling_compiled, conv2d_act, fused_activations,
+                        nearest_upsample_conv3x3, scpa_trunk, scpa_trunk_compiled)
 from .base import SRModel
 from .registry import SCALES, Architecture, CheckpointError, Variant, register_architecture, register_variant
 from .statedict import numbered_count, rgb_input_width
@@ -51,17 +52,29 @@ class PAN(SRModel):
         # channels-last end to end: oneDNN runs PAN's 20- and 24-channel convolutions about twice as fast so
         # (docs/performance.md §3.5)
         fea = self.conv_first(x.contiguous(memory_format=torch.channels_last))
-        fea = fea + self.trunk_conv(self.SCPA_trunk(fea))
-        if self.scale == 4:
-            fea = self._upsample(fea, 2, self.upconv1, self.att1, self.HRconv1)
-            fea = self._upsample(fea, 2, self.upconv2, self.att2, self.HRconv2)
+        if scpa_trunk_compiled(fea, self.SCPA_trunk[0].k1[0].in_channels):
+            trunk = scpa_trunk(self.SCPA_trunk, fea)  # every block in litesr's kernel (POLICY["pan trunk"])
         else:
-            fea = self._upsample(fea, self.scale, self.upconv1, self.att1, self.HRconv1)
-        out = self.conv_last(fea)
-        return out + F.interpolate(x, scale_factor=self.scale, mode="bilinear", align_corners=False)
+            trunk = self.SCPA_trunk(fea)
+        fea = fea + self.trunk_conv(trunk)
+        image = F.interpolate(x, scale_factor=self.scale, mode="bilinear", align_corners=False)
+        if self.scale == 4:
+            fea = self._upsample(fea, 2, 1)
+            return self._upsample(fea, 2, 2, image)
+        return self._upsample(fea, self.scale, 1, image)
 
-    def _upsample(self, fea: torch.Tensor, factor: int, upconv: nn.Conv2d, att: PA, hrconv: nn.Conv2d) -> torch.Tensor:
-        fea = nearest_upsample_conv3x3(fea, upconv.weight, upconv.bias, factor)
+    def _upsample(self, fea: torch.Tensor, factor: int, stage: int, image: torch.Tensor | None = None) -> torch.Tensor:
+        """Stage 1 or 2: nearest ×factor, upconv, PA, HRconv; the last (given the bilinear ``image``) ends with
+        ``conv_last(...) + image``."""
+        upconv, att, hrconv = (getattr(self, f"{name}{stage}") for name in ("upconv", "att", "HRconv"))
+        if attended_upsampling_compiled(fea, upconv.out_channels):
+            # everything at the high resolution in one pass of litesr's kernel (POLICY["pan upsampling"])
+            return attended_upsampling(self, f"upsampling {stage}", fea, factor, upconv, att.conv, hrconv,
+                                       self.conv_last if image is not None else None, image)
+        fea = self._attended(nearest_upsample_conv3x3(fea, upconv.weight, upconv.bias, factor), att, hrconv)
+        return fea if image is None else self.conv_last(fea) + image
+
+    def _attended(self, fea: torch.Tensor, att: PA, hrconv: nn.Conv2d) -> torch.Tensor:
         if fused_activations(fea):
             # the sigmoid and HRconv's LeakyReLU inside oneDNN's convolutions, the product and the LeakyReLU between
             # in place: at the high resolution each pass over the features costs ~40 ms at LR 256² x4

@@ -98,6 +98,52 @@ def _padded(conv0: nn.Module, conv1: nn.Module, multiple: int, dtype: torch.dtyp
     return tuple(t.to(dtype) for t in tensors)
 
 
+def attended_upsampling_compiled(x: torch.Tensor, width: int) -> bool:
+    """Whether PAN's upsampling stages on ``x`` (of ``width`` upsampling channels) run in litesr's compiled kernel
+    (:func:`attended_upsampling`, ``POLICY["pan upsampling"]``)."""
+    return policy.choose("pan upsampling", x.device, x.dtype, runs=lambda how: how != "compiled" or (
+        native.conv_kernels_run() and x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)
+        and width <= 64)) == "compiled"
+
+
+def attended_upsampling(owner: nn.Module, key: str, x: torch.Tensor, factor: int, upconv: nn.Conv2d,
+                        attention: nn.Conv2d, hrconv: nn.Conv2d, last: nn.Conv2d | None = None,
+                        image: torch.Tensor | None = None) -> torch.Tensor:
+    """One of PAN's upsampling stages at inference, ``lrelu(hrconv(lrelu(u · sigmoid(attention(u)))))`` of ``u =
+    upconv(nearest_factor(x))``, and for the last stage ``last`` (conv_last) of that plus ``image``: ``upconv`` at
+    the low resolution (:func:`nearest_upsample_conv3x3` without its pixel shuffle), the rest in litesr's compiled
+    kernel (:func:`litesr.ops.native.pan_upsampling`). Callers check :func:`attended_upsampling_compiled`. Derived
+    weights are built once per ``key``, cached on ``owner`` (a module holding all four convs)."""
+    kernel, bias, packed = inference_weights(owner, key, x.dtype, lambda: (
+        nearest_kernel(upconv.weight, factor).contiguous(memory_format=torch.channels_last),
+        upconv.bias.repeat_interleave(factor * factor),
+        native.pack_pan_upsampling(attention.weight, attention.bias, hrconv.weight, hrconv.bias,
+                                   *((last.weight, last.bias) if last is not None else ()))))
+    pre = F.conv2d(x, kernel, bias, padding=1)
+    return native.pan_upsampling(pre, factor, packed, None if image is None else image.contiguous())
+
+
+def scpa_trunk_compiled(x: torch.Tensor, width: int) -> bool:
+    """Whether PAN's SCPA blocks on ``x`` (of ``width`` channels a branch) run in litesr's compiled kernel
+    (:func:`scpa_trunk`, ``POLICY["pan trunk"]``)."""
+    return policy.choose("pan trunk", x.device, x.dtype, runs=lambda how: how != "compiled" or (
+        native.conv_kernels_run() and x.dim() == 4 and width <= 24)) == "compiled"
+
+
+def scpa_trunk(blocks: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """PAN's trunk, its SCPA ``blocks`` one after another, at inference in litesr's compiled kernel
+    (:func:`litesr.ops.native.scpa`), on NCHW maps: a channels-last ``x`` is converted once on the way in and the
+    result back on the way out. Callers check :func:`scpa_trunk_compiled`. Packed weights are built once per block,
+    cached on it."""
+    y = x.contiguous()
+    for block in blocks:
+        y = native.scpa(y, inference_weights(block, "packed", x.dtype, lambda: native.pack_scpa(
+            block.conv1_a.weight, block.conv1_b.weight, block.k1[0].weight, block.PAConv.k2.weight,
+            block.PAConv.k2.bias, block.PAConv.k3.weight, block.PAConv.k4.weight, block.conv3.weight)))
+    return y.contiguous(memory_format=torch.channels_last) if x.is_contiguous(
+        memory_format=torch.channels_last) else y
+
+
 def nearest_kernel(weight: torch.Tensor, factor: int) -> torch.Tensor:
     """The 3×3 kernel, ``factor``² times as many outputs, that a 3×3 ``weight`` becomes on the low-resolution input:
     ``conv3x3(nearest_f(x), weight) == pixel_shuffle(conv3x3(x, nearest_kernel(weight, f)), f)``.

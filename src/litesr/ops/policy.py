@@ -255,6 +255,23 @@ POLICY: dict[str, tuple[Rule, ...]] = {
     # medians of 5 (2-core Intel Xeon with AVX-512, no BF16; 2026-12-07): SwinIR-light 1.85 against 1.98 s,
     # GRFormer 3.22 against 3.77 s, HiT-SRF 2.05 against 2.26 s. Rows that are not contiguous keep addmm: oneDNN
     # copied GRFormer's strided channel halves first and ran slower.
+    # PAN's upsampling stages at fp32 inference on a CPU (ops.conv.attended_upsampling): upconv at the low
+    # resolution in oneDNN, then one call of litesr's compiled kernel (ops.native.pan_upsampling) for the pixel
+    # shuffle, the pixel attention, HRconv with the LeakyReLUs and, in the last stage, conv_last and the bilinear
+    # image, a strip of pixels at a time with its rows in L2, instead of oneDNN's passes over the high-resolution
+    # map (~40 ms each at LR 256² x4, where the 24-in 24- and 3-out convolutions ran at 12-56 GFLOP/s).
+    "pan upsampling": (
+        Rule("compiled", FP32, ANY, device="cpu", when="inference"),
+        Rule("separate", ANY, ANY, device=ANY, when="always"),
+    ),
+    # PAN's trunk at fp32 inference on a CPU (ops.conv.scpa_trunk): each SCPA block in one call of litesr's compiled
+    # kernel (ops.native.scpa), 16 pixels of a row in the vector lanes and the 20 outputs of each layer in
+    # registers, instead of oneDNN's ten passes, whose 20-channel convolutions ran at 25-62 GFLOP/s (one block at
+    # LR 256²: ~42 ms).
+    "pan trunk": (
+        Rule("compiled", FP32, ANY, device="cpu", when="inference"),
+        Rule("separate", ANY, ANY, device=ANY, when="always"),
+    ),
     "linear": (
         Rule("onednn", FP32, ANY, device="cpu", when="inference"),
         Rule("aten", ANY, ANY, device=ANY, when="always"),

@@ -13,7 +13,10 @@ Convolution blocks, fused, fp32, for CPUs with AVX-512 (a tile of pixels through
 stays in cache; ``row_gemm.h`` holds their register-blocked 1×1 convs, ``vector_math.h`` the exp and GELU):
 
 * :func:`lfe`: ELAN's two shift-convs with the ReLU between and the residual add (``shift_conv.c``);
-* :func:`conv_ffn`: GRFormer's and HiT-SRF's ConvFFN, fc1 + GELU, the depthwise branch, fc2 (``conv_ffn.c``).
+* :func:`conv_ffn`: GRFormer's and HiT-SRF's ConvFFN, fc1 + GELU, the depthwise branch, fc2 (``conv_ffn.c``);
+* :func:`pan_upsampling`: the high-resolution half of a PAN upsampling stage, pixel shuffle, pixel attention,
+  HRconv and, in the last stage, conv_last and the bilinear image (``pan_upsampling.c``);
+* :func:`scpa`: PAN's trunk block, its five convolutions, pixel attention and residual add (``scpa.c``).
 
 PyTorch has no CPU op that fuses the two matmuls with the softmax, and its softmax computes an fp32-accurate exp
 over a map written out and read back: in the bf16 ELAN-light forward at LR 256², the 16×16 windows' softmax took
@@ -48,7 +51,8 @@ import torch.nn.functional as F
 from ...paths import cache_dir
 
 #: The C sources, compiled into one library, and the headers they include.
-SOURCES = tuple(Path(__file__).with_name(name) for name in ("window_attention.c", "shift_conv.c", "conv_ffn.c"))
+SOURCES = tuple(Path(__file__).with_name(name) for name in ("window_attention.c", "shift_conv.c", "conv_ffn.c",
+                                                                 "pan_upsampling.c", "scpa.c"))
 HEADERS = tuple(Path(__file__).with_name(name) for name in ("row_gemm.h", "vector_math.h"))
 #: Compiler flags of the fp32-only build; :data:`BF16_FLAGS` add the bf16 kernels.
 FLAGS = ("-O3", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mfma", "-fopenmp", "-shared", "-fPIC",
@@ -160,7 +164,15 @@ def _load():
     ffn.argtypes = ([ctypes.c_void_p] * 2 + [ctypes.c_int64] * 5 + [ctypes.c_void_p] * 2
                     + ([ctypes.c_int64] + [ctypes.c_void_p] * 2) * 2 + [ctypes.c_int64] + [ctypes.c_void_p] * 2
                     + [ctypes.c_int64] * 2 + [ctypes.c_int])
-    return bf16, biased, lfe, gathered, ffn
+    pan = library.pan_upsampling_f32
+    pan.restype = ctypes.c_int
+    pan.argtypes = ([ctypes.c_void_p, ctypes.c_int64] + [ctypes.c_void_p] * 2 + [ctypes.c_int64] * 5
+                    + [ctypes.c_void_p] * 6 + [ctypes.c_int64] * 3 + [ctypes.c_int])
+    scpa = library.scpa_f32
+    scpa.restype = ctypes.c_int
+    scpa.argtypes = [ctypes.c_void_p] * 2 + [ctypes.c_int64] * 5 + [ctypes.c_void_p] * 7 + [ctypes.c_int64] * 2 + [
+        ctypes.c_int]
+    return bf16, biased, lfe, gathered, ffn, pan, scpa
 
 
 def reference_attention(q: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -232,6 +244,18 @@ def _kernel_or_reason():
     weights = [torch.randn(shape, generator=g) for shape in ((20, 10, 1, 1), (20,), (10, 20, 1, 1), (10,))]
     y = _call_lfe(kernels[2], x, pack_lfe(*weights), True, (2, 4))  # tiles cut through the picture, some partial
     ref = reference_lfe(x, *weights) + x.double()
+    errors.append((y.double() - ref).abs().max().item() / ref.abs().max().item() / F32_CHECK_SCALE)
+    pre = torch.randn(2, 20, 3, 4, generator=g).contiguous(memory_format=torch.channels_last)
+    for last in (False, True):  # an inner stage, the last one; tiles cut through the picture
+        weights = _random_pan_weights(5, 3 if last else 0, g)
+        base = torch.randn(2, 3, 6, 8, generator=g) if last else None
+        y = _call_pan(kernels[5], pre, 2, pack_pan_upsampling(*weights), base, (4, 3))
+        ref = reference_pan_upsampling(pre, 2, *weights, base)
+        errors.append((y.double() - ref).abs().max().item() / ref.abs().max().item() / F32_CHECK_SCALE)
+    x = torch.randn(2, 8, 5, 21, generator=g)
+    weights = _random_scpa_weights(8, 4, g)
+    y = _call_scpa(kernels[6], x, pack_scpa(*weights), (2, 16))
+    ref = reference_scpa(x, *weights)
     errors.append((y.double() - ref).abs().max().item() / ref.abs().max().item() / F32_CHECK_SCALE)
     if not max(errors) <= CHECK_TOLERANCE:
         listed = ", ".join(f"{e:.3g}" for e in errors)
@@ -408,9 +432,144 @@ def conv_ffn(x: torch.Tensor, packed: tuple, tile: tuple[int, int] = FFN_TILE) -
     return _call_ffn(kernels[4], x, packed, tile)
 
 
+def _random_pan_weights(channels: int, outs: int, g: torch.Generator) -> list:
+    shapes = [(channels, channels, 1, 1), (channels,), (channels, channels, 3, 3), (channels,)]
+    shapes += [(outs, channels, 3, 3), (outs,)] if outs else []
+    weights = [torch.randn(shape, generator=g) * 0.4 for shape in shapes]
+    return weights if outs else weights + [None, None]
+
+
+def reference_pan_upsampling(pre: torch.Tensor, factor: int, wa, ba, wh, bh, wl=None, bl=None,
+                             base: torch.Tensor | None = None) -> torch.Tensor:
+    """The high-resolution half of a PAN upsampling stage in float64, the official op sequence: ``u`` the pixel
+    shuffle of ``pre``, ``h = lrelu(HRconv(lrelu(u · sigmoid(att(u)))))``, and in the last stage (``wl`` given)
+    ``conv_last(h) (+ base)``."""
+    u = F.pixel_shuffle(pre.double(), factor)
+    wa, ba, wh, bh = (t.double() for t in (wa, ba, wh, bh))
+    p = F.leaky_relu(u * torch.sigmoid(F.conv2d(u, wa, ba)), 0.2)
+    h = F.leaky_relu(F.conv2d(p, wh, bh, padding=1), 0.2)
+    if wl is None:
+        return h
+    y = F.conv2d(h, wl.double(), bl.double(), padding=1)
+    return y if base is None else y + base.double()
+
+
+#: Rows and columns of one work item of :func:`pan_upsampling`: a strip of 64 columns going down 64 rows, its rings
+#: of three attended and HRconv rows (PAN x4: 68 and 66 pixels × 32 floats each, 52 KB) in a core's L2.
+PAN_TILE = (64, 64)
+
+
+def pack_pan_upsampling(wa, ba, wh, bh, wl=None, bl=None) -> tuple:
+    """A PAN stage's attention (1×1), HRconv (3×3) and, for the last stage, conv_last (3×3) weights and biases as
+    :func:`pan_upsampling` takes them: fp32, contiguous, inputs by rows (HRconv's one row per tap and input
+    channel), every width padded with zeros to cp, a multiple of 16."""
+    channels = wa.shape[0]
+    cp = -(-channels // 16) * 16
+    taps = wh.detach().permute(2, 3, 1, 0).reshape(9 * channels, channels)  # row (3·dy + dx)·C + k
+    last = None if wl is None else _padded_columns(wl.detach().permute(0, 2, 3, 1).reshape(wl.shape[0], 9, channels),
+                                                   cp)
+    return (channels, _padded_columns(wa.reshape(channels, channels).t(), cp), _padded_columns(ba, cp),
+            _padded_columns(taps, cp), _padded_columns(bh, cp), last, None if bl is None else bl.detach().float())
+
+
+def _call_pan(kernel, pre: torch.Tensor, factor: int, packed: tuple, base: torch.Tensor | None,
+              tile: tuple[int, int]) -> torch.Tensor:
+    b, _, h, w = pre.shape
+    channels, wat, ba, wht, bh, wl, bl = packed
+    outs = 0 if wl is None else wl.shape[0]
+    shape = (b, outs or channels, h * factor, w * factor)
+    y = torch.empty(shape) if outs else torch.empty(shape, memory_format=torch.channels_last)
+    if kernel(pre.data_ptr(), factor, y.data_ptr(), _pointer(base), b, h * factor, w * factor, channels,
+              wat.shape[1], wat.data_ptr(), ba.data_ptr(), wht.data_ptr(), bh.data_ptr(), _pointer(wl), _pointer(bl),
+              outs, *tile, torch.get_num_threads()):
+        raise MemoryError("pan_upsampling_f32: no scratch memory")
+    return y
+
+
+def pan_upsampling(pre: torch.Tensor, factor: int, packed: tuple, base: torch.Tensor | None = None,
+                   tile: tuple[int, int] = PAN_TILE) -> torch.Tensor:
+    """The high-resolution half of a PAN upsampling stage (:func:`reference_pan_upsampling`), fused, for an fp32
+    (B, C·f², H, W) channels-last CPU ``pre`` (the stage's upconv at the low resolution, before its pixel shuffle)
+    and the weights :func:`pack_pan_upsampling` made: the stage's (B, C, fH, fW) channels-last output, or for the
+    last stage (B, 3, fH, fW) contiguous, ``base`` (the same shape, contiguous, or None) added. Only where
+    :func:`conv_kernels_run` says so."""
+    kernels = _kernel_or_reason()[0]
+    channels, wat, *_, wl, _ = packed
+    outs = 0 if wl is None else wl.shape[0]
+    if (kernels is None or pre.dtype != torch.float32 or pre.device.type != "cpu" or pre.dim() != 4
+            or not pre.is_contiguous(memory_format=torch.channels_last) or pre.shape[1] != channels * factor ** 2
+            or wat.shape[1] > 64 or (base is not None and (
+                not outs or base.dtype != torch.float32 or not base.is_contiguous()
+                or base.shape != (pre.shape[0], outs, pre.shape[2] * factor, pre.shape[3] * factor)))):
+        raise NativeUnavailable(f"pan_upsampling: not for {tuple(pre.shape)} {pre.dtype} ×{factor} here ({status()})")
+    return _call_pan(kernels[5], pre, factor, packed, base, tile)
+
+
+def _random_scpa_weights(channels: int, width: int, g: torch.Generator) -> list:
+    shapes = [(width, channels, 1, 1)] * 2 + [(width, width, 3, 3), (width, width, 1, 1), (width,),
+                                              (width, width, 3, 3), (width, width, 3, 3), (channels, 2 * width, 1, 1)]
+    return [torch.randn(shape, generator=g) * 0.4 for shape in shapes]
+
+
+def reference_scpa(x: torch.Tensor, w1a, w1b, wk1, wk2, bk2, wk3, wk4, w3) -> torch.Tensor:
+    """PAN's SCPA block in float64, the official op sequence: ``a = lrelu(k1(lrelu(conv1_a(x))))``, ``b1 =
+    lrelu(conv1_b(x))``, ``b = lrelu(k4(k3(b1) · sigmoid(k2(b1))))``, ``conv3([a, b]) + x``."""
+    x, w1a, w1b, wk1, wk2, bk2, wk3, wk4, w3 = (t.double() for t in (x, w1a, w1b, wk1, wk2, bk2, wk3, wk4, w3))
+    a = F.leaky_relu(F.conv2d(F.leaky_relu(F.conv2d(x, w1a), 0.2), wk1, padding=1), 0.2)
+    b1 = F.leaky_relu(F.conv2d(x, w1b), 0.2)
+    b = F.leaky_relu(F.conv2d(F.conv2d(b1, wk3, padding=1) * torch.sigmoid(F.conv2d(b1, wk2, bk2)), wk4, padding=1),
+                     0.2)
+    return F.conv2d(torch.cat([a, b], 1), w3) + x
+
+
+#: Rows and columns of one work item of :func:`scpa`: a strip of 128 columns going down 64 rows, its rings of a1, b1
+#: and c rows (PAN: 4 × 40 and 3 × 20 channels × 160 floats, 140 KB) in a core's L2.
+SCPA_TILE = (64, 128)
+
+
+def pack_scpa(w1a, w1b, wk1, wk2, bk2, wk3, wk4, w3) -> tuple:
+    """An SCPA block's weights as :func:`scpa` takes them: fp32, contiguous, each layer's inputs by rows ([tap][input]
+    for the 3×3 convs) and its outputs by columns, the width w padded with zeros to 20 (PAN's) or 24."""
+    width, channels = w1a.shape[:2]
+    no = 20 if width == 20 else 24
+
+    def layer(w):  # (out, in, k, k) -> (k·k, in, no) padded
+        w = w.detach().float().permute(2, 3, 1, 0)
+        return F.pad(w.reshape(-1, w.shape[2], w.shape[3]), (0, no - w.shape[3], 0, no - w.shape[2]))
+
+    w1 = torch.cat([F.pad(w.detach().float().reshape(width, channels).t(), (0, no - width)) for w in (w1a, w1b)])
+    groups = -(-channels // no)
+    w3p = F.pad(w3.detach().float().reshape(channels, 2, width).permute(1, 2, 0),  # [half][k][out]
+                (0, groups * no - channels, 0, no - width))
+    w3p = w3p.reshape(2, no, groups, no).permute(2, 0, 1, 3)  # [g][half][k][o]
+    return (no, *(t.contiguous() for t in (w1, layer(wk1), layer(wk2), _padded_columns(bk2, no), layer(wk3),
+                                           layer(wk4), w3p)))
+
+
+def _call_scpa(kernel, x: torch.Tensor, packed: tuple, tile: tuple[int, int]) -> torch.Tensor:
+    b, c, h, w = x.shape
+    y = torch.empty_like(x)
+    done = kernel(x.data_ptr(), y.data_ptr(), b, h, w, c, packed[0], *(t.data_ptr() for t in packed[1:]), *tile,
+                  torch.get_num_threads())
+    if done:
+        raise MemoryError("scpa_f32: no scratch memory") if done > 0 else ValueError(f"scpa_f32: width {packed[0]}")
+    return y
+
+
+def scpa(x: torch.Tensor, packed: tuple, tile: tuple[int, int] = SCPA_TILE) -> torch.Tensor:
+    """PAN's SCPA block (:func:`reference_scpa`), fused, for an fp32 (B, C, H, W) contiguous (NCHW) CPU ``x`` and the
+    weights :func:`pack_scpa` made (a width up to 24). Returns a new NCHW map. Only where :func:`conv_kernels_run`
+    says so."""
+    kernels = _kernel_or_reason()[0]
+    if (kernels is None or x.dtype != torch.float32 or x.device.type != "cpu" or x.dim() != 4
+            or not x.is_contiguous() or packed[1].shape[0] != 2 * x.shape[1]):
+        raise NativeUnavailable(f"scpa: not for {tuple(x.shape)} {x.dtype} here ({status()})")
+    return _call_scpa(kernels[6], x, packed, tile)
+
+
 def conv_kernels_run() -> bool:
-    """Whether :func:`lfe` and :func:`conv_ffn` run here (every AVX-512 CPU where the kernels were built and
-    checked)."""
+    """Whether :func:`lfe`, :func:`conv_ffn`, :func:`pan_upsampling` and :func:`scpa` run here (every AVX-512 CPU
+    where the kernels were built and checked)."""
     return _kernel_or_reason()[0] is not None
 
 

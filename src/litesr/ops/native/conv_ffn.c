@@ -98,7 +98,7 @@ int conv_ffn_f32(const float *x, float *y, int64_t batch, int64_t height, int64_
     const int64_t items = batch * chunks * strips;
     const int64_t hring = 2 * halo + 1, gring = 2 * r2 + 1;
     const int64_t hrow = strip_cols + 2 * halo, grow = strip_cols + 2 * r2; /* pixels per ring row */
-    const int64_t zero_offs[5] = {0, 0, 0, 0, 0}, in_ends[5] = {0, 0, 0, 0, channels}, hid_ends[5] = {0, 0, 0, 0, hp};
+    const int64_t zero_offs[1] = {0}, in_ends[1] = {channels}, hid_ends[1] = {hp};
     int failed = 0;
 #pragma omp parallel num_threads(threads) reduction(| : failed)
     {
@@ -125,7 +125,7 @@ int conv_ffn_f32(const float *x, float *y, int64_t batch, int64_t height, int64_
                     const int64_t lo = c0 - halo < 0 ? 0 : c0 - halo;
                     const int64_t hi = c0 + tc + halo > width ? width : c0 + tc + halo;
                     memset(row, 0, (size_t)((lo - (c0 - halo)) * hp * 4));
-                    conv_row(xb + (r * width + lo) * channels, channels, zero_offs, in_ends, w1t, hp, b1,
+                    conv_row(xb + (r * width + lo) * channels, channels, zero_offs, in_ends, 1, w1t, hp, b1,
                              row + (lo - (c0 - halo)) * hp, hp, ACT_GELU, hi - lo);
                     memset(row + (hi - (c0 - halo)) * hp, 0, (size_t)((c0 + tc + halo - hi) * hp * 4));
                 }
@@ -151,7 +151,7 @@ int conv_ffn_f32(const float *x, float *y, int64_t batch, int64_t height, int64_
                     for (int64_t dy = 0; dy < k1; dy++) rows[dy] = H_ROW(out - r1 + dy) + halo * hp;
                     depthwise_row(rows, hp, dw1, db1, k1, ACT_GELU, h, ot, tc);
                 }
-                conv_row(ot, hp, zero_offs, hid_ends, w2t, cp, b2, yt, cp, ACT_NONE, tc);
+                conv_row(ot, hp, zero_offs, hid_ends, 1, w2t, cp, b2, yt, cp, ACT_NONE, tc);
                 float *yo = y + ((b * height + out) * width + c0) * channels;
                 for (int64_t j = 0; j < tc; j++)
                     for (int64_t ch = 0; ch < channels; ch += 16)

@@ -1,6 +1,7 @@
 /* Row GEMMs for litesr's fused convolution kernels (fp32, AVX-512): a row of pixels through a 1x1 convolution whose
- * input channels may each read another pixel (ELAN's one-hot shift), 6 pixels x 64 outputs per register block, the
- * activation applied before the store. Included by the kernels that use it; everything here is static. */
+ * input channels may each read another pixel (ELAN's one-hot shift; a dense 3x3 conv as nine such groups, one per
+ * tap), 6 pixels x 64 outputs per register block, the activation applied before the store. Included by the kernels
+ * that use it; everything here is static. */
 #ifndef LITESR_ROW_GEMM_H
 #define LITESR_ROW_GEMM_H
 
@@ -9,11 +10,14 @@
 
 #include "vector_math.h"
 
-enum { ACT_NONE = 0, ACT_RELU = 1, ACT_GELU = 2 };
+enum { ACT_NONE = 0, ACT_RELU = 1, ACT_GELU = 2, ACT_LEAKY_RELU = 3 };
+
+#define LEAKY_SLOPE 0.2f /* PAN's LeakyReLU */
 
 static inline __attribute__((always_inline)) __m512 activate(__m512 v, int act) {
     if (act == ACT_RELU) return _mm512_max_ps(v, _mm512_setzero_ps());
     if (act == ACT_GELU) return gelu_f32(v);
+    if (act == ACT_LEAKY_RELU) return _mm512_max_ps(v, _mm512_mul_ps(v, _mm512_set1_ps(LEAKY_SLOPE)));
     return v;
 }
 
@@ -43,19 +47,19 @@ static inline float *ring_row(float *ring, int64_t r, int64_t n, int64_t size) {
 #define MAX_VECTORS 4 /* 16-float output vectors of one register block */
 
 /* dst[i][0 : 16·nv] = act(bias + sum_k wt[k][0 : 16·nv] · src[i·stride + off(k) + k]) for the np pixels i of a
- * block; off(k) is the shift offset of k's channel group: channels below ends[0] take offs[0], below ends[1] offs[1],
- * and so on. wt rows are ldw floats apart. */
+ * block; off(k) is the offset of k's group (of `groups`): k below ends[0] takes offs[0], below ends[1] offs[1], and
+ * so on. wt rows are ldw floats apart. */
 static inline __attribute__((always_inline)) void block(const float *src, int64_t stride, const int64_t *offs,
-                                                        const int64_t *ends, const float *wt, int64_t ldw,
-                                                        const float *bias, float *dst, int64_t dst_stride, int act,
-                                                        const int np, const int nv) {
+                                                        const int64_t *ends, int groups, const float *wt,
+                                                        int64_t ldw, const float *bias, float *dst, int64_t dst_stride,
+                                                        int act, const int np, const int nv) {
     __m512 acc[MAX_PIXELS][MAX_VECTORS];
     for (int v = 0; v < nv; v++) {
         __m512 b = _mm512_loadu_ps(bias + 16 * v);
         for (int i = 0; i < np; i++) acc[i][v] = b;
     }
     int64_t k = 0;
-    for (int q = 0; q < 5; q++) {
+    for (int q = 0; q < groups; q++) {
         const float *s = src + offs[q];
         for (; k < ends[q]; k++) {
             __m512 w[MAX_VECTORS];
@@ -71,14 +75,14 @@ static inline __attribute__((always_inline)) void block(const float *src, int64_
             _mm512_storeu_ps(dst + i * dst_stride + 16 * v, activate(acc[i][v], act));
 }
 
-typedef void (*block_fn)(const float *, int64_t, const int64_t *, const int64_t *, const float *, int64_t,
+typedef void (*block_fn)(const float *, int64_t, const int64_t *, const int64_t *, int, const float *, int64_t,
                          const float *, float *, int64_t, int);
 
 #define BLOCK(NP, NV)                                                                                              \
     static void block_##NP##_##NV(const float *src, int64_t stride, const int64_t *offs, const int64_t *ends,      \
-                                  const float *wt, int64_t ldw, const float *bias, float *dst, int64_t dst_stride, \
-                                  int act) {                                                                      \
-        block(src, stride, offs, ends, wt, ldw, bias, dst, dst_stride, act, NP, NV);                              \
+                                  int groups, const float *wt, int64_t ldw, const float *bias, float *dst,        \
+                                  int64_t dst_stride, int act) {                                                  \
+        block(src, stride, offs, ends, groups, wt, ldw, bias, dst, dst_stride, act, NP, NV);                      \
     }
 #define BLOCKS(NP) BLOCK(NP, 1) BLOCK(NP, 2) BLOCK(NP, 3) BLOCK(NP, 4)
 BLOCKS(1) BLOCKS(2) BLOCKS(3) BLOCKS(4) BLOCKS(5) BLOCKS(6)
@@ -86,15 +90,16 @@ BLOCKS(1) BLOCKS(2) BLOCKS(3) BLOCKS(4) BLOCKS(5) BLOCKS(6)
 static const block_fn BLOCKS_BY_SIZE[MAX_PIXELS + 1][MAX_VECTORS + 1] = {
     {0}, ROW(1), ROW(2), ROW(3), ROW(4), ROW(5), ROW(6)};
 
-/* A row of n pixels (consecutive, stride floats apart) through one shift-conv: out_width outputs each (a multiple
- * of 16), written dst_stride floats apart. */
-static void conv_row(const float *src, int64_t stride, const int64_t *offs, const int64_t *ends, const float *wt,
-                     int64_t out_width, const float *bias, float *dst, int64_t dst_stride, int act, int64_t n) {
+/* A row of n pixels (consecutive, stride floats apart) through one shift-conv (`groups` groups of input channels,
+ * as block() reads them): out_width outputs each (a multiple of 16), written dst_stride floats apart. */
+static inline void conv_row(const float *src, int64_t stride, const int64_t *offs, const int64_t *ends, int groups,
+                     const float *wt, int64_t out_width, const float *bias, float *dst, int64_t dst_stride, int act,
+                     int64_t n) {
     for (int64_t i = 0; i < n; i += MAX_PIXELS) {
         int np = n - i < MAX_PIXELS ? (int)(n - i) : MAX_PIXELS;
         for (int64_t o = 0; o < out_width; o += 16 * MAX_VECTORS) {
             int nv = (out_width - o) / 16 < MAX_VECTORS ? (int)((out_width - o) / 16) : MAX_VECTORS;
-            BLOCKS_BY_SIZE[np][nv](src + i * stride, stride, offs, ends, wt + o, out_width, bias + o,
+            BLOCKS_BY_SIZE[np][nv](src + i * stride, stride, offs, ends, groups, wt + o, out_width, bias + o,
                                    dst + i * dst_stride + o, dst_stride, act);
         }
     }

@@ -90,8 +90,8 @@ int lfe_f32(const float *x, float *y, int64_t batch, int64_t height, int64_t wid
                 } else {
                     int64_t offs[5];
                     ring_offsets(xr, hrow, xsize, channels, offs);
-                    conv_row(ring_row(xr, hrow, 3, xsize) + channels, channels, offs, in_ends, w0t, hp, b0, h, hp,
-                             ACT_RELU, tc + 2);
+                    conv_row(ring_row(xr, hrow, 3, xsize) + channels, channels, offs, in_ends, 5, w0t, hp, b0, h,
+                             hp, ACT_RELU, tc + 2);
                     if (c0 == 0) memset(h, 0, (size_t)(hp * 4));
                     if (c0 + tc == width) memset(h + (tc + 1) * hp, 0, (size_t)(hp * 4));
                 }
@@ -99,7 +99,7 @@ int lfe_f32(const float *x, float *y, int64_t batch, int64_t height, int64_t wid
                 if (out < r0) continue;
                 int64_t offs[5];
                 ring_offsets(hr, out, hsize, hp, offs);
-                conv_row(ring_row(hr, out, 3, hsize) + hp, hp, offs, hid_ends, w1t, cp, b1, ot, cp, ACT_NONE, tc);
+                conv_row(ring_row(hr, out, 3, hsize) + hp, hp, offs, hid_ends, 5, w1t, cp, b1, ot, cp, ACT_NONE, tc);
                 const int64_t at = ((b * height + out) * width + c0) * channels;
                 for (int64_t j = 0; j < tc; j++) {
                     const float *o = ot + j * cp, *xi = x + at + j * channels;

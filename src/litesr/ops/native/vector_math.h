@@ -24,13 +24,22 @@ static inline __m512 exp_nonpositive(__m512 x) {
 /* exp(x) for any x, clamped to [-87, 88]. */
 static inline __m512 exp_f32(__m512 x) { return exp_nonpositive(_mm512_min_ps(x, _mm512_set1_ps(88.0f))); }
 
+/* 1 / d by one Newton step from the 14-bit reciprocal estimate (relative error ~1e-8, no division), d finite. */
+static inline __m512 reciprocal_f32(__m512 d) {
+    const __m512 e = _mm512_rcp14_ps(d);
+    return _mm512_mul_ps(e, _mm512_fnmadd_ps(d, e, _mm512_set1_ps(2.0f)));
+}
+
+/* The logistic sigmoid, 1 / (1 + exp(-x)) (exp clamped at exp(88), so the divisor stays finite). */
+static inline __m512 sigmoid_f32(__m512 x) {
+    return reciprocal_f32(_mm512_add_ps(_mm512_set1_ps(1.0f), exp_f32(_mm512_sub_ps(_mm512_setzero_ps(), x))));
+}
+
 /* erf(x) = sign(x) · (1 − erfc(|x|)), erfc(z) = t · exp(−z² + P(t)), t = 1 / (1 + z/2), P the degree-9 Chebyshev
    fit of Numerical Recipes' erfcc (fractional error below 1.2e-7 for every z >= 0). */
 static inline __m512 erf_f32(__m512 x) {
     const __m512 z = _mm512_abs_ps(x), one = _mm512_set1_ps(1.0f);
-    /* t = 1 / d by one Newton step from the 14-bit reciprocal estimate (relative error ~1e-8, no division) */
-    const __m512 d = _mm512_fmadd_ps(z, _mm512_set1_ps(0.5f), one), e = _mm512_rcp14_ps(d);
-    const __m512 t = _mm512_mul_ps(e, _mm512_fnmadd_ps(d, e, _mm512_set1_ps(2.0f)));
+    const __m512 t = reciprocal_f32(_mm512_fmadd_ps(z, _mm512_set1_ps(0.5f), one));
     __m512 p = _mm512_set1_ps(0.17087277f);
     p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-0.82215223f));
     p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(1.48851587f));
