@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..ops.attention import elan_window_attention
-from ..ops.conv import depthwise_shift, one_hot_shift_kernel, shift_convs_relu
+from ..ops.conv import as_channels_last, depthwise_shift, one_hot_shift_kernel, shift_convs_relu
 from ..ops.derived import inference_weights
 from .base import SRModel
 from .blocks import MeanShift, PixelShuffleUpsampler, pad_to_multiple
@@ -55,7 +55,7 @@ class ELAN(SRModel):
         h, w = x.shape[-2:]
         x = pad_to_multiple(x * RGB_RANGE, self.size_multiple)
         # channels-last through the body: the 1×1 convs read and write the token layout the attention gathers from
-        x = self.head(self.sub_mean(x).contiguous(memory_format=torch.channels_last))
+        x = self.head(as_channels_last(self.sub_mean(x)))
         x = self.tail(self.body(x) + x)
         x = self.add_mean(x)
         return x[..., : h * self.scale, : w * self.scale] / RGB_RANGE

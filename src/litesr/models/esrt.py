@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..ops.conv import as_channels_last
 from ..ops.policy import is_exporting
 from ..ops.segments import ATTENTION_MODES, split_attention
 from .base import SRModel
@@ -85,7 +86,7 @@ class ESRT(SRModel):
         h, w = x.shape[-2:]
         if h < 2 or w < 2:  # the official code needs both sides >= 2 (AvgPool2d(2) in every HPB)
             x = F.pad(x, (0, max(0, 2 - w), 0, max(0, 2 - h)), mode="replicate")
-        feat = self.head(x.contiguous(memory_format=torch.channels_last))  # channels-last: docs/performance.md §3.5
+        feat = self.head(as_channels_last(x))  # channels-last: docs/performance.md §3.5
         out = self.up(feat) + self.tail(self.reduce(self.body(feat)))
         return out[..., : h * self.scale, : w * self.scale]
 

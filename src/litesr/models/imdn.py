@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..ops.conv import as_channels_last
 from .base import SRModel
 from .blocks import PixelShuffleUpsampler, conv3x3
 from .registry import Architecture, CheckpointError, Variant, register_architecture, register_variant
@@ -38,7 +39,7 @@ class IMDN(SRModel):
         self.upsampler = PixelShuffleUpsampler(nf, scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        fea = self.fea_conv(x.contiguous(memory_format=torch.channels_last))  # channels-last: docs/performance.md §3.5
+        fea = self.fea_conv(as_channels_last(x))  # channels-last: docs/performance.md §3.5
         outs, out = [], fea
         for i in range(1, self.num_modules + 1):
             out = getattr(self, f"IMDB{i}")(out)

@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..ops.conv import (attended_upsampling, attended_upsampling_compiled, conv2d_act, fused_activations,
-                        nearest_upsample_conv3x3, scpa_trunk, scpa_trunk_compiled)
+from ..ops.conv import (as_channels_last, attended_upsampling, attended_upsampling_compiled, conv2d_act,
+                        fused_activations, nearest_upsample_conv3x3, scpa_trunk, scpa_trunk_compiled)
 from .base import SRModel
 from .registry import SCALES, Architecture, CheckpointError, Variant, register_architecture, register_variant
 from .statedict import numbered_count, rgb_input_width
@@ -51,7 +51,7 @@ class PAN(SRModel):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # channels-last end to end: oneDNN runs PAN's 20- and 24-channel convolutions about twice as fast so
         # (docs/performance.md §3.5)
-        fea = self.conv_first(x.contiguous(memory_format=torch.channels_last))
+        fea = self.conv_first(as_channels_last(x))
         if scpa_trunk_compiled(fea, self.SCPA_trunk[0].k1[0].in_channels):
             trunk = scpa_trunk(self.SCPA_trunk, fea)  # every block in litesr's kernel (POLICY["pan trunk"])
         else:

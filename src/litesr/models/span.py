@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..ops.conv import conv2d_act, fused_activations
+from ..ops.conv import as_channels_last, conv2d_act, fused_activations
 from .base import SRModel
 from .blocks import DIV2K_RGB_MEAN
 from .registry import LARGE_TILE, Architecture, CheckpointError, Variant, register_architecture, register_variant
@@ -78,7 +78,7 @@ class SPAN(SRModel):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = (x - self.mean.to(x.dtype)) * IMG_RANGE
-        f0 = self.conv_1(x.contiguous(memory_format=torch.channels_last))  # channels-last: docs/performance.md §3.5
+        f0 = self.conv_1(as_channels_last(x))  # channels-last: docs/performance.md §3.5
         out, first = f0, None
         block_1_out = None
         for i in range(1, self.num_blocks + 1):
