@@ -21,8 +21,6 @@ static inline __attribute__((always_inline)) __m512 activate(__m512 v, int act) 
     return v;
 }
 
-static inline __mmask16 lanes(int64_t count) { return count >= 16 ? 0xffff : (__mmask16)((1u << count) - 1); }
-
 /* Work item t of a walk over (batch, height, width) pictures in strips of strip_cols columns by chunks of chunk_rows
    rows: its picture b, first row r0 and column c0, and its rows and columns (fewer at the edges). */
 typedef struct {

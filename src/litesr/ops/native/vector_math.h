@@ -3,6 +3,10 @@
 #define LITESR_VECTOR_MATH_H
 
 #include <immintrin.h>
+#include <stdint.h>
+
+/* The first count lanes of a vector (all 16 from 16 on). */
+static inline __mmask16 lanes(int64_t count) { return count >= 16 ? 0xffff : (__mmask16)((1u << count) - 1); }
 
 /* exp(x) for x <= 0: 2^t = 2^round(t) · 2^f, f in [-0.5, 0.5], 2^f by its degree-6 Taylor polynomial (relative
    error ~2e-7); clamped at exp(-87), so the result stays a normal number (a masked logit weighs ~1e-38, not ~1e-44). */

@@ -358,11 +358,10 @@ static void one_head_f32(const float *q, int64_t qr, const float *k, int64_t kr,
 #ifdef __AVX512BF16__
 /* The same for bf16 Q, K, V and y (autocast): each head's rows are widened to fp32 first, the attention runs in
    fp32 as above (more exact than bf16 logits), and y is rounded to bf16 once. */
-static inline __mmask16 lanes_mask(int64_t count) { return count >= 16 ? 0xffff : (__mmask16)((1u << count) - 1); }
 
 static inline void widen_row(const bf16 *src, float *dst, int64_t d) {
     for (int64_t c = 0; c < d; c += LANES) {
-        const __mmask16 m = lanes_mask(d - c);
+        const __mmask16 m = lanes(d - c);
         __m512i wide = _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, src + c)), 16);
         _mm512_mask_storeu_ps(dst + c, m, _mm512_castsi512_ps(wide));
     }
@@ -370,7 +369,7 @@ static inline void widen_row(const bf16 *src, float *dst, int64_t d) {
 
 static inline void narrow_row(const float *src, bf16 *dst, int64_t d) {
     for (int64_t c = 0; c < d; c += LANES) {
-        const __mmask16 m = lanes_mask(d - c);
+        const __mmask16 m = lanes(d - c);
         _mm256_mask_storeu_epi16(dst + c, m, (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, src + c)));
     }
 }
@@ -449,6 +448,21 @@ int biased_window_attention_bf16(const bf16 *q, const int64_t *qs, const bf16 *k
  * window's rows are gathered into cache-resident copies, computed as one_head_f32 with no term, and scattered back:
  * no windowed copy of the map is made, and no map of scores is written out.
  */
+/* dst[0 : d] = src[0 : d], inline: a library memcpy per row of 20 floats cost as much as the copy (a 4x4 window
+   copies 48 rows). */
+static inline void copy_row(float *dst, const float *src, int64_t d) {
+    for (int64_t c = 0; c < d; c += LANES) {
+        const __mmask16 m = lanes(d - c);
+        _mm512_mask_storeu_ps(dst + c, m, _mm512_maskz_loadu_ps(m, src + c));
+    }
+}
+
+/* The cache lines of d floats from p into L1. */
+static inline void prefetch_row(const float *p, int64_t d) {
+    for (int64_t c = 0; c < d; c += 16) _mm_prefetch((const char *)(p + c), _MM_HINT_T0);
+    _mm_prefetch((const char *)(p + d - 1), _MM_HINT_T0);
+}
+
 int elan_window_attention_f32(const float *q, int64_t qr, const float *v, int64_t vr, const int32_t *rows, float *y,
                               int64_t yr, int64_t windows, int64_t n, int64_t d, int threads) {
     if (n <= 0 || n % LANES || d <= 0 || d > MAX_D) return -1;
@@ -468,11 +482,18 @@ int elan_window_attention_f32(const float *q, int64_t qr, const float *v, int64_
             if (!mem) continue;
             const int32_t *r = rows + w * n;
             for (int64_t i = 0; i < n; i++) {
-                memcpy(qf + i * d, q + (int64_t)r[i] * qr, (size_t)d * 4);
-                memcpy(vf + i * d, v + (int64_t)r[i] * vr, (size_t)d * 4);
+                copy_row(qf + i * d, q + (int64_t)r[i] * qr, d);
+                copy_row(vf + i * d, v + (int64_t)r[i] * vr, d);
             }
+            if (w + 1 < windows) /* the next window's rows on their way while this one computes */
+                for (int64_t i = 0; i < n; i++) {
+                    const int64_t row = r[n + i];
+                    prefetch_row(q + row * qr, d);
+                    prefetch_row(v + row * vr, d);
+                    prefetch_row(y + row * yr, d);
+                }
             one_head_f32(qf, d, qf, d, vf, d, NULL, yf, d, n, d, qt, s, out);
-            for (int64_t i = 0; i < n; i++) memcpy(y + (int64_t)r[i] * yr, yf + i * d, (size_t)d * 4);
+            for (int64_t i = 0; i < n; i++) copy_row(y + (int64_t)r[i] * yr, yf + i * d, d);
         }
         free(mem);
     }
