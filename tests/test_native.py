@@ -459,13 +459,15 @@ def test_conv_ffn_kernel_refuses_what_it_cannot_take():
 
 
 @needs_kernel
-def test_grformer_fp32_runs_the_compiled_conv_ffn_as_the_official_function(monkeypatch):
-    """At fp32 inference every GRFormer ConvFFN runs in the compiled kernel (the policy names its 3×3 branch): on the
-    conformance weights the output stays within the tolerance of the oneDNN path; with gradients it does not run."""
+@pytest.mark.parametrize("vector", ["grformer_light_x4", "hitsrf_x4"])
+def test_conv_ffn_models_run_the_compiled_kernel_as_the_official_function(monkeypatch, vector):
+    """At fp32 inference every ConvFFN of GRFormer (two 3×3 convs) and HiT-SRF (one 5×5) runs in the compiled kernel:
+    on the conformance weights the output stays within the tolerance of the oneDNN path; with gradients it does not
+    run."""
     from conftest import TOLERANCE, load_vector, relative_error
     from litesr.models.blocks import ConvFFN
 
-    state, tensors, _ = load_vector("grformer_light_x4")
+    state, tensors, _ = load_vector(vector)
     model = litesr.load_model(state).eval()
     x = tensors["input_b"]  # 37×53: padded to the window grid
     calls = []
