@@ -9,6 +9,7 @@ import subprocess
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import litesr
 from litesr.models import elan
@@ -447,6 +448,41 @@ def test_conv_ffn_kernel_is_the_official_order(shape, hidden, sides, tile):
 
 
 @needs_kernel
+@pytest.mark.parametrize("sides", [(5, 0), (3, 3)])
+def test_conv_ffn_kernel_adds_its_input_to_the_normed_output(sides):
+    """With a LayerNorm given, the kernel ends with HiT-SRF's post-norm residual, x + layer_norm(ConvFFN(x)): within
+    fp32 rounding of the float64 official order."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 9, 13, 60, generator=g)
+    weights = _ffn_weights(60, 120, *sides, seed=4)
+    norm = (torch.randn(60, generator=g), torch.randn(60, generator=g), 1e-5)
+    y = native.conv_ffn(x, native.pack_conv_ffn(*weights), (4, 8), norm=norm)
+    ref = native.reference_conv_ffn(x, *weights, norm=norm)
+    assert (y.double() - ref).abs().max().item() <= 2e-6 * ref.abs().max().item()
+
+
+@needs_kernel
+def test_residual_norm_kernel_is_the_official_order():
+    """x + layer_norm(a) in one pass, a a crop of a padded map (HiT-SRF's attention output), widths that are not
+    multiples of 16: within fp32 rounding of float64, the inputs untouched."""
+    g = torch.Generator().manual_seed(5)
+    for c in (60, 7, 16):
+        padded = torch.randn(2, 12, 15, c, generator=g)
+        a, x = padded[:, :10, :13], torch.randn(2, 10, 13, c, generator=g)
+        norm = (torch.randn(c, generator=g), torch.randn(c, generator=g), 1e-5)
+        before = padded.clone(), x.clone()
+        y = native.residual_norm(x, a, norm)
+        ref = x.double() + F.layer_norm(a.double(), (c,), norm[0].double(), norm[1].double(), 1e-5)
+        assert (y.double() - ref).abs().max().item() <= 2e-6 * ref.abs().max().item()
+        assert torch.equal(padded, before[0]) and torch.equal(x, before[1])
+    strided = padded.permute(0, 1, 3, 2).contiguous().permute(0, 1, 3, 2)[:, :10, :13]
+    with pytest.raises(native.NativeUnavailable):  # a's channels not contiguous
+        native.residual_norm(x, strided, norm)
+    with pytest.raises(native.NativeUnavailable):
+        native.residual_norm(x.double(), a.double(), norm)
+
+
+@needs_kernel
 def test_conv_ffn_kernel_refuses_what_it_cannot_take():
     packed = native.pack_conv_ffn(*_ffn_weights(10, 20, 3, 3, seed=0))
     x = torch.randn(1, 8, 8, 10)
@@ -477,6 +513,7 @@ def test_conv_ffn_models_run_the_compiled_kernel_as_the_official_function(monkey
         fast = model(x)
         assert len(calls) == sum(isinstance(m, ConvFFN) for m in model.modules())
         without_paths(monkeypatch, "conv feed-forward", "compiled")
+        without_paths(monkeypatch, "post-norm residual", "compiled")
         calls.clear()
         plain = model(x)
         assert not calls

@@ -188,6 +188,14 @@ class ConvFFN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return ffn.conv_ffn(x, self.fc1, self.act, self.dwconv.depthwise_conv, self.fc2, owner=self)
 
+    def plus_normed(self, x: torch.Tensor, norm: nn.LayerNorm) -> torch.Tensor:
+        """``x + norm(self(x))`` (a post-norm block's second half), in one pass of the compiled kernel where it
+        runs (:func:`litesr.ops.ffn.post_norm_fused`)."""
+        branch = self.dwconv.depthwise_conv
+        if ffn.post_norm_fused(x, self.fc1, self.act, branch, norm):
+            return ffn.conv_ffn(x, self.fc1, self.act, branch, self.fc2, owner=self, norm=norm)
+        return x + norm(self(x))
+
 
 class _DWConv(nn.Module):
     """The official ``dwconv`` wrapper: its one child is ``depthwise_conv``."""

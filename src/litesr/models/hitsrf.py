@@ -55,6 +55,7 @@ from torch import nn
 
 from ..ops import ffn
 from ..ops.derived import inference_weights
+from ..ops.norm import plus_normed
 from ..ops.policy import is_exporting
 from ..ops.windows import relative_position_index, window_partition, window_reverse
 from .base import SRModel
@@ -140,8 +141,8 @@ class HierarchicalBlock(nn.Module):
         _, h, w, _ = x.shape
         padded = mirror_pad(x.permute(0, 3, 1, 2), self.window)  # (B, C, Hp, Wp)
         a = self.correlation(padded)[:, :h, :w]  # (B, Hp, Wp, C) → (B, H, W, C)
-        x = x + self.norm1(a)
-        return x + self.norm2(self.mlp(x))
+        x = plus_normed(x, a, self.norm1)  # x + norm1(a), in one pass where the policy says so
+        return self.mlp.plus_normed(x, self.norm2)  # x + norm2(mlp(x))
 
 
 def mirror_pad(x: torch.Tensor, multiple: int) -> torch.Tensor:

@@ -84,15 +84,25 @@ def _packed_conv_ffn(fc1: nn.Linear, branch: nn.Sequential, fc2: nn.Linear) -> t
                                 None if dw2 is None else dw2.bias, fc2.weight, fc2.bias)
 
 
+def post_norm_fused(x: torch.Tensor, fc1: nn.Linear, act: nn.Module, branch: nn.Sequential,
+                    norm: nn.LayerNorm) -> bool:
+    """Whether ``x + norm(ConvFFN(x))`` runs as one call of litesr's compiled kernel: the ConvFFN does
+    (:func:`_compiled`), ``POLICY["post-norm residual"]`` says so, and the norm has an affine of ``x``'s dtype."""
+    return (policy.choose("post-norm residual", x.device, x.dtype) == "compiled" and norm.weight is not None
+            and norm.bias is not None and norm.weight.dtype == x.dtype and _compiled(x, fc1, act, branch))
+
+
 def conv_ffn(x: torch.Tensor, fc1: nn.Linear, act: nn.Module, branch: nn.Sequential, fc2: nn.Linear,
-             owner: nn.Module | None = None) -> torch.Tensor:
+             owner: nn.Module | None = None, norm: nn.LayerNorm | None = None) -> torch.Tensor:
     """``h = act(fc1(x)); h = h + branch(h); fc2(h)`` on (B, H, W, C) tokens, ``branch`` a depthwise stack run on
-    the image (a channels-last view of ``h``): GRFormer's and HiT-SRF's ConvFFN. With ``owner`` (the module holding
-    the layers, where the derived weights are cached) it runs in litesr's compiled kernel where :func:`_compiled`
-    says so."""
+    the image (a channels-last view of ``h``): GRFormer's and HiT-SRF's ConvFFN; with ``norm`` ``x + norm(that)``
+    (HiT-SRF's post-norm residual). With ``owner`` (the module holding the layers, where the derived weights are
+    cached) it runs in litesr's compiled kernel, the norm and the add inside it, where :func:`_compiled` says so."""
+    if norm is not None and not (owner is not None and post_norm_fused(x, fc1, act, branch, norm)):
+        return x + norm(conv_ffn(x, fc1, act, branch, fc2, owner))
     if owner is not None and _compiled(x, fc1, act, branch):
         packed = inference_weights(owner, "packed", x.dtype, lambda: _packed_conv_ffn(fc1, branch, fc2))
-        return native.conv_ffn(x, packed)
+        return native.conv_ffn(x, packed, norm=None if norm is None else (norm.weight, norm.bias, norm.eps))
     if _fused(x, fc1.weight, act) and _fusable_branch(branch):
         h = compat.fused_linear_gelu(x, fc1.weight, fc1.bias)  # (B, H, W, hidden)
         image = h.permute(0, 3, 1, 2)  # a channels-last NCHW view

@@ -274,6 +274,13 @@ POLICY: dict[str, tuple[Rule, ...]] = {
         Rule("compiled", FP32, ANY, device="cpu", when="inference"),
         Rule("separate", ANY, ANY, device=ANY, when="always"),
     ),
+    # HiT-SRF's post-norm residual x + LayerNorm(a) at fp32 inference on a CPU (ops.norm.plus_normed, and inside the
+    # ConvFFN kernel for the block's second half, ops.ffn.conv_ffn): one pass of litesr's compiled kernel instead of
+    # the norm's pass over the map and the add's.
+    "post-norm residual": (
+        Rule("compiled", FP32, ANY, device="cpu", when="inference"),
+        Rule("separate", ANY, ANY, device=ANY, when="always"),
+    ),
     "linear": (
         Rule("onednn", FP32, ANY, device="cpu", when="inference"),
         Rule("aten", ANY, ANY, device=ANY, when="always"),

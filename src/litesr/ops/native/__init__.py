@@ -16,7 +16,9 @@ stays in cache; ``row_gemm.h`` holds their register-blocked 1×1 convs, ``vector
 * :func:`conv_ffn`: GRFormer's and HiT-SRF's ConvFFN, fc1 + GELU, the depthwise branch, fc2 (``conv_ffn.c``);
 * :func:`pan_upsampling`: the high-resolution half of a PAN upsampling stage, pixel shuffle, pixel attention,
   HRconv and, in the last stage, conv_last and the bilinear image (``pan_upsampling.c``);
-* :func:`scpa`: PAN's trunk block, its five convolutions, pixel attention and residual add (``scpa.c``).
+* :func:`scpa`: PAN's trunk block, its five convolutions, pixel attention and residual add (``scpa.c``);
+* :func:`residual_norm`: ``x + layer_norm(a)``, HiT-SRF's post-norm residual, in one pass (``conv_ffn.c``, whose
+  kernel ends with the same where asked).
 
 PyTorch has no CPU op that fuses the two matmuls with the softmax, and its softmax computes an fp32-accurate exp
 over a map written out and read back: in the bf16 ELAN-light forward at LR 256², the 16×16 windows' softmax took
@@ -162,8 +164,8 @@ def _load():
     ffn = library.conv_ffn_f32
     ffn.restype = ctypes.c_int
     ffn.argtypes = ([ctypes.c_void_p] * 2 + [ctypes.c_int64] * 5 + [ctypes.c_void_p] * 2
-                    + ([ctypes.c_int64] + [ctypes.c_void_p] * 2) * 2 + [ctypes.c_int64] + [ctypes.c_void_p] * 2
-                    + [ctypes.c_int64] * 2 + [ctypes.c_int])
+                    + ([ctypes.c_int64] + [ctypes.c_void_p] * 2) * 2 + [ctypes.c_int64] + [ctypes.c_void_p] * 4
+                    + [ctypes.c_float] + [ctypes.c_int64] * 2 + [ctypes.c_int])
     pan = library.pan_upsampling_f32
     pan.restype = ctypes.c_int
     pan.argtypes = ([ctypes.c_void_p, ctypes.c_int64] + [ctypes.c_void_p] * 2 + [ctypes.c_int64] * 5
@@ -172,7 +174,11 @@ def _load():
     scpa.restype = ctypes.c_int
     scpa.argtypes = [ctypes.c_void_p] * 2 + [ctypes.c_int64] * 5 + [ctypes.c_void_p] * 7 + [ctypes.c_int64] * 2 + [
         ctypes.c_int]
-    return bf16, biased, lfe, gathered, ffn, pan, scpa
+    norm = library.residual_norm_f32
+    norm.restype = None
+    norm.argtypes = ([ctypes.c_void_p] + [ctypes.c_int64] * 2 + [ctypes.c_void_p] * 2 + [ctypes.c_int64] * 4
+                     + [ctypes.c_void_p] * 2 + [ctypes.c_float, ctypes.c_int])
+    return bf16, biased, lfe, gathered, ffn, pan, scpa, norm
 
 
 def reference_attention(q: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -235,10 +241,11 @@ def _kernel_or_reason():
     got = out[rows.long(), 5:25].view(2, 32, 20)
     errors.append((got.double() - ref).abs().max().item() / ref.abs().max().item() / F32_CHECK_SCALE)
     tokens = torch.randn(2, 6, 9, 10, generator=g)
-    for kernels_sizes in ((3, 3), (5, 0)):  # GRFormer's branch, HiT-SRF's
+    for kernels_sizes, norm in (((3, 3), None), ((5, 0), (torch.randn(10, generator=g), torch.randn(10, generator=g),
+                                                            1e-5))):  # GRFormer's branch, HiT-SRF's with its norm
         weights = _random_ffn_weights(10, 20, *kernels_sizes, g)
-        y = _call_ffn(kernels[4], tokens, pack_conv_ffn(*weights), (4, 4))  # tiles cut through the picture
-        ref = reference_conv_ffn(tokens, *weights)
+        y = _call_ffn(kernels[4], tokens, pack_conv_ffn(*weights), (4, 4), norm)  # tiles cut through the picture
+        ref = reference_conv_ffn(tokens, *weights, norm=norm)
         errors.append((y.double() - ref).abs().max().item() / ref.abs().max().item() / F32_CHECK_SCALE)
     x = torch.randn(2, 10, 5, 7, generator=g).contiguous(memory_format=torch.channels_last)
     weights = [torch.randn(shape, generator=g) for shape in ((20, 10, 1, 1), (20,), (10, 20, 1, 1), (10,))]
@@ -252,6 +259,11 @@ def _kernel_or_reason():
         y = _call_pan(kernels[5], pre, 2, pack_pan_upsampling(*weights), base, (4, 3))
         ref = reference_pan_upsampling(pre, 2, *weights, base)
         errors.append((y.double() - ref).abs().max().item() / ref.abs().max().item() / F32_CHECK_SCALE)
+    a = torch.randn(2, 6, 9, 10, generator=g)[:, 1:5, 2:8]  # a crop, as HiT-SRF's of its padded map
+    norm = (torch.randn(10, generator=g), torch.randn(10, generator=g), 1e-5)
+    y = _call_residual_norm(kernels[7], tokens[:, :4, :6].contiguous(), a, norm)
+    ref = tokens[:, :4, :6].double() + F.layer_norm(a.double(), (10,), norm[0].double(), norm[1].double(), norm[2])
+    errors.append((y.double() - ref).abs().max().item() / ref.abs().max().item() / F32_CHECK_SCALE)
     x = torch.randn(2, 8, 5, 21, generator=g)
     weights = _random_scpa_weights(8, 4, g)
     y = _call_scpa(kernels[6], x, pack_scpa(*weights), (2, 16))
@@ -376,15 +388,19 @@ def _random_ffn_weights(channels: int, hidden: int, k1: int, k2: int, g: torch.G
     return weights if k2 else weights[:4] + [None, None] + weights[4:]
 
 
-def reference_conv_ffn(x: torch.Tensor, w1, b1, dw1, db1, dw2, db2, w2, b2) -> torch.Tensor:
+def reference_conv_ffn(x: torch.Tensor, w1, b1, dw1, db1, dw2, db2, w2, b2, norm=None) -> torch.Tensor:
     """The ConvFFN of GRFormer (``dw2`` given) and HiT-SRF (``dw2`` None) in float64, the official op sequence on
-    (B, H, W, C) tokens: ``h = gelu(fc1(x)); h + dw2(gelu(dw1(h)))`` or ``h + gelu(dw1(h))``; then fc2."""
+    (B, H, W, C) tokens: ``h = gelu(fc1(x)); h + dw2(gelu(dw1(h)))`` or ``h + gelu(dw1(h))``; then fc2. With
+    ``norm`` (weight, bias, eps): ``x + layer_norm(·)``, HiT-SRF's post-norm residual."""
     x, w1, b1, dw1, db1, w2, b2 = (t.double() for t in (x, w1, b1, dw1, db1, w2, b2))
     h = F.gelu(F.linear(x, w1, b1)).permute(0, 3, 1, 2)
     branch = F.gelu(F.conv2d(h, dw1, db1, padding=dw1.shape[-1] // 2, groups=h.shape[1]))
     if dw2 is not None:
         branch = F.conv2d(branch, dw2.double(), db2.double(), padding=dw2.shape[-1] // 2, groups=h.shape[1])
-    return F.linear((h + branch).permute(0, 2, 3, 1), w2, b2)
+    y = F.linear((h + branch).permute(0, 2, 3, 1), w2, b2)
+    if norm is None:
+        return y
+    return x + F.layer_norm(y, (y.shape[-1],), norm[0].double(), norm[1].double(), norm[2])
 
 
 #: Rows and columns of one work item of :func:`conv_ffn`: a strip of 128 columns going down 64 rows, its rings of
@@ -410,26 +426,31 @@ def _pointer(t: torch.Tensor | None) -> int | None:
     return None if t is None else t.data_ptr()
 
 
-def _call_ffn(kernel, x: torch.Tensor, packed: tuple, tile: tuple[int, int]) -> torch.Tensor:
+def _call_ffn(kernel, x: torch.Tensor, packed: tuple, tile: tuple[int, int], norm: tuple | None = None) -> torch.Tensor:
     b, h, w, c = x.shape
     hp, w1t, b1, k1, dw1, db1, k2, dw2, db2, cp, w2t, b2 = packed
+    ln_w, ln_b, eps = (None, None, 0.0) if norm is None else (
+        norm[0].detach().float().contiguous(), norm[1].detach().float().contiguous(), float(norm[2]))
     y = torch.empty_like(x)
     if kernel(x.data_ptr(), y.data_ptr(), b, h, w, c, hp, w1t.data_ptr(), b1.data_ptr(), k1, dw1.data_ptr(),
-              db1.data_ptr(), k2, _pointer(dw2), _pointer(db2), cp, w2t.data_ptr(), b2.data_ptr(), *tile,
-              torch.get_num_threads()):
+              db1.data_ptr(), k2, _pointer(dw2), _pointer(db2), cp, w2t.data_ptr(), b2.data_ptr(), _pointer(ln_w),
+              _pointer(ln_b), eps, *tile, torch.get_num_threads()):
         raise MemoryError("conv_ffn_f32: no scratch memory")
     return y
 
 
-def conv_ffn(x: torch.Tensor, packed: tuple, tile: tuple[int, int] = FFN_TILE) -> torch.Tensor:
+def conv_ffn(x: torch.Tensor, packed: tuple, tile: tuple[int, int] = FFN_TILE, norm: tuple | None = None
+             ) -> torch.Tensor:
     """GRFormer's or HiT-SRF's ConvFFN (:func:`reference_conv_ffn`), fused, for fp32 (B, H, W, C) contiguous CPU
-    tokens and the weights :func:`pack_conv_ffn` made. Returns new tokens. Only where :func:`conv_kernels_run`
-    says so."""
+    tokens and the weights :func:`pack_conv_ffn` made; with ``norm`` (a LayerNorm's weight, bias and eps over the C
+    channels) ``x + layer_norm(ConvFFN(x))``. Returns new tokens. Only where :func:`conv_kernels_run` says so."""
     kernels = _kernel_or_reason()[0]
     if (kernels is None or x.dtype != torch.float32 or x.device.type != "cpu" or x.dim() != 4
             or not x.is_contiguous() or packed[1].shape[0] != x.shape[-1]):
         raise NativeUnavailable(f"conv_ffn: not for {tuple(x.shape)} {x.dtype} here ({status()})")
-    return _call_ffn(kernels[4], x, packed, tile)
+    if norm is not None and (norm[0].shape != (x.shape[-1],) or norm[1].shape != (x.shape[-1],)):
+        raise NativeUnavailable(f"conv_ffn: a norm of {tuple(norm[0].shape)} for {x.shape[-1]} channels")
+    return _call_ffn(kernels[4], x, packed, tile, norm)
 
 
 def _random_pan_weights(channels: int, outs: int, g: torch.Generator) -> list:
@@ -565,6 +586,28 @@ def scpa(x: torch.Tensor, packed: tuple, tile: tuple[int, int] = SCPA_TILE) -> t
             or not x.is_contiguous() or packed[1].shape[0] != 2 * x.shape[1]):
         raise NativeUnavailable(f"scpa: not for {tuple(x.shape)} {x.dtype} here ({status()})")
     return _call_scpa(kernels[6], x, packed, tile)
+
+
+def _call_residual_norm(kernel, x: torch.Tensor, a: torch.Tensor, norm: tuple) -> torch.Tensor:
+    b, h, w, c = x.shape
+    weight, bias = (t.detach().float().contiguous() for t in norm[:2])
+    y = torch.empty_like(x)
+    kernel(a.data_ptr(), a.stride(0), a.stride(1), x.data_ptr(), y.data_ptr(), b, h, w, c, weight.data_ptr(),
+           bias.data_ptr(), float(norm[2]), torch.get_num_threads())
+    return y
+
+
+def residual_norm(x: torch.Tensor, a: torch.Tensor, norm: tuple) -> torch.Tensor:
+    """``x + layer_norm(a)`` over the last dim (``norm``: the LayerNorm's weight, bias and eps), in one pass: fp32
+    (B, H, W, C) CPU tensors, ``x`` contiguous, ``a`` with contiguous pixels (a crop of a larger map will do).
+    Returns a new tensor. Only where :func:`conv_kernels_run` says so."""
+    kernels = _kernel_or_reason()[0]
+    c = x.shape[-1]
+    if (kernels is None or x.dtype != torch.float32 or a.dtype != torch.float32 or x.device.type != "cpu"
+            or a.device.type != "cpu" or x.dim() != 4 or not x.is_contiguous() or a.shape != x.shape
+            or a.stride(3) != 1 or a.stride(2) != c or norm[0].shape != (c,) or norm[1].shape != (c,)):
+        raise NativeUnavailable(f"residual_norm: not for {tuple(x.shape)} {x.dtype} here ({status()})")
+    return _call_residual_norm(kernels[7], x, a, norm)
 
 
 def conv_kernels_run() -> bool:

@@ -5,6 +5,7 @@
  *     o = h + dw2(GELU(dw1(h)))    GRFormer (two depthwise 3x3 convs with biases)
  *     o = h + GELU(dw1(h))         HiT-SRF (one depthwise 5x5 conv), when there is no dw2
  *     y = o·W2 + b2                                         (fc2)
+ *     y = x + LayerNorm(y)                                  (HiT-SRF's post-norm residual, where asked)
  *
  * on (B, H, W, C) tokens, the depthwise convs zero-padded at the picture's border as in the official code. oneDNN
  * runs it as four passes over the twice-as-wide hidden map; here a tile of pixels at a time goes through all of it,
@@ -13,6 +14,7 @@
  *
  * Built at run time by litesr.ops.native with the other kernels of this folder.
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -77,11 +79,34 @@ static void depthwise_row(float *const *rows, int64_t hp, const float *w, const 
 
 #define MAX_K 7 /* the largest depthwise kernel side */
 
+/* dst[0 : c] = add + LayerNorm(v[0 : c]) with weight w, bias b: the mean, then the mean of the squared deviations
+   (both over the c channels, in fp32), as PyTorch's layer norm takes them. */
+static inline void norm_add(const float *v, const float *w, const float *b, float eps, const float *add, float *dst,
+                            int64_t c) {
+    __m512 sum = _mm512_setzero_ps();
+    for (int64_t k = 0; k < c; k += 16) sum = _mm512_add_ps(sum, _mm512_maskz_loadu_ps(lanes(c - k), v + k));
+    const __m512 mean = _mm512_set1_ps(_mm512_reduce_add_ps(sum) / (float)c);
+    __m512 sq = _mm512_setzero_ps();
+    for (int64_t k = 0; k < c; k += 16) {
+        const __mmask16 m = lanes(c - k);
+        const __m512 d = _mm512_maskz_sub_ps(m, _mm512_maskz_loadu_ps(m, v + k), mean);
+        sq = _mm512_fmadd_ps(d, d, sq);
+    }
+    const __m512 inv = _mm512_set1_ps(1.0f / sqrtf(_mm512_reduce_add_ps(sq) / (float)c + eps));
+    for (int64_t k = 0; k < c; k += 16) {
+        const __mmask16 m = lanes(c - k);
+        const __m512 n = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, v + k), mean), inv);
+        const __m512 o = _mm512_fmadd_ps(n, _mm512_maskz_loadu_ps(m, w + k), _mm512_maskz_loadu_ps(m, b + k));
+        _mm512_mask_storeu_ps(dst + k, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, add + k), o));
+    }
+}
+
 /*
  * x, y: (B, H, W, C) fp32 tokens, contiguous, not overlapping. w1t (C, hp): fc1's weight transposed, b1 (hp); the
  * hidden width padded with zeros to hp (a multiple of 16). dw1 (k1·k1, hp): the first depthwise conv's taps, row
  * dy·k1 + dx, db1 (hp); dw2/db2 the second's (k2 = 0: none). Odd sides up to MAX_K. w2t (hp, cp): fc2's weight
- * transposed, zero rows past the hidden width, zero columns past C; b2 (cp).
+ * transposed, zero rows past the hidden width, zero columns past C; b2 (cp). ln_w, ln_b (C): a LayerNorm over the
+ * channels (eps ln_eps) applied to the result and x added to it; NULL: the result as it is.
  *
  * Work items are strips of strip_cols columns by chunk_rows rows. Each goes down its rows once: the hidden rows
  * (h = GELU(fc1(x)), and g = GELU(dw1(h)) with a second conv) live in rings of as many rows as the depthwise convs
@@ -91,7 +116,8 @@ static void depthwise_row(float *const *rows, int64_t hp, const float *w, const 
 int conv_ffn_f32(const float *x, float *y, int64_t batch, int64_t height, int64_t width, int64_t channels,
                  int64_t hp, const float *w1t, const float *b1, int64_t k1, const float *dw1, const float *db1,
                  int64_t k2, const float *dw2, const float *db2, int64_t cp, const float *w2t, const float *b2,
-                 int64_t chunk_rows, int64_t strip_cols, int threads) {
+                 const float *ln_w, const float *ln_b, float ln_eps, int64_t chunk_rows, int64_t strip_cols,
+                 int threads) {
     if (k1 < 1 || k1 > MAX_K || k1 % 2 == 0 || k2 < 0 || k2 > MAX_K || (k2 && k2 % 2 == 0)) return -1;
     const int64_t r1 = k1 / 2, r2 = k2 / 2, halo = r1 + r2;
     const int64_t chunks = (height + chunk_rows - 1) / chunk_rows, strips = (width + strip_cols - 1) / strip_cols;
@@ -153,6 +179,12 @@ int conv_ffn_f32(const float *x, float *y, int64_t batch, int64_t height, int64_
                 }
                 conv_row(ot, hp, zero_offs, hid_ends, 1, w2t, cp, b2, yt, cp, ACT_NONE, tc);
                 float *yo = y + ((b * height + out) * width + c0) * channels;
+                if (ln_w) {
+                    const float *xo = xb + (out * width + c0) * channels;
+                    for (int64_t j = 0; j < tc; j++)
+                        norm_add(yt + j * cp, ln_w, ln_b, ln_eps, xo + j * channels, yo + j * channels, channels);
+                    continue;
+                }
                 for (int64_t j = 0; j < tc; j++)
                     for (int64_t ch = 0; ch < channels; ch += 16)
                         _mm512_mask_storeu_ps(yo + j * channels + ch, lanes(channels - ch),
@@ -167,4 +199,19 @@ int conv_ffn_f32(const float *x, float *y, int64_t batch, int64_t height, int64_
         free(yt);
     }
     return failed;
+}
+
+/*
+ * y = x + LayerNorm(a) over the c channels of every pixel (HiT-SRF's post-norm residual after its attention): x, y
+ * (B, H, W, c) contiguous; pixel (b, r, col) of a at a + b·a_batch + r·a_row + col·c (a crop of a padded map).
+ */
+void residual_norm_f32(const float *a, int64_t a_batch, int64_t a_row, const float *x, float *y, int64_t batch,
+                       int64_t height, int64_t width, int64_t c, const float *w, const float *b, float eps,
+                       int threads) {
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t t = 0; t < batch * height; t++) {
+        const float *ar = a + t / height * a_batch + t % height * a_row;
+        const int64_t at = t * width * c;
+        for (int64_t j = 0; j < width; j++) norm_add(ar + j * c, w, b, eps, x + at + j * c, y + at + j * c, c);
+    }
 }
