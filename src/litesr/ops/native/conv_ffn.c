@@ -128,10 +128,8 @@ int conv_ffn_f32(const float *x, float *y, int64_t batch, int64_t height, int64_
     int failed = 0;
 #pragma omp parallel num_threads(threads) reduction(| : failed)
     {
-        float *ht = aligned_alloc(64, (size_t)(hring * hrow * hp * 4 + 63) / 64 * 64);
-        float *gt = aligned_alloc(64, (size_t)(gring * grow * hp * 4 + 63) / 64 * 64);
-        float *ot = aligned_alloc(64, (size_t)(strip_cols * hp * 4 + 63) / 64 * 64);
-        float *yt = aligned_alloc(64, (size_t)(strip_cols * cp * 4 + 63) / 64 * 64);
+        float *ht = scratch(hring * hrow * hp), *gt = scratch(gring * grow * hp), *ot = scratch(strip_cols * hp);
+        float *yt = scratch(strip_cols * cp);
         if (!ht || !gt || !ot || !yt) failed = 1;
 #pragma omp for schedule(dynamic)
         for (int64_t t = 0; t < items; t++) {
@@ -148,19 +146,19 @@ int conv_ffn_f32(const float *x, float *y, int64_t batch, int64_t height, int64_
                 if (r < 0 || r >= height) {
                     memset(row, 0, (size_t)((tc + 2 * halo) * hp * 4));
                 } else {
-                    const int64_t lo = c0 - halo < 0 ? 0 : c0 - halo;
-                    const int64_t hi = c0 + tc + halo > width ? width : c0 + tc + halo;
-                    memset(row, 0, (size_t)((lo - (c0 - halo)) * hp * 4));
+                    const int64_t lo = clamp_column(c0 - halo, width), hi = clamp_column(c0 + tc + halo, width);
+                    zero_outside(row, c0 - halo, c0 + tc + halo, width, hp);
                     conv_row(xb + (r * width + lo) * channels, channels, zero_offs, in_ends, 1, w1t, hp, b1,
                              row + (lo - (c0 - halo)) * hp, hp, ACT_GELU, hi - lo);
-                    memset(row + (hi - (c0 - halo)) * hp, 0, (size_t)((c0 + tc + halo - hi) * hp * 4));
                 }
                 if (k2 && r - r1 >= r0 - r2) { /* g of row r - r1: its k1 rows of h are in the ring */
                     const int64_t gr = r - r1;
                     float *grw = G_ROW(gr);
-                    memset(grw, 0, (size_t)((tc + 2 * r2) * hp * 4));
-                    if (gr >= 0 && gr < height) {
-                        const int64_t lo = c0 - r2 < 0 ? 0 : c0 - r2, hi = c0 + tc + r2 > width ? width : c0 + tc + r2;
+                    if (gr < 0 || gr >= height) {
+                        memset(grw, 0, (size_t)((tc + 2 * r2) * hp * 4));
+                    } else {
+                        const int64_t lo = clamp_column(c0 - r2, width), hi = clamp_column(c0 + tc + r2, width);
+                        zero_outside(grw, c0 - r2, c0 + tc + r2, width, hp);
                         float *rows[MAX_K];
                         for (int64_t dy = 0; dy < k1; dy++) rows[dy] = H_ROW(gr - r1 + dy) + (lo - (c0 - halo)) * hp;
                         depthwise_row(rows, hp, dw1, db1, k1, ACT_GELU, NULL, grw + (lo - (c0 - r2)) * hp, hi - lo);

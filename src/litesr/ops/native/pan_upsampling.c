@@ -58,9 +58,7 @@ int pan_upsampling_f32(const float *pre, int64_t f, float *y, const float *base,
     int failed = 0;
 #pragma omp parallel num_threads(threads) reduction(| : failed)
     {
-        float *pr = aligned_alloc(64, (size_t)(3 * psize * 4 + 63) / 64 * 64);
-        float *hr = aligned_alloc(64, (size_t)(3 * hsize * 4 + 63) / 64 * 64);
-        float *ut = aligned_alloc(64, (size_t)((strip_cols + 4) * channels * 4 + 63) / 64 * 64);
+        float *pr = scratch(3 * psize), *hr = scratch(3 * hsize), *ut = scratch((strip_cols + 4) * channels);
         if (!pr || !hr || !ut) failed = 1;
 #pragma omp for schedule(dynamic)
         for (int64_t t = 0; t < items; t++) {
@@ -68,7 +66,7 @@ int pan_upsampling_f32(const float *pre, int64_t f, float *y, const float *base,
             const strip_item it = strip_at(t, height, width, chunk_rows, strip_cols);
             const int64_t b = it.b, r0 = it.r0, c0 = it.c0, tr = it.rows, tc = it.cols;
             const float *preb = pre + b * pre_size;
-            const int64_t lo = c0 - 2 < 0 ? 0 : c0 - 2, hi = c0 + tc + 2 > width ? width : c0 + tc + 2;
+            const int64_t lo = clamp_column(c0 - 2, width), hi = clamp_column(c0 + tc + 2, width);
             for (int64_t r = r0 - 2; r < r0 + tr + 2; r++) {
                 /* p of row r into the ring: columns c0-2 .. c0+tc+1, zero outside the picture */
                 float *p = ring_row(pr, r, 3, psize);
@@ -76,7 +74,7 @@ int pan_upsampling_f32(const float *pre, int64_t f, float *y, const float *base,
                     memset(p, 0, (size_t)((tc + 4) * cp * 4));
                 } else {
                     float *pl = p + (lo - (c0 - 2)) * cp;
-                    memset(p, 0, (size_t)((lo - (c0 - 2)) * cp * 4));
+                    zero_outside(p, c0 - 2, c0 + tc + 2, width, cp);
                     shuffled_row(preb, f, width, channels, r, lo, hi, ut);
                     conv_row(ut, channels, one_offs, one_end, 1, wat, cp, ba, pl, cp, ACT_NONE, hi - lo);
                     for (int64_t j = 0; j < hi - lo; j++) {
@@ -87,7 +85,6 @@ int pan_upsampling_f32(const float *pre, int64_t f, float *y, const float *base,
                             _mm512_storeu_ps(pl + j * cp + k, activate(v, ACT_LEAKY_RELU));
                         }
                     }
-                    memset(p + (hi - (c0 - 2)) * cp, 0, (size_t)((c0 + tc + 2 - hi) * cp * 4));
                 }
                 const int64_t hrow = r - 1; /* its p rows hrow-1 .. hrow+1 are in the ring now */
                 if (hrow < r0 - 1) continue;
@@ -102,8 +99,7 @@ int pan_upsampling_f32(const float *pre, int64_t f, float *y, const float *base,
                         offs[tap] = (ring_row(pr, hrow + tap / 3 - 1, 3, psize) - here) + (tap % 3 - 1) * cp -
                                     tap * channels;
                     conv_row(here + cp, cp, offs, tap_ends, 9, wht, cp, bh, h, cp, ACT_LEAKY_RELU, tc + 2);
-                    if (c0 == 0) memset(h, 0, (size_t)(cp * 4));
-                    if (c0 + tc == width) memset(h + (tc + 1) * cp, 0, (size_t)(cp * 4));
+                    zero_outside(h, c0 - 1, c0 + tc + 1, width, cp);
                 }
                 const int64_t out = hrow - 1; /* its h rows out-1 .. out+1 are in the ring now */
                 if (out < r0) continue;

@@ -7,6 +7,8 @@
 
 #include <immintrin.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "vector_math.h"
 
@@ -36,6 +38,20 @@ static inline strip_item strip_at(int64_t t, int64_t height, int64_t width, int6
     s.rows = height - s.r0 < chunk_rows ? height - s.r0 : chunk_rows;
     s.cols = width - s.c0 < strip_cols ? width - s.c0 : strip_cols;
     return s;
+}
+
+/* Scratch memory for n floats, 64-byte aligned (NULL when none could be had); free() releases it. */
+static inline float *scratch(int64_t n) { return aligned_alloc(64, (size_t)(n * 4 + 63) / 64 * 64); }
+
+/* Column c clamped to the picture's columns 0 .. width. */
+static inline int64_t clamp_column(int64_t c, int64_t width) { return c < 0 ? 0 : c > width ? width : c; }
+
+/* Zero the pixels (px floats each) of a row that holds picture columns first .. last-1 and lie outside the picture,
+   i.e. outside [clamp_column(first), clamp_column(last)): the convs' zero padding at the left and right edges. */
+static inline void zero_outside(float *row, int64_t first, int64_t last, int64_t width, int64_t px) {
+    const int64_t lo = clamp_column(first, width), hi = clamp_column(last, width);
+    memset(row, 0, (size_t)((lo - first) * px * 4));
+    memset(row + (hi - first) * px, 0, (size_t)((last - hi) * px * 4));
 }
 
 /* Row r (any integer) of a ring of n rows, size floats each. */

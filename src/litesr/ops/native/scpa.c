@@ -81,12 +81,11 @@ static inline __attribute__((always_inline)) void scpa_item(const scpa_args *a, 
         } else {
             /* x's row into xr first, its channels rs floats apart: read where they lie, a plane apart, every vector
                of channels would fall in one set of the L1 cache */
-            const int64_t lo = c0 - 2 < 0 ? 0 : c0 - 2, hi = c0 + tc + 2 > width ? width : c0 + tc + 2;
+            const int64_t lo = clamp_column(c0 - 2, width), hi = clamp_column(c0 + tc + 2, width);
             for (int64_t k = 0; k < nf; k++) {
                 float *d = xr + k * rs;
-                memset(d, 0, (size_t)((lo - (c0 - 2)) * 4));
+                zero_outside(d, c0 - 2, c0 + tc + 2, width, 1);
                 memcpy(d + lo - (c0 - 2), xb + k * plane + r * width + lo, (size_t)((hi - lo) * 4));
-                memset(d + hi - (c0 - 2), 0, (size_t)((c0 + tc + 2 - hi) * 4));
             }
             for (int64_t j = 0; j < tc + 4; j += 16) {
                 const __mmask16 m = within(c0 - 2 + j, 0, width) & lanes(tc + 4 - j);
@@ -166,9 +165,7 @@ int scpa_f32(const float *x, float *y, int64_t batch, int64_t height, int64_t wi
     int failed = 0;
 #pragma omp parallel num_threads(threads) reduction(| : failed)
     {
-        float *ab = aligned_alloc(64, (size_t)(4 * 2 * no * rs * 4));
-        float *cr = aligned_alloc(64, (size_t)(3 * no * rs * 4));
-        float *xr = aligned_alloc(64, (size_t)(nf * rs * 4));
+        float *ab = scratch(4 * 2 * no * rs), *cr = scratch(3 * no * rs), *xr = scratch(nf * rs);
         if (!ab || !cr || !xr) failed = 1;
 #pragma omp for schedule(dynamic)
         for (int64_t t = 0; t < items; t++) {

@@ -60,9 +60,7 @@ int lfe_f32(const float *x, float *y, int64_t batch, int64_t height, int64_t wid
     int failed = 0;
 #pragma omp parallel num_threads(threads) reduction(| : failed)
     {
-        float *xr = aligned_alloc(64, (size_t)(3 * xsize * 4 + 63) / 64 * 64);
-        float *hr = aligned_alloc(64, (size_t)(3 * hsize * 4 + 63) / 64 * 64);
-        float *ot = aligned_alloc(64, (size_t)(strip_cols * cp * 4 + 63) / 64 * 64);
+        float *xr = scratch(3 * xsize), *hr = scratch(3 * hsize), *ot = scratch(strip_cols * cp);
         if (!xr || !hr || !ot) failed = 1;
 #pragma omp for schedule(dynamic)
         for (int64_t t = 0; t < items; t++) {
@@ -70,17 +68,16 @@ int lfe_f32(const float *x, float *y, int64_t batch, int64_t height, int64_t wid
             const strip_item it = strip_at(t, height, width, chunk_rows, strip_cols);
             const int64_t b = it.b, r0 = it.r0, c0 = it.c0, tr = it.rows, tc = it.cols;
             const float *xb = x + b * height * width * channels;
-            const int64_t lo = c0 - 2 < 0 ? 0 : c0 - 2, hi = c0 + tc + 2 > width ? width : c0 + tc + 2;
+            const int64_t lo = clamp_column(c0 - 2, width), hi = clamp_column(c0 + tc + 2, width);
             /* input row r into the ring: columns c0-2 .. c0+tc+1, zero outside the picture */
             for (int64_t r = r0 - 2; r < r0 + tr + 2; r++) {
                 float *row = ring_row(xr, r, 3, xsize);
                 if (r < 0 || r >= height) {
                     memset(row, 0, (size_t)((tc + 4) * channels * 4));
                 } else {
-                    memset(row, 0, (size_t)((lo - (c0 - 2)) * channels * 4));
+                    zero_outside(row, c0 - 2, c0 + tc + 2, width, channels);
                     memcpy(row + (lo - (c0 - 2)) * channels, xb + (r * width + lo) * channels,
                            (size_t)((hi - lo) * channels * 4));
-                    memset(row + (hi - (c0 - 2)) * channels, 0, (size_t)((c0 + tc + 2 - hi) * channels * 4));
                 }
                 const int64_t hrow = r - 1; /* its input rows hrow-1 .. hrow+1 are in the ring now */
                 if (hrow < r0 - 1) continue;
@@ -92,8 +89,7 @@ int lfe_f32(const float *x, float *y, int64_t batch, int64_t height, int64_t wid
                     ring_offsets(xr, hrow, xsize, channels, offs);
                     conv_row(ring_row(xr, hrow, 3, xsize) + channels, channels, offs, in_ends, 5, w0t, hp, b0, h,
                              hp, ACT_RELU, tc + 2);
-                    if (c0 == 0) memset(h, 0, (size_t)(hp * 4));
-                    if (c0 + tc == width) memset(h + (tc + 1) * hp, 0, (size_t)(hp * 4));
+                    zero_outside(h, c0 - 1, c0 + tc + 1, width, hp);
                 }
                 const int64_t out = hrow - 1; /* its hidden rows out-1 .. out+1 are in the ring now */
                 if (out < r0) continue;
