@@ -18,6 +18,7 @@ from torch import nn
 from .. import compat
 from . import native, policy
 from .derived import inference_weights
+from .norm import compiled_affine
 
 
 def _fused(x: torch.Tensor, weight: torch.Tensor, act: nn.Module) -> bool:
@@ -88,8 +89,8 @@ def post_norm_fused(x: torch.Tensor, fc1: nn.Linear, act: nn.Module, branch: nn.
                     norm: nn.LayerNorm) -> bool:
     """Whether ``x + norm(ConvFFN(x))`` runs as one call of litesr's compiled kernel: the ConvFFN does
     (:func:`_compiled`), ``POLICY["post-norm residual"]`` says so, and the norm has an affine of ``x``'s dtype."""
-    return (policy.choose("post-norm residual", x.device, x.dtype) == "compiled" and norm.weight is not None
-            and norm.bias is not None and norm.weight.dtype == x.dtype and _compiled(x, fc1, act, branch))
+    return (policy.choose("post-norm residual", x.device, x.dtype) == "compiled"
+            and compiled_affine(norm, x.dtype) and _compiled(x, fc1, act, branch))
 
 
 def conv_ffn(x: torch.Tensor, fc1: nn.Linear, act: nn.Module, branch: nn.Sequential, fc2: nn.Linear,
