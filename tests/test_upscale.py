@@ -218,7 +218,7 @@ def test_the_torch_runner_states_what_the_tiler_needs():
 
 
 def test_the_cli_takes_the_large_tile_only_where_freed_memory_is_reused(tmp_path, monkeypatch):
-    """ELAN-light, SwinIR-light and SPAN state a larger tile; ``litesr upscale`` takes it where it keeps freed blocks
+    """ELAN-light, SwinIR-light, SPAN and PAN state a larger tile; ``litesr upscale`` takes it where it keeps freed blocks
     for reuse (without reuse, a larger tile cost more per pixel); ESRT states a smaller one, taken either way; an
     explicit --tile always wins, and the Python API keeps its documented default."""
     from litesr import device, tiling
@@ -226,11 +226,14 @@ def test_the_cli_takes_the_large_tile_only_where_freed_memory_is_reused(tmp_path
     from litesr.models.registry import LARGE_TILE, variant_tiles
     from litesr.runner import as_runner
 
+    from litesr.models.pan import LARGE_TILE as PAN_TILE
+
     runners = {name: as_runner(litesr.create_model(name, 4)) for name in ("elan-light", "swinir-light", "span",
-                                                                           "grformer", "elan", "esrt")}
+                                                                           "pan", "grformer", "elan", "esrt")}
     assert {n: r.large_tile for n, r in runners.items()} == {
-        "elan-light": LARGE_TILE, "swinir-light": LARGE_TILE, "span": LARGE_TILE, "grformer": 0, "elan": 0, "esrt": 0}
-    assert variant_tiles("large_tile") == {LARGE_TILE: ["elan-light", "span", "swinir-light"]}
+        "elan-light": LARGE_TILE, "swinir-light": LARGE_TILE, "span": LARGE_TILE, "pan": PAN_TILE, "grformer": 0,
+        "elan": 0, "esrt": 0}
+    assert variant_tiles("large_tile") == {LARGE_TILE: ["elan-light", "span", "swinir-light"], PAN_TILE: ["pan"]}
     assert variant_tiles("base_tile") == {BASE_TILE: ["esrt"]} and BASE_TILE < tiling.DEFAULT_TILE
     monkeypatch.setattr(device, "_freed_memory_reused", False)
     assert {n: tiling.default_tile(r) for n, r in runners.items()} == {
@@ -393,3 +396,24 @@ def test_a_model_that_needs_more_context_gets_it_whatever_overlap_is_asked():
     assert inner and all(t.cy0 - t.y0 >= 48 and t.cx0 - t.x0 >= 48 for t in inner)
     assert litesr.create_model("hitsrf", 4).tile_context == 128
     assert litesr.create_model("elan-light", 4).tile_context == 0
+
+
+def test_convolutional_models_default_to_less_context_and_an_asked_overlap_wins():
+    """IMDN, PAN and SPAN state ``tile_overlap`` (measured enough on photographs: ``CNN_OVERLAP``); the others take
+    the tiler's default; an overlap that is asked is used as asked, never below a model's ``tile_context``."""
+    from litesr.models.registry import CNN_OVERLAP, variant_tiles
+    from litesr.runner import as_runner
+    from litesr.tiling import tile_context
+
+    assert CNN_OVERLAP < DEFAULT_OVERLAP
+    assert variant_tiles("tile_overlap") == {CNN_OVERLAP: ["imdn", "pan", "span"]}
+    contexts = {name: tile_context(as_runner(litesr.create_model(name, 4))) for name in ("imdn", "pan", "span",
+                                                                                        "elan-light", "hitsrf")}
+    assert contexts == {"imdn": CNN_OVERLAP, "pan": CNN_OVERLAP, "span": CNN_OVERLAP, "elan-light": DEFAULT_OVERLAP,
+                        "hitsrf": 128}
+    pan = as_runner(litesr.create_model("pan", 4))
+    assert tile_context(pan, 24) == 24 and tile_context(pan, 0) == 0
+    inner = [t for t in plan_for(pan, 600, 600, tile=256) if t.cy0 > 0]
+    assert inner and all(t.cy0 - t.y0 == CNN_OVERLAP for t in inner)
+    inner = [t for t in plan_for(pan, 600, 600, tile=256, overlap=16) if t.cy0 > 0]
+    assert inner and all(t.cy0 - t.y0 == 16 for t in inner)

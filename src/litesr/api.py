@@ -16,7 +16,7 @@ from .device import DEFAULT_PRECISION, PRECISION_CHOICES
 from .io import Picture
 from .models.registry import SCALES
 from .runner import Runner
-from .tiling import DEFAULT_OVERLAP, DEFAULT_TILE, InferenceOptions, join_strips, upscale_strips
+from .tiling import DEFAULT_TILE, InferenceOptions, join_strips, upscale_strips
 
 
 def upscale(
@@ -25,7 +25,7 @@ def upscale(
     *,
     scale: int | None = None,
     tile: int | None = DEFAULT_TILE,
-    overlap: int = DEFAULT_OVERLAP,
+    overlap: int | None = None,
     device: str | torch.device | None = None,
     precision: str = DEFAULT_PRECISION,
     self_ensemble: bool = False,
@@ -51,7 +51,9 @@ def upscale(
       ``H×W×3`` (RGB); uint16 for a 16-bit file, else uint8. Metadata is not returned (``litesr upscale`` writes
       it into its output file).
 
-    ``max_pixels`` refuses larger inputs (a path's size is read from its header). Wrong arguments raise
+    ``tile`` and ``overlap``: the LR tile side (None: the whole image at once) and the LR context around each tile
+    (None: the model's default, see :func:`litesr.tiling.tile_context`). ``max_pixels`` refuses larger inputs (a
+    path's size is read from its header). Wrong arguments raise
     ``TypeError``/``ValueError`` naming the argument.
 
         >>> big = litesr.upscale(Image.open("photo.png"))             # the default ELAN-light x4
@@ -212,8 +214,8 @@ def _check_upscale_arguments(image, model, scale, tile, overlap, precision, max_
         raise ValueError(f"upscale: scale must be one of {', '.join(map(str, SCALES))} or None, got {scale!r}")
     if tile is not None and (isinstance(tile, bool) or not isinstance(tile, int) or tile < 1):
         raise ValueError(f"upscale: tile must be a positive int or None (whole image), got {tile!r}")
-    if isinstance(overlap, bool) or not isinstance(overlap, int) or overlap < 0:
-        raise ValueError(f"upscale: overlap must be an int >= 0, got {overlap!r}")
+    if overlap is not None and (isinstance(overlap, bool) or not isinstance(overlap, int) or overlap < 0):
+        raise ValueError(f"upscale: overlap must be an int >= 0 or None (the model's default), got {overlap!r}")
     if precision not in PRECISION_CHOICES:
         raise ValueError(f"upscale: precision must be one of {', '.join(PRECISION_CHOICES)}, got {precision!r}")
     if max_pixels is not None and (isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 0):

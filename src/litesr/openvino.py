@@ -100,6 +100,7 @@ class OpenVinoRunner(Runner):
         self.scale = int(model.scale)
         self.size_multiple = int(model.size_multiple)
         self.tile_context = int(model.tile_context)
+        self.tile_overlap = int(model.tile_overlap)
         self.arch = model.arch_name
         self.label = model_label(model)  # what it runs (elan-light, ...)
         self.runtime = f"OpenVINO {precision}"  # what computes it, for tables

@@ -30,6 +30,8 @@ class Runner(abc.ABC):
     size_multiple: int = 1
     #: The fewest LR pixels of context a tile needs on each side to agree with the whole image.
     tile_context: int = 0
+    #: The LR context a tile gets when no overlap is asked (0: the tiler's default; ``Architecture.tile_overlap``).
+    tile_overlap: int = 0
     #: The LR tile the command line takes (0: the tiler's default; ``Architecture.base_tile``).
     base_tile: int = 0
     #: The LR tile to take where freed memory blocks are reused (0: the tiler's default; ``Architecture.large_tile``).
@@ -75,6 +77,7 @@ class TorchRunner(Runner):
         self.scale = int(model.scale) if hasattr(model, "scale") or scale is None else int(scale)
         self.size_multiple = int(getattr(model, "size_multiple", 1))
         self.tile_context = int(getattr(model, "tile_context", 0))
+        self.tile_overlap = int(getattr(model, "tile_overlap", 0))
         self.base_tile = int(getattr(model, "base_tile", 0))
         self.large_tile = int(getattr(model, "large_tile", 0))
 

@@ -41,14 +41,15 @@ class InferenceOptions:
     """How an image goes through a runner (:class:`~litesr.runner.Runner`: what computes, where, in which precision).
 
     ``tile``: the largest LR tile side (None: the whole image in one pass); ``overlap``: LR pixels of context
-    around each tile (at least the runner's ``tile_context``); ``self_ensemble``: the mean of the 8
+    around each tile (None: the runner's ``tile_overlap``, else :data:`DEFAULT_OVERLAP`; never less than its
+    ``tile_context``); ``self_ensemble``: the mean of the 8
     flips/transpositions of every tile (8× the time); ``progress``: True for a bar, or a factory
     ``progress(total_tiles, description)`` of an object with ``update(n)`` and ``close()``
     (``litesr.progress.tile_progress``); ``description``: what the progress calls the image.
     """
 
     tile: int | None = DEFAULT_TILE
-    overlap: int = DEFAULT_OVERLAP
+    overlap: int | None = None
     self_ensemble: bool = False
     progress: bool | Callable[[int, str], object] = False
     description: str = "tiles"
@@ -117,15 +118,22 @@ def plan_tiles(height: int, width: int, tile: int, overlap: int, align: int = 1,
             for y0, y1, cy0, cy1 in spans(height) for x0, x1, cx0, cx1 in spans(width)]
 
 
+def tile_context(runner: Runner, overlap: int | None = None) -> int:
+    """The LR context each tile of ``runner`` gets when ``overlap`` is asked (None: the runner's own default)."""
+    if overlap is None:
+        overlap = runner.tile_overlap or DEFAULT_OVERLAP
+    return max(overlap, runner.tile_context)
+
+
 def plan_for(runner: Runner | nn.Module, h: int, w: int, tile: int | None = DEFAULT_TILE,
-             overlap: int = DEFAULT_OVERLAP) -> list[Tile]:
+             overlap: int | None = None) -> list[Tile]:
     """The tiles an H×W image is cut into for ``runner`` (or a model's :class:`~litesr.runner.TorchRunner`): one tile
-    when it fits, else :func:`plan_tiles` (with windows of one size for a runner of static shapes)."""
+    when it fits, else :func:`plan_tiles` with :func:`tile_context` (and windows of one size for a runner of static
+    shapes)."""
     if tile is None or (h <= tile and w <= tile):
         return [Tile(0, h, 0, w, 0, h, 0, w)]  # the whole image in one pass
     runner = as_runner(runner)
-    return plan_tiles(h, w, tile, max(overlap, runner.tile_context), runner.size_multiple,
-                      uniform=runner.static_shape)
+    return plan_tiles(h, w, tile, tile_context(runner, overlap), runner.size_multiple, uniform=runner.static_shape)
 
 
 

@@ -86,8 +86,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                         + "".join(f"{tile} for {', '.join(names)}, whose attention costs more per pixel in larger "
                                   "tiles; " for tile, names in variant_tiles("base_tile").items())
                         + "0 = whole image at once)")
-    p.add_argument("--tile-overlap", type=int, default=DEFAULT_OVERLAP, metavar="M",
-                   help=f"LR context pixels around each tile (default {DEFAULT_OVERLAP})")
+    p.add_argument("--tile-overlap", type=int, default=None, metavar="M",
+                   help=f"LR context pixels around each tile (default {DEFAULT_OVERLAP}; "
+                        + "".join(f"{overlap} for {', '.join(names)}, convolutional models whose outputs "
+                                  "depend little on farther pixels; "
+                                  for overlap, names in variant_tiles("tile_overlap").items())
+                        + "never less than a model needs: "
+                        + "; ".join(f"{context} for {', '.join(names)}"
+                                    for context, names in variant_tiles("tile_context").items()) + ")")
     add_device_argument(p)
     add_precision_argument(p, default=DEFAULT_PRECISION)
     add_runtime_argument(p)
@@ -202,7 +208,7 @@ def run(args: argparse.Namespace) -> int:
 
     if not 1 <= args.quality <= 100:
         raise UsageError(f"--quality must be 1-100, not {args.quality}")
-    if (args.tile is not None and args.tile < 0) or args.tile_overlap < 0:
+    if (args.tile is not None and args.tile < 0) or (args.tile_overlap is not None and args.tile_overlap < 0):
         raise UsageError("--tile and --tile-overlap must be >= 0")
     if args.max_pixels < 0:
         raise UsageError("--max-pixels must be >= 0 (0: no limit)")

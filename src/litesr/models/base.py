@@ -74,6 +74,11 @@ class SRModel(nn.Module):
         return self._stated("tile_context")
 
     @property
+    def tile_overlap(self) -> int:
+        """The LR context a tile gets when no overlap is asked (0: the tiler's default)."""
+        return self._stated("tile_overlap")
+
+    @property
     def base_tile(self) -> int:
         """The LR tile ``litesr upscale`` takes for this family (0: the tiler's default)."""
         return self._stated("base_tile")

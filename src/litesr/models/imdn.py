@@ -17,7 +17,8 @@ from torch import nn
 from ..ops.conv import as_channels_last
 from .base import SRModel
 from .blocks import PixelShuffleUpsampler, conv3x3
-from .registry import Architecture, CheckpointError, Variant, register_architecture, register_variant
+from .registry import (CNN_OVERLAP, Architecture, CheckpointError, Variant, register_architecture,
+                       register_variant)
 from .statedict import numbered_count, pixel_shuffle_scale, rgb_input_width
 
 PAPER = "Hui et al., Lightweight Image Super-Resolution with Information Multi-distillation Network, ACM MM 2019"
@@ -114,7 +115,8 @@ def detect_config(state) -> dict | None:
 
 # cpu_bf16: bf16 autocast measured faster on a 2-core AVX-512 BF16 EPYC: IMDN x4 1.83x at LR 128², random weights
 # (benchmarks/precision_speed.py --arch imdn --sizes 128).
-register_architecture(Architecture(name="imdn", build=IMDN, detect=detect_config, paper=PAPER, cpu_bf16=True))
+register_architecture(Architecture(name="imdn", build=IMDN, detect=detect_config, paper=PAPER, cpu_bf16=True,
+                                   tile_overlap=lambda config: CNN_OVERLAP))
 register_variant(Variant(
     name="imdn", arch="imdn", config=dict(nf=64, num_modules=6),
     description="IMDN: 64 channels, 6 information multi-distillation modules with contrast-aware attention",

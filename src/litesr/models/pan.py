@@ -18,7 +18,8 @@ from torch import nn
 from ..ops.conv import (as_channels_last, attended_upsampling, attended_upsampling_compiled, conv2d_act,
                         fused_activations, nearest_upsample_conv3x3, scpa_trunk, scpa_trunk_compiled)
 from .base import SRModel
-from .registry import SCALES, Architecture, CheckpointError, Variant, register_architecture, register_variant
+from .registry import (CNN_OVERLAP, SCALES, Architecture, CheckpointError, Variant, register_architecture,
+                       register_variant)
 from .statedict import numbered_count, rgb_input_width
 
 PAPER = "Zhao et al., Efficient Image Super-Resolution Using Pixel Attention, ECCV Workshops 2020"
@@ -166,7 +167,14 @@ def detect_config(state) -> dict | None:
 
 # cpu_bf16: bf16 autocast measured faster on a 2-core AVX-512 BF16 EPYC: PAN x4 2.80x at LR 128², random weights
 # (benchmarks/precision_speed.py --arch pan --sizes 128).
-register_architecture(Architecture(name="pan", build=PAN, detect=detect_config, paper=PAPER, cpu_bf16=True))
+# large_tile: with 8 pixels of context (CNN_OVERLAP) a 512 core computes (528/512)² = 1.06× its pixels, a 256 one
+# 1.13×, and the compiled SCPA kernel ran a 528² forward at 0.94× a 256² one's time per pixel (272²: 1.13×;
+# `benchmarks/tile_rate.py --weights pan-x4-official --sizes 256 272 400 528`). An LR 2048×1536 x4 upscale then took
+# 1.00× the 256² picture's time per output pixel (1.21× with 256 tiles; `benchmarks/efficient_sr.py`), and a
+# 4000×3000 x4 one peaked at 1868 MiB resident (`benchmarks/upscale_memory.py --size 4000x3000`); Xeon, 2026-12-07.
+LARGE_TILE = 512
+register_architecture(Architecture(name="pan", build=PAN, detect=detect_config, paper=PAPER, cpu_bf16=True,
+                                   tile_overlap=lambda config: CNN_OVERLAP, large_tile=lambda config: LARGE_TILE))
 register_variant(Variant(
     name="pan", arch="pan", config=dict(nf=40, unf=24, nb=16),
     description="PAN: 40 channels, 16 SCPA blocks, U-PA upsampling with 24 channels",

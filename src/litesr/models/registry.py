@@ -51,6 +51,9 @@ class Architecture:
     tile_context: ``tile_context(config) -> int``: the fewest LR pixels of context a tile needs on each side for
                   tiled outputs to agree with the whole image (≥ 45 dB PSNR); the tiler never uses less, whatever
                   overlap it is given. 0: the tiler's default overlap is enough.
+    tile_overlap: ``tile_overlap(config) -> int``: the LR pixels of context a tile gets when no overlap is asked
+                  (0: the tiler's :data:`~litesr.tiling.DEFAULT_OVERLAP`). Set lower where measured enough on real
+                  photographs: each pixel of context costs the whole tile's height or width in compute.
     base_tile:    ``base_tile(config) -> int``: the LR tile side ``litesr upscale`` takes by default for this family
                   (0: the tiler's 256), where a smaller tile costs less per pixel: ESRT's attention, whose cost grows
                   with the tile's area (its official test chops images into tiles too).
@@ -71,6 +74,7 @@ class Architecture:
     size_multiple: Callable[[dict], int] = lambda config: 1
     inference_only: str = ""
     tile_context: Callable[[dict], int] = lambda config: 0
+    tile_overlap: Callable[[dict], int] = lambda config: 0
     base_tile: Callable[[dict], int] = lambda config: 0
     large_tile: Callable[[dict], int] = lambda config: 0
 
@@ -78,9 +82,17 @@ class Architecture:
         return self.ignored_keys is not None and re.search(self.ignored_keys, key) is not None
 
 
-#: The ``large_tile`` of the light models measured to gain from it (ELAN-light, SwinIR-light, SPAN): a 384 core
-#: with 16 pixels of context computes (416/384)² = 1.17× its pixels, a 256 one (288/256)² = 1.27×.
+#: The ``large_tile`` of the light models measured to gain from it (ELAN-light, SwinIR-light, SPAN; PAN states its
+#: own): a 384 core with 16 pixels of context computes (416/384)² = 1.17× its pixels, a 256 one (288/256)² = 1.27×.
 LARGE_TILE = 384
+
+#: The ``tile_overlap`` of the convolutional models (IMDN, PAN, SPAN), whose output depends little on pixels further
+#: than a few convolutions away. Tiled against whole-image x4 outputs, over the output within 4 LR pixels of a seam
+#: (``benchmarks/tile_seams.py --tile 256 --size 512x640 --overlaps 8 16``, two Urban100 pictures as LR): IMDN
+#: 49.1-50.3 dB (49.9-50.6 with 16: its channel statistics span the tile, whatever the overlap), PAN 57.2-57.3
+#: (73-76), SPAN 65.3-65.4 (98). At a 256 tile 8 pixels of context compute (272/256)² = 1.13× the core's pixels,
+#: 16 pixels (288/256)² = 1.27×.
+CNN_OVERLAP = 8
 
 
 @dataclass(frozen=True)
@@ -116,8 +128,8 @@ def register_variant(variant: Variant) -> Variant:
 
 
 def variant_tiles(field: str) -> dict[int, list[str]]:
-    """``{tile: [variant names]}`` of the variants whose architecture states ``field`` (``"base_tile"`` or
-    ``"large_tile"``) for them: what ``litesr upscale --help`` lists."""
+    """``{value: [variant names]}`` of the variants whose architecture states ``field`` (``"base_tile"``,
+    ``"large_tile"``, ``"tile_overlap"``, ``"tile_context"``) for them: what ``litesr upscale --help`` lists."""
     tiles: dict[int, list[str]] = {}
     for v in sorted(VARIANTS.values(), key=lambda v: v.name):
         tile = getattr(ARCHITECTURES[v.arch], field)(dict(v.config))

@@ -50,7 +50,8 @@ from torch import nn
 from ..ops.conv import as_channels_last, conv2d_act, fused_activations
 from .base import SRModel
 from .blocks import DIV2K_RGB_MEAN
-from .registry import LARGE_TILE, Architecture, CheckpointError, Variant, register_architecture, register_variant
+from .registry import (CNN_OVERLAP, LARGE_TILE, Architecture, CheckpointError, Variant, register_architecture,
+                       register_variant)
 from .statedict import numbered_count, pixel_shuffle_scale, require, rgb_input_width
 
 PAPER = "Wan et al., Swift Parameter-free Attention Network for Efficient Super-Resolution, CVPR Workshops 2024"
@@ -162,6 +163,7 @@ def detect_config(state) -> dict | None:
 # the speed; `--precision fp32` gives the official numbers.
 register_architecture(Architecture(
     name="span", build=SPAN, detect=detect_config, paper=PAPER, cpu_bf16=True, large_tile=lambda config: LARGE_TILE,
+    tile_overlap=lambda config: CNN_OVERLAP,
     inference_only="litesr implements SPAN's folded (inference) form only; training it needs the re-parameterised "
                    "three-branch Conv3XC form, which litesr does not have (see litesr/models/span.py)",
 ))
