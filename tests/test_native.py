@@ -264,31 +264,36 @@ def test_elan_without_the_kernel_is_the_eager_path(fresh, monkeypatch):
 
 
 @needs_bf16_kernel
-def test_biased_kernel_in_bf16_is_fp32_attention_of_bf16_inputs():
+@pytest.mark.parametrize("unit", [None, torch.tensor([4.0, 20.0])])
+def test_biased_kernel_in_bf16_is_fp32_attention_of_bf16_inputs(unit):
     g = torch.Generator().manual_seed(0)
     qkv = torch.randn(4, 64, 3, 2, 10, generator=g).permute(2, 0, 3, 1, 4).bfloat16()
     terms_t = torch.randn(2, 2, 64, 64, generator=g)
     pattern = torch.tensor([0, 1, 1, 0], dtype=torch.int32)
     out = torch.empty(4, 2, 64, 10, dtype=torch.bfloat16)
-    native.biased_window_attention(qkv[0], qkv[1], qkv[2], terms_t, pattern, out)
-    ref = native.reference_biased_attention(qkv[0], qkv[1], qkv[2], terms_t, pattern)
+    native.biased_window_attention(qkv[0], qkv[1], qkv[2], terms_t, pattern, out, unit)
+    ref = native.reference_biased_attention(qkv[0], qkv[1], qkv[2], terms_t, pattern, unit)
     assert (out.double() - ref).abs().max().item() <= 2 ** -8 * ref.abs().max().item()  # one bf16 rounding of y
 
 
 @needs_kernel
+@pytest.mark.parametrize("unit", [None, torch.tensor([1.0, 10.0, 100.0])], ids=["scaled", "cosine"])
 @pytest.mark.parametrize("n,d", [(64, 10), (256, 10), (16, 30), (64, 17), (32, 1)])
-def test_biased_kernel_is_fp32_exact(n, d):
+def test_biased_kernel_is_fp32_exact(n, d, unit):
     """Within 2e-6 of the float64 result relative to its largest value (the conformance tolerance is 2e-5), with
-    per-window terms (masked entries -100 below) and Q, K, V as strided views of one (W, N, 3, heads, d) tensor."""
+    per-window terms (masked entries -100 below) and Q, K, V as strided views of one (W, N, 3, heads, d) tensor; in
+    cosine attention too (Q's and K's rows made unit rows in the kernel, Q's times up to GRFormer's largest 100),
+    within 1e-5: logits up to 100 leave fp32 less room, and the official fp32 order (normalise, then Q·Kᵀ) was off
+    by 2.3-3.8e-6 on these inputs, the kernel by 2.0-4.6e-6."""
     g = torch.Generator().manual_seed(0)
     qkv = torch.randn(5, n, 3, 3, d, generator=g).permute(2, 0, 3, 1, 4)
     terms_t = torch.randn(3, 3, n, n, generator=g) * 3
     terms_t[1] -= 100 * (torch.rand(3, n, n, generator=g) > 0.5)
     pattern = torch.tensor([0, 1, 2, 1, 0], dtype=torch.int32)
     out = torch.empty(5, n, 3, d).transpose(1, 2)
-    assert native.biased_window_attention(qkv[0], qkv[1], qkv[2], terms_t, pattern, out) is out
-    ref = native.reference_biased_attention(qkv[0], qkv[1], qkv[2], terms_t, pattern)
-    assert (out.double() - ref).abs().max().item() <= 2e-6 * ref.abs().max().item()
+    assert native.biased_window_attention(qkv[0], qkv[1], qkv[2], terms_t, pattern, out, unit) is out
+    ref = native.reference_biased_attention(qkv[0], qkv[1], qkv[2], terms_t, pattern, unit)
+    assert (out.double() - ref).abs().max().item() <= (2e-6 if unit is None else 1e-5) * ref.abs().max().item()
 
 
 @needs_kernel
@@ -297,7 +302,8 @@ def test_biased_kernel_refuses_what_it_cannot_take():
     terms_t, pattern, out = torch.zeros(1, 3, 64, 64), torch.zeros(2, dtype=torch.int32), torch.empty(2, 3, 64, 10)
     for args in [(q.double(), q, q, terms_t, pattern, out), (q, q, q, terms_t, pattern + 1, out),
                  (q, q, q, terms_t[:, :2], pattern, out), (q[:, :, :48], q[:, :, :48], q[:, :, :48], terms_t, pattern,
-                                                           out[:, :, :48])]:
+                                                           out[:, :, :48]),
+                 (q, q, q, terms_t, pattern, out, torch.ones(2)), (q, q, q, terms_t, pattern, out, torch.ones(3).double())]:
         with pytest.raises(native.NativeUnavailable):
             native.biased_window_attention(*args)
 

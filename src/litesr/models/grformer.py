@@ -197,12 +197,10 @@ class GRSA(nn.Module):
             # (six small GEMMs measured faster here than two concatenated-weight GEMMs)
             q, k, v = grl(self.q1, self.q2), grl(self.k1, self.k2), grl(self.v1, self.v2)
         scale = torch.clamp(self.logit_scale, max=LOGIT_SCALE_MAX).exp()
-        q = unit_rows(q, scale)
-        k = unit_rows(k)
         # the bias depends on the weights alone: built once at inference (fp32 forward at LR 64² 0.195 against
         # 0.209 s, alternating A/B, medians of 10; -0.7 % at 128²)
         bias = inference_weights(self, "position_bias", x.dtype, self.position_bias)
-        o = geom.attend(q, k, v, bias, fused=self.fused_attention)
+        o = geom.attend(q, k, v, bias, fused=self.fused_attention, cosine=scale)
         o = o.transpose(1, 2).reshape(b_ * n, c)
         if folded:
             return ffn.linear_weights(o, proj_weight, proj_bias).view(b_, n, c)
@@ -222,16 +220,6 @@ class GRSA(nn.Module):
 
         return (diag(self.q1, self.q2, True), diag(self.k1, self.k2, True), diag(self.v1, self.v2, True),
                 diag(self.proj1, self.proj2, False))
-
-
-def unit_rows(t: torch.Tensor, scale: torch.Tensor | None = None) -> torch.Tensor:
-    """``F.normalize(t, dim=-1) [* scale]`` as one multiply by a per-row factor (equal to rounding).
-
-    F.normalize divides by the expanded norm, and its backward divides again over every element: in a GRFormer
-    bf16 training step those divisions took 10 % of the time.
-    """
-    factor = t.norm(dim=-1, keepdim=True).clamp_min(1e-12).reciprocal()
-    return t * (factor if scale is None else factor * scale)
 
 
 # --------------------------------------------------------------------------------------------- registry

@@ -151,7 +151,7 @@ def _load():
             continue
         kernel = biased[dtype] = getattr(library, name)
         kernel.restype = ctypes.c_int
-        kernel.argtypes = ([ctypes.c_void_p, ctypes.POINTER(ctypes.c_int64)] * 3 + [ctypes.c_void_p] * 3
+        kernel.argtypes = ([ctypes.c_void_p, ctypes.POINTER(ctypes.c_int64)] * 3 + [ctypes.c_void_p] * 4
                            + [ctypes.POINTER(ctypes.c_int64)] + [ctypes.c_int64] * 4 + [ctypes.c_int])
     lfe = library.lfe_f32
     lfe.restype = ctypes.c_int
@@ -193,9 +193,13 @@ def reference_attention(q: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
 CHECK_TOLERANCE = 0.01
 
 
-def reference_biased_attention(q, k, v, terms_t, pattern):
-    """``softmax(Q·Kᵀ + T)·V`` per window and head in float64, T the window's term (``terms_t`` holds Tᵀ)."""
+def reference_biased_attention(q, k, v, terms_t, pattern, unit=None):
+    """``softmax(Q·Kᵀ + T)·V`` per window and head in float64, T the window's term (``terms_t`` holds Tᵀ); with
+    ``unit`` (one scale per head), of Q's and K's rows made unit rows, Q's times ``unit``."""
     q, k, v = q.double(), k.double(), v.double()
+    if unit is not None:
+        q = F.normalize(q, dim=-1) * unit.double()[:, None, None]
+        k = F.normalize(k, dim=-1)
     terms = terms_t.double().transpose(-2, -1)[pattern.long()]  # (W, H, N, N)
     return torch.softmax(q @ k.transpose(-2, -1) + terms, -1) @ v
 
@@ -229,10 +233,11 @@ def _kernel_or_reason():
         if dtype not in kernels[1]:
             continue
         qkv = qkv.to(dtype)
-        out = torch.empty(2, 2, 32, 10, dtype=dtype)
-        _call_biased(kernels[1][dtype], qkv[0], qkv[1], qkv[2], terms_t, pattern, out)
-        ref = reference_biased_attention(qkv[0], qkv[1], qkv[2], terms_t, pattern)
-        errors.append((out.double() - ref).abs().max().item() / ref.abs().max().item() / scale)
+        for unit in (None, torch.tensor([3.0, 10.0])):  # scaled Q and K; cosine attention, as GRFormer's
+            out = torch.empty(2, 2, 32, 10, dtype=dtype)
+            _call_biased(kernels[1][dtype], qkv[0], qkv[1], qkv[2], terms_t, pattern, out, unit)
+            ref = reference_biased_attention(qkv[0], qkv[1], qkv[2], terms_t, pattern, unit)
+            errors.append((out.double() - ref).abs().max().item() / ref.abs().max().item() / scale)
     maps = torch.randn(64, 50, generator=g)  # two windows of 32 tokens gathered from a 64-row map, in place
     rows = torch.randperm(64, generator=g).to(torch.int32)
     out = torch.full((64, 30), float("nan"))
@@ -294,10 +299,11 @@ def _strides(t: torch.Tensor):
     return (ctypes.c_int64 * 3)(*t.stride()[:3])
 
 
-def _call_biased(kernel, q, k, v, terms_t, pattern, out) -> None:
+def _call_biased(kernel, q, k, v, terms_t, pattern, out, unit=None) -> None:
     w, heads, n, d = q.shape
     if kernel(q.data_ptr(), _strides(q), k.data_ptr(), _strides(k), v.data_ptr(), _strides(v), terms_t.data_ptr(),
-              pattern.data_ptr(), out.data_ptr(), _strides(out), w, heads, n, d, torch.get_num_threads()):
+              pattern.data_ptr(), _pointer(unit), out.data_ptr(), _strides(out), w, heads, n, d,
+              torch.get_num_threads()):
         raise MemoryError("biased_window_attention: no scratch memory")
 
 
@@ -654,20 +660,25 @@ def supports(t: torch.Tensor, dtype: torch.dtype | None = None) -> bool:
 
 
 def biased_window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, terms_t: torch.Tensor,
-                            pattern: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+                            pattern: torch.Tensor, out: torch.Tensor, unit: torch.Tensor | None = None
+                            ) -> torch.Tensor:
     """``softmax(Q·Kᵀ + T)·V`` into ``out`` for (windows, heads, N, d) Q (scaled), K, V (any strides, unit column
     stride; fp32, or bf16 computed in fp32), T window w's term: ``terms_t[pattern[w]]`` holds its transpose
-    (patterns, heads, N, N), fp32, contiguous. Returns ``out``. Only where :func:`window_attention_runs` and
-    :func:`supports` say so."""
+    (patterns, heads, N, N), fp32, contiguous. With ``unit`` (heads,) fp32, cosine attention: Q and K are taken
+    unnormalised, and each of their rows is made a unit row first, Q's times ``unit[head]`` (what
+    :func:`reference_biased_attention` with ``unit`` computes). Returns ``out``. Only where
+    :func:`window_attention_runs` and :func:`supports` say so."""
     kernels = _kernel_or_reason()[0]
     w, heads, n, _ = q.shape
     if (kernels is None or not all(supports(t) and t.shape == q.shape and t.dtype == q.dtype
                                    for t in (q, k, v, out))
             or terms_t.dtype != torch.float32 or not terms_t.is_contiguous() or terms_t.shape[1:] != (heads, n, n)
             or pattern.dtype != torch.int32 or pattern.shape != (w,) or not pattern.is_contiguous()
-            or (w and not 0 <= int(pattern.min()) <= int(pattern.max()) < terms_t.shape[0])):
+            or (w and not 0 <= int(pattern.min()) <= int(pattern.max()) < terms_t.shape[0])
+            or (unit is not None and (unit.dtype != torch.float32 or unit.shape != (heads,)
+                                      or not unit.is_contiguous() or unit.device.type != "cpu"))):
         raise NativeUnavailable(f"biased_window_attention: not for {tuple(q.shape)} {q.dtype} here ({status()})")
-    _call_biased(kernels[1][q.dtype], q, k, v, terms_t, pattern, out)
+    _call_biased(kernels[1][q.dtype], q, k, v, terms_t, pattern, out, unit)
     return out
 
 

@@ -326,13 +326,32 @@ static void normalise_rows(float *out, __m512 sum, float *y, int64_t yr, int64_t
         for (int64_t c = 0; c < d; c++) y[(row0 + l) * yr + c] = out[c * LANES + l];
 }
 
+/* 1 / max(|row|, 1e-12) · scale: the factor of F.normalize(row) · scale, as GRFormer's unit_rows computes it. */
+static inline float unit_factor(const float *row, int64_t d, float scale) {
+    float ss = 0.0f;
+    for (int64_t c = 0; c < d; c++) ss += row[c] * row[c];
+    return 1.0f / fmaxf(sqrtf(ss), 1e-12f) * scale;
+}
+
+/* n rows of src (stride sr) as unit rows into dst (stride d; may be src itself when sr == d). */
+static void unit_rows_f32(const float *src, int64_t sr, float *dst, int64_t n, int64_t d) {
+    for (int64_t i = 0; i < n; i++) {
+        const float f = unit_factor(src + i * sr, d, 1.0f);
+        for (int64_t c = 0; c < d; c++) dst[i * d + c] = src[i * sr + c] * f;
+    }
+}
+
 /* One window and head: y = softmax(Q·Kᵀ + T)·V (T absent: no term), two blocks of 16 query rows at a time where
-   two are left. Scratch: qt (n·d floats), s (2n vectors), out (2·16·d floats). */
+   two are left; with qscale, Q's rows are first made unit rows times *qscale (cosine attention). Scratch: qt (n·d
+   floats), s (2n vectors), out (2·16·d floats). */
 static void one_head_f32(const float *q, int64_t qr, const float *k, int64_t kr, const float *v, int64_t vr,
-                         const float *term_t, float *y, int64_t yr, int64_t n, int64_t d, float *qt, __m512 *s,
-                         float *out) {
-    for (int64_t i = 0; i < n; i++) /* Q's columns, 16 rows a vector */
-        for (int64_t c = 0; c < d; c++) qt[(i / LANES * d + c) * LANES + i % LANES] = q[i * qr + c];
+                         const float *term_t, float *y, int64_t yr, int64_t n, int64_t d, const float *qscale,
+                         float *qt, __m512 *s, float *out) {
+    for (int64_t i = 0; i < n; i++) { /* Q's columns, 16 rows a vector */
+        const float f = qscale ? unit_factor(q + i * qr, d, *qscale) : 1.0f;
+        for (int64_t c = 0; c < d; c++) qt[(i / LANES * d + c) * LANES + i % LANES] = qscale ? q[i * qr + c] * f
+                                                                                             : q[i * qr + c];
+    }
     const int64_t blocks = n / LANES;
     float *out1 = out + d * LANES;
     for (int64_t b = 0; b < blocks;) {
@@ -377,10 +396,13 @@ static inline void narrow_row(const float *src, bf16 *dst, int64_t d) {
 #endif
 
 /* Both precisions: fp32 rows are read and written in place; bf16 rows are widened into fp32 copies first and y is
-   narrowed back. Returns 0, or -1 if n or d is out of range or scratch memory could not be had. */
+   narrowed back. With unit (one scale per head), the attention is cosine attention: Q's and K's rows are made unit
+   rows, Q's times unit[head], before their product. Returns 0, or -1 if n or d is out of range or scratch memory
+   could not be had. */
 static int biased_attention(int bf16io, const void *q, const int64_t *qs, const void *k, const int64_t *ks,
-                            const void *v, const int64_t *vs, const float *terms_t, const int32_t *pattern, void *y,
-                            const int64_t *ys, int64_t windows, int64_t heads, int64_t n, int64_t d, int threads) {
+                            const void *v, const int64_t *vs, const float *terms_t, const int32_t *pattern,
+                            const float *unit, void *y, const int64_t *ys, int64_t windows, int64_t heads, int64_t n,
+                            int64_t d, int threads) {
     if (n <= 0 || n % LANES || d <= 0 || d > MAX_D) return -1;
     const size_t rows_bytes = (size_t)(n * d) * 4, s_bytes = (size_t)n * 128, out_bytes = (size_t)(d * LANES) * 8;
     const size_t padded = (rows_bytes + 63) / 64 * 64, total = 5 * padded + s_bytes + (out_bytes + 63) / 64 * 64;
@@ -403,9 +425,16 @@ static int biased_attention(int bf16io, const void *q, const int64_t *qs, const 
             const char *vh = (const char *)v + (w * vs[0] + h * vs[1]) * size;
             char *yh = (char *)y + (w * ys[0] + h * ys[1]) * size;
             const float *term = terms_t + ((int64_t)pattern[w] * heads + h) * n * n;
+            const float *qscale = unit ? unit + h : NULL;
             if (!bf16io) {
-                one_head_f32((const float *)qh, qs[2], (const float *)kh, ks[2], (const float *)vh, vs[2], term,
-                             (float *)yh, ys[2], n, d, qt, s, out);
+                const float *kk = (const float *)kh;
+                int64_t kr = ks[2];
+                if (unit) { /* K's unit rows, once per window and head */
+                    unit_rows_f32(kk, kr, kf, n, d);
+                    kk = kf, kr = d;
+                }
+                one_head_f32((const float *)qh, qs[2], kk, kr, (const float *)vh, vs[2], term, (float *)yh, ys[2],
+                             n, d, qscale, qt, s, out);
                 continue;
             }
 #ifdef __AVX512BF16__
@@ -414,7 +443,8 @@ static int biased_attention(int bf16io, const void *q, const int64_t *qs, const 
                 widen_row((const bf16 *)kh + i * ks[2], kf + i * d, d);
                 widen_row((const bf16 *)vh + i * vs[2], vf + i * d, d);
             }
-            one_head_f32(qf, d, kf, d, vf, d, term, yf, d, n, d, qt, s, out);
+            if (unit) unit_rows_f32(kf, d, kf, n, d);
+            one_head_f32(qf, d, kf, d, vf, d, term, yf, d, n, d, qscale, qt, s, out);
             for (int64_t i = 0; i < n; i++) narrow_row(yf + i * d, (bf16 *)yh + i * ys[2], d);
 #else
             (void)qf, (void)kf, (void)vf, (void)yf; /* an fp32-only build has no bf16 entry point */
@@ -426,18 +456,18 @@ static int biased_attention(int bf16io, const void *q, const int64_t *qs, const 
 }
 
 int biased_window_attention_f32(const float *q, const int64_t *qs, const float *k, const int64_t *ks, const float *v,
-                                const int64_t *vs, const float *terms_t, const int32_t *pattern, float *y,
-                                const int64_t *ys, int64_t windows, int64_t heads, int64_t n, int64_t d,
+                                const int64_t *vs, const float *terms_t, const int32_t *pattern, const float *unit,
+                                float *y, const int64_t *ys, int64_t windows, int64_t heads, int64_t n, int64_t d,
                                 int threads) {
-    return biased_attention(0, q, qs, k, ks, v, vs, terms_t, pattern, y, ys, windows, heads, n, d, threads);
+    return biased_attention(0, q, qs, k, ks, v, vs, terms_t, pattern, unit, y, ys, windows, heads, n, d, threads);
 }
 
 #ifdef __AVX512BF16__
 int biased_window_attention_bf16(const bf16 *q, const int64_t *qs, const bf16 *k, const int64_t *ks, const bf16 *v,
-                                 const int64_t *vs, const float *terms_t, const int32_t *pattern, bf16 *y,
-                                 const int64_t *ys, int64_t windows, int64_t heads, int64_t n, int64_t d,
+                                 const int64_t *vs, const float *terms_t, const int32_t *pattern, const float *unit,
+                                 bf16 *y, const int64_t *ys, int64_t windows, int64_t heads, int64_t n, int64_t d,
                                  int threads) {
-    return biased_attention(1, q, qs, k, ks, v, vs, terms_t, pattern, y, ys, windows, heads, n, d, threads);
+    return biased_attention(1, q, qs, k, ks, v, vs, terms_t, pattern, unit, y, ys, windows, heads, n, d, threads);
 }
 #endif
 
@@ -492,7 +522,7 @@ int elan_window_attention_f32(const float *q, int64_t qr, const float *v, int64_
                     prefetch_row(v + row * vr, d);
                     prefetch_row(y + row * yr, d);
                 }
-            one_head_f32(qf, d, qf, d, vf, d, NULL, yf, d, n, d, qt, s, out);
+            one_head_f32(qf, d, qf, d, vf, d, NULL, yf, d, n, d, NULL, qt, s, out);
             for (int64_t i = 0; i < n; i++) copy_row(y + (int64_t)r[i] * yr, yf + i * d, d);
         }
         free(mem);
