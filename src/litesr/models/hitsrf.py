@@ -57,7 +57,7 @@ from ..ops import ffn
 from ..ops.derived import inference_weights
 from ..ops.norm import plus_normed
 from ..ops.policy import is_exporting
-from ..ops.windows import relative_position_index, window_partition, window_reverse
+from ..ops.windows import relative_position_index, window_partition, window_reverse, window_reverse_into
 from .base import SRModel
 from .blocks import LayerNorm, PatchEmbedNorm, PixelShuffleUpsampler, add_mean
 from .blocks import pad_to_multiple, subtract_mean
@@ -238,6 +238,11 @@ class SCC(nn.Module):
         if self.fused_attention:
             spatial = self._spatial_associative(qh, v_cells, bias)
             channel = v @ ((q.transpose(1, 2) @ v) / (ws * ws)).transpose(1, 2)  # v · Gᵀ, G = qᵀv / L
+            if not is_exporting():  # both halves written once, straight into the picture (no concatenated windows)
+                out = x.new_empty(batch, hp, wp, c, dtype=torch.result_type(spatial, channel))  # as cat's
+                window_reverse_into(out, spatial.transpose(1, 2), ws, ws, slice(0, half))
+                window_reverse_into(out, channel, ws, ws, slice(half, c))
+                return ffn.linear(out, self.proj)
         else:
             spatial = (qh @ v_cells.transpose(-2, -1) / d + bias) @ v_cells
             channel = (((q.transpose(1, 2) @ v) / (ws * ws)) @ v.transpose(1, 2)).transpose(1, 2)

@@ -27,6 +27,18 @@ def window_reverse(windows: torch.Tensor, wh: int, ww: int, h: int, w: int) -> t
     return x.reshape(-1, h, w, c)
 
 
+def window_reverse_into(out: torch.Tensor, windows: torch.Tensor, wh: int, ww: int,
+                        channels: slice = slice(None)) -> torch.Tensor:
+    """Write ``windows`` (B·nW, wh·ww, *rest) into ``out[..., channels]`` of a (B, H, W, C) map in picture order:
+    :func:`window_reverse` of windows whose channels may be several dims (heads × width, as an attention leaves
+    them), each element read and written once, with no window-order copy between. Returns ``out``."""
+    b, h, w, _ = out.shape
+    rest = windows.shape[2:]
+    target = out[..., channels].unflatten(1, (h // wh, wh)).unflatten(3, (w // ww, ww)).permute(0, 1, 3, 2, 4, 5)
+    target.unflatten(-1, rest).copy_(windows.view(b, h // wh, w // ww, wh, ww, *rest))
+    return out
+
+
 def window_order(h: int, w: int, ws: int, shift: int = 0, device: torch.device | None = None) -> torch.Tensor:
     """Token order of ``roll(−shift) → window_partition`` as one gather index into the H·W tokens of a map.
 
