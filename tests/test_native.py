@@ -303,7 +303,8 @@ def test_biased_kernel_refuses_what_it_cannot_take():
     for args in [(q.double(), q, q, terms_t, pattern, out), (q, q, q, terms_t, pattern + 1, out),
                  (q, q, q, terms_t[:, :2], pattern, out), (q[:, :, :48], q[:, :, :48], q[:, :, :48], terms_t, pattern,
                                                            out[:, :, :48]),
-                 (q, q, q, terms_t, pattern, out, torch.ones(2)), (q, q, q, terms_t, pattern, out, torch.ones(3).double())]:
+                 (q, q, q, terms_t, pattern, out, torch.ones(2)),
+                 (q, q, q, terms_t, pattern, out, torch.ones(3).double())]:
         with pytest.raises(native.NativeUnavailable):
             native.biased_window_attention(*args)
 

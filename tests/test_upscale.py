@@ -218,9 +218,9 @@ def test_the_torch_runner_states_what_the_tiler_needs():
 
 
 def test_the_cli_takes_the_large_tile_only_where_freed_memory_is_reused(tmp_path, monkeypatch):
-    """ELAN-light, SwinIR-light, SPAN and PAN state a larger tile; ``litesr upscale`` takes it where it keeps freed blocks
-    for reuse (without reuse, a larger tile cost more per pixel); ESRT states a smaller one, taken either way; an
-    explicit --tile always wins, and the Python API keeps its documented default."""
+    """ELAN-light, SwinIR-light, SPAN and PAN state a larger tile; ``litesr upscale`` takes it where it keeps freed
+    blocks for reuse (without reuse, a larger tile cost more per pixel); ESRT states a smaller one, taken either way;
+    an explicit --tile always wins, and the Python API keeps its documented default."""
     from litesr import device, tiling
     from litesr.models.esrt import BASE_TILE
     from litesr.models.registry import LARGE_TILE, variant_tiles
