@@ -1,6 +1,7 @@
 """Peak resident memory of `litesr upscale` on a 2048×2048 image at ×4 (an 8192×8192 output, 192 MiB as uint8).
 
     python benchmarks/upscale_memory.py                         # a fresh PAN x4 (fast; the pipeline's memory)
+    python benchmarks/upscale_memory.py --model imdn            # a fresh IMDN x4 (any variant name)
     python benchmarks/upscale_memory.py --model shipped         # the shipped ELAN-light x4 (minutes on a CPU)
     python benchmarks/upscale_memory.py --size 1024 --ext jpg   # a format Pillow encodes from the whole image
     python benchmarks/upscale_memory.py --size 4000x3000        # a 12-megapixel photo, x4
@@ -40,7 +41,8 @@ def child_peak(command: list[str]) -> tuple[int, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", choices=("pan", "shipped"), default="pan")
+    parser.add_argument("--model", default="pan", help="a variant with random x4 weights (pan, imdn, span, ...), or "
+                                                         "'shipped' (the default model; default: pan)")
     parser.add_argument("--size", default="2048", help="LR side, or WxH (e.g. 4000x3000); default 2048")
     parser.add_argument("--ext", default="png", choices=("png", "jpg", "webp", "tif"))
     parser.add_argument("--tile", type=int, help="LR tile (default: what `litesr upscale` takes for the model)")
@@ -63,10 +65,10 @@ def main() -> None:
         src = tmp / "in.png"
         Image.fromarray(lr).save(src)
         weights: list[str] = []
-        if args.model == "pan":
+        if args.model != "shipped":
             torch.manual_seed(0)
-            path = tmp / "pan_x4.safetensors"
-            litesr.save_model(litesr.create_model("pan", 4), path)
+            path = tmp / f"{args.model}_x4.safetensors"
+            litesr.save_model(litesr.create_model(args.model, 4), path)
             weights = ["--weights", str(path)]
         env_threads = ["env", f"OMP_NUM_THREADS={args.threads}", "OMP_WAIT_POLICY=PASSIVE"]
         base = [*env_threads, sys.executable, "-c",
@@ -82,7 +84,7 @@ def main() -> None:
         with Image.open(out) as img:
             size = img.size
         output_bytes = size[0] * size[1] * 3
-    result = {"model": "pan x4 (random weights)" if args.model == "pan" else "shipped elan-light x4",
+    result = {"model": f"{args.model} x4 (random weights)" if args.model != "shipped" else "shipped elan-light x4",
               "lr": f"{width}x{height}", "output": f"{size[0]}x{size[1]}", "format": args.ext,
               "tile": args.tile or "default", "peak_rss_mib": round(peak / MIB),
               "baseline_rss_mib": round(baseline / MIB),
