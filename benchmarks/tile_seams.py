@@ -57,7 +57,7 @@ def main() -> None:
             start = time.perf_counter()
             tiled = tiling.upscale_array(runner, image, tiling.InferenceOptions(tile=args.tile, overlap=overlap))
             seconds = time.perf_counter() - start
-            used = max(overlap, runner.tile_context)
+            used = tiling.tile_context(runner, overlap)
             seams = tiling.seam_mask(tiling.plan_for(runner, h, w, args.tile, overlap), h, w, model.scale)
             cells.append(f"ov {overlap:>2}{'*' if used != overlap else ' '}: {psnr255(tiled, whole):6.2f} | "
                          f"{psnr255(tiled[seams], whole[seams]):6.2f} | "

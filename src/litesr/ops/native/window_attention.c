@@ -326,7 +326,7 @@ static void normalise_rows(float *out, __m512 sum, float *y, int64_t yr, int64_t
         for (int64_t c = 0; c < d; c++) y[(row0 + l) * yr + c] = out[c * LANES + l];
 }
 
-/* 1 / max(|row|, 1e-12) · scale: the factor of F.normalize(row) · scale, as GRFormer's unit_rows computes it. */
+/* 1 / max(|row|, 1e-12) · scale: the factor of F.normalize(row) · scale, as ops.attention.unit_rows computes it. */
 static inline float unit_factor(const float *row, int64_t d, float scale) {
     float ss = 0.0f;
     for (int64_t c = 0; c < d; c++) ss += row[c] * row[c];
@@ -348,9 +348,8 @@ static void one_head_f32(const float *q, int64_t qr, const float *k, int64_t kr,
                          const float *term_t, float *y, int64_t yr, int64_t n, int64_t d, const float *qscale,
                          float *qt, __m512 *s, float *out) {
     for (int64_t i = 0; i < n; i++) { /* Q's columns, 16 rows a vector */
-        const float f = qscale ? unit_factor(q + i * qr, d, *qscale) : 1.0f;
-        for (int64_t c = 0; c < d; c++) qt[(i / LANES * d + c) * LANES + i % LANES] = qscale ? q[i * qr + c] * f
-                                                                                             : q[i * qr + c];
+        const float f = qscale ? unit_factor(q + i * qr, d, *qscale) : 1.0f; /* times 1: the same bits */
+        for (int64_t c = 0; c < d; c++) qt[(i / LANES * d + c) * LANES + i % LANES] = q[i * qr + c] * f;
     }
     const int64_t blocks = n / LANES;
     float *out1 = out + d * LANES;
