@@ -273,16 +273,18 @@ def test_real_checkpoint_converts_unchanged(checkpoint, tmp_path):
 
 @pytest.mark.slow
 def test_real_checkpoint_tiles_match_the_whole_image(checkpoint):
-    """Tiles aligned to the 64-pixel windows with 128 pixels of context: above 45 dB against the whole image."""
+    """Default tiles (256, aligned to the 64-pixel windows, one window of context): above 45 dB against the whole
+    image within 4 LR pixels of a seam. (The 48-pixel windows are off the grid in most tiles whatever the context:
+    128 pixels score 43.6 dB there on this crop, 64 pixels 47.3.)"""
     from litesr.io import image_to_tensor, read_image
-    from litesr.tiling import InferenceOptions, upscale_tensor
+    from litesr.tiling import InferenceOptions, plan_for, seam_mask, upscale_tensor
     from conftest import psnr
 
     model = litesr.load_model(checkpoint)
-    assert model.size_multiple == 64
-    x = image_to_tensor(read_image(BENCHMARKS / "Urban100" / "HR" / "img_011.png"))[..., :320, :320]
+    assert model.size_multiple == 64 and model.tile_context == 64
+    x = image_to_tensor(read_image(BENCHMARKS / "Urban100" / "HR" / "img_011.png"))[..., :768, :512]
     full = upscale_tensor(model, x, InferenceOptions(tile=None))
-    # 3×3 tiles; the default overlap becomes the model's tile_context
-    tiled = upscale_tensor(model, x, InferenceOptions(tile=128))
-    assert model.tile_context == 128
-    assert psnr(tiled.clamp(0, 1), full.clamp(0, 1), peak=1.0) > 45.0
+    tiled = upscale_tensor(model, x, InferenceOptions())  # the default tile; the overlap becomes tile_context
+    seams = torch.from_numpy(seam_mask(plan_for(model, 768, 512), 768, 512, 4))
+    assert seams.any()
+    assert psnr(tiled[..., seams].clamp(0, 1), full[..., seams].clamp(0, 1), peak=1.0) > 45.0

@@ -210,7 +210,7 @@ def test_the_torch_runner_states_what_the_tiler_needs():
     model = litesr.create_model("hitsrf", 4)
     runner = as_runner(model, "cpu", "fp32")
     assert isinstance(runner, TorchRunner) and isinstance(runner, Runner) and as_runner(runner) is runner
-    assert (runner.scale, runner.size_multiple, runner.tile_context) == (4, model.size_multiple, 128)
+    assert (runner.scale, runner.size_multiple, runner.tile_context) == (4, model.size_multiple, 64)
     assert (runner.device, runner.precision, runner.static_shape) == (torch.device("cpu"), "fp32", False)
     assert (runner.label, runner.arch, runner.runtime) == ("hitsrf", "hitsrf", "")
     with pytest.raises(TypeError, match="nn.Module or a litesr Runner"):
@@ -394,7 +394,7 @@ def test_a_model_that_needs_more_context_gets_it_whatever_overlap_is_asked():
     tiles = plan_for(Wide(), 300, 300, tile=128, overlap=8)
     inner = [t for t in tiles if t.cy0 > 0 and t.cx0 > 0]
     assert inner and all(t.cy0 - t.y0 >= 48 and t.cx0 - t.x0 >= 48 for t in inner)
-    assert litesr.create_model("hitsrf", 4).tile_context == 128
+    assert litesr.create_model("hitsrf", 4).tile_context == 64
     assert litesr.create_model("elan-light", 4).tile_context == 0
 
 
@@ -410,7 +410,7 @@ def test_convolutional_models_default_to_less_context_and_an_asked_overlap_wins(
     contexts = {name: tile_context(as_runner(litesr.create_model(name, 4))) for name in ("imdn", "pan", "span",
                                                                                         "elan-light", "hitsrf")}
     assert contexts == {"imdn": CNN_OVERLAP, "pan": CNN_OVERLAP, "span": CNN_OVERLAP, "elan-light": DEFAULT_OVERLAP,
-                        "hitsrf": 128}
+                        "hitsrf": 64}
     pan = as_runner(litesr.create_model("pan", 4))
     assert tile_context(pan, 24) == 24 and tile_context(pan, 0) == 0
     inner = [t for t in plan_for(pan, 600, 600, tile=256) if t.cy0 > 0]
