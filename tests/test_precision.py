@@ -1,5 +1,6 @@
 """``--precision auto``: bf16 only where the hardware has it natively and it was measured faster per architecture."""
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -78,6 +79,42 @@ def test_cli_upscale_and_eval_reuse_freed_memory(monkeypatch, tmp_path):
         import platform
 
         assert litesr.device.reuse_freed_memory() == (platform.libc_ver()[0] == "glibc")
+
+
+def test_kept_blocks_are_released_only_where_kept_and_above_the_resident_set_asked(monkeypatch):
+    """``release_freed_memory`` trims glibc's heap where blocks are kept, and only above the resident set it is
+    given; the tiler asks before each tile larger than the last (where a smaller tile's blocks seldom fit)."""
+    from litesr import device
+
+    trims = []
+
+    class Libc:
+        def malloc_trim(self, pad):
+            trims.append(pad)
+
+    if sys.platform.startswith("linux"):
+        assert device.resident_bytes() > 1 << 20
+    monkeypatch.setattr(device, "resident_bytes", lambda: 2 << 30)
+    monkeypatch.setattr(device, "_libc", None)
+    assert not device.release_freed_memory(above=0) and trims == []
+    monkeypatch.setattr(device, "_libc", Libc())
+    assert not device.release_freed_memory(above=3 << 30) and trims == []
+    assert device.release_freed_memory(above=1 << 30) and trims == [0]
+
+    sizes, released = [], []
+    model = litesr.create_model("pan", 2).eval()
+    monkeypatch.setattr(tiling, "release_freed_memory", lambda: released.append(len(sizes)))
+
+    def forward(x):
+        sizes.append(x.numel())
+        return torch.zeros(1, 3, 2 * x.shape[-2], 2 * x.shape[-1])
+
+    monkeypatch.setattr(model, "forward", forward)
+    plan = tiling.plan_for(model, 50, 90, tile=32)
+    assert len({(t.y1 - t.y0) * (t.x1 - t.x0) for t in plan}) > 1  # tiles of several sizes
+    tiling.upscale_tensor(model, torch.rand(1, 3, 50, 90), tiling.InferenceOptions(tile=32, progress=False))
+    assert len(sizes) == len(plan)
+    assert released == [i for i, n in enumerate(sizes) if n > ([0] + sizes)[i]]
 
 
 #: bf16 autocast against the official fp32 output of the window transformers' conformance vectors (random weights,

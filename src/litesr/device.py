@@ -9,6 +9,7 @@ pick their device and precision here. One word for both training and inference: 
 from __future__ import annotations
 
 import contextlib
+import os
 from typing import ContextManager, Iterator
 
 import torch
@@ -125,20 +126,52 @@ def reuse_freed_memory() -> bool:
     import ctypes.util
     import sys
 
-    global _freed_memory_reused
+    global _freed_memory_reused, _libc
     if not sys.platform.startswith("linux"):
         return False
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         m_trim_threshold, m_mmap_threshold = -1, -3
         applied = bool(libc.mallopt(m_mmap_threshold, 1 << 30)) and bool(libc.mallopt(m_trim_threshold, 1 << 31))
+        libc.malloc_trim  # noqa: B018 (glibc has it where it has mallopt; checked here, not at the first release)
     except (OSError, AttributeError):  # not glibc (musl has no mallopt)
         return False
     _freed_memory_reused = _freed_memory_reused or applied
+    _libc = libc if _freed_memory_reused else None
     return applied
 
 
 _freed_memory_reused = False
+_libc = None
+
+
+#: :func:`release_freed_memory` leaves a resident set below this alone: handing blocks back costs page faults when
+#: they are needed again (a SPAN x4 of a 2048×1536 LR picture 4 % slower with a release at each larger tile).
+RELEASE_ABOVE = 1 << 30
+
+
+def release_freed_memory(above: int = RELEASE_ABOVE) -> bool:
+    """Hand the freed blocks kept by :func:`reuse_freed_memory` back to the OS (glibc's ``malloc_trim``) when the
+    resident set is above ``above`` bytes; nothing where they are not kept. Returns whether it released.
+
+    Kept blocks serve the next forward of the same shape, but seldom fit a larger one: the heap then grows by what
+    the new shape's tensors do not find free, and each change of tile shape grows it again. The tiler calls this
+    before a tile larger than the last. A HiT-SRF x4 of a 4000×1024 LR picture in tiles of 256 peaked at 1949 MiB
+    resident without, 1289 MiB with a release at each change of shape.
+    """
+    if _libc is None or resident_bytes() <= above:
+        return False
+    _libc.malloc_trim(0)
+    return True
+
+
+def resident_bytes() -> int:
+    """This process's resident set in bytes (Linux; 0 where ``/proc`` does not say)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 def freed_memory_reused() -> bool:

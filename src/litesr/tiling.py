@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .device import self_ensemble_forward
+from .device import release_freed_memory, self_ensemble_forward
 from .errors import UsageError
 from .runner import Runner, as_runner
 
@@ -156,6 +156,7 @@ class _Tiler:
         self.runner, self.options = runner, options
         self.scale = runner.scale
         self.shape: tuple[int, int] | None = None  # the one window size a static-shape runner is given
+        self.last_size = 0  # the last forward's input elements
 
     def plan(self, h: int, w: int) -> list[Tile]:
         tiles = plan_for(self.runner, h, w, self.options.tile, self.options.overlap)
@@ -170,6 +171,9 @@ class _Tiler:
 
             h, w = patch.shape[-2:]
             return self.forward(pad_to_multiple(patch, self.shape))[..., :h * self.scale, :w * self.scale]
+        if patch.numel() > self.last_size:  # a larger shape: the blocks kept from a smaller one seldom fit it
+            release_freed_memory()
+        self.last_size = patch.numel()
         patch = patch.to(self.runner.device)
         y = self_ensemble_forward(self.runner, patch) if self.options.self_ensemble else self.runner(patch)
         return y.float().cpu()
