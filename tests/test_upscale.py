@@ -235,10 +235,10 @@ def test_the_cli_takes_the_large_tile_only_where_freed_memory_is_reused(tmp_path
         "elan": 0, "esrt": 0}
     assert variant_tiles("large_tile") == {LARGE_TILE: ["elan-light", "span", "swinir-light"], PAN_TILE: ["pan"]}
     assert variant_tiles("base_tile") == {BASE_TILE: ["esrt"]} and BASE_TILE < tiling.DEFAULT_TILE
-    monkeypatch.setattr(device, "_freed_memory_reused", False)
+    monkeypatch.setattr(device, "_libc", None)
     assert {n: tiling.default_tile(r) for n, r in runners.items()} == {
         **{n: tiling.DEFAULT_TILE for n in runners}, "esrt": BASE_TILE}
-    monkeypatch.setattr(device, "_freed_memory_reused", True)
+    monkeypatch.setattr(device, "_libc", object())
     assert tiling.default_tile(runners["elan-light"]) == LARGE_TILE
     assert tiling.default_tile(runners["grformer"]) == tiling.DEFAULT_TILE
     assert tiling.default_tile(runners["esrt"]) == BASE_TILE
@@ -249,7 +249,7 @@ def test_the_cli_takes_the_large_tile_only_where_freed_memory_is_reused(tmp_path
         runner, h, w, tile, overlap))
     image = tmp_path / "in.png"
     Image.fromarray(np.zeros((300, 20, 3), np.uint8)).save(image)
-    monkeypatch.setattr(device, "_freed_memory_reused", False)  # the CLI's own call decides
+    monkeypatch.setattr(device, "_libc", None)  # the CLI's own call decides
     for extra in ([], ["--tile", "64"]):
         assert main(["upscale", str(image), "-o", str(tmp_path / "out.png"), "--arch", "elan-light", "--scale", "4",
                      "--quiet", "--overwrite", *extra]) == 0

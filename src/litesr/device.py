@@ -126,7 +126,7 @@ def reuse_freed_memory() -> bool:
     import ctypes.util
     import sys
 
-    global _freed_memory_reused, _libc
+    global _libc
     if not sys.platform.startswith("linux"):
         return False
     try:
@@ -136,12 +136,11 @@ def reuse_freed_memory() -> bool:
         libc.malloc_trim  # noqa: B018 (glibc has it where it has mallopt; checked here, not at the first release)
     except (OSError, AttributeError):  # not glibc (musl has no mallopt)
         return False
-    _freed_memory_reused = _freed_memory_reused or applied
-    _libc = libc if _freed_memory_reused else None
+    _libc = libc if applied else _libc
     return applied
 
 
-_freed_memory_reused = False
+#: glibc, once :func:`reuse_freed_memory` has applied in this process (None before, and where it cannot apply)
 _libc = None
 
 
@@ -176,7 +175,7 @@ def resident_bytes() -> int:
 
 def freed_memory_reused() -> bool:
     """Whether :func:`reuse_freed_memory` applied in this process."""
-    return _freed_memory_reused
+    return _libc is not None
 
 
 def pick_device(name: str | torch.device | None) -> torch.device:
